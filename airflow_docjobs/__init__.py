@@ -1,0 +1,3 @@
+"""airflow-docjobs: run document-AI vendors' asynchronous APIs from Airflow DAGs."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,63 @@
+"""``python -m airflow_docjobs.emulator``: serve the emulator with uvicorn until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+
+import uvicorn
+
+from airflow_docjobs.emulator.app import EmulatorSettings, create_app
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    defaults = EmulatorSettings()
+    parser = argparse.ArgumentParser(prog="python -m airflow_docjobs.emulator", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080, help="0 picks a free port (printed at startup)")
+    parser.add_argument("--api-key", default=defaults.api_key, help="the secret every vendor accepts")
+    parser.add_argument("--processing-seconds", type=float, default=defaults.processing_seconds)
+    parser.add_argument("--result-ttl", type=float, default=defaults.result_ttl_seconds, help="Finovox")
+    parser.add_argument("--review-seconds", type=float, default=defaults.review_seconds, help="myBiros")
+    parser.add_argument("--log-level", default="warning", help="'info' logs every request")
+    return parser.parse_args(argv)
+
+
+async def serve(args: argparse.Namespace) -> int:
+    settings = EmulatorSettings(
+        api_key=args.api_key,
+        processing_seconds=args.processing_seconds,
+        result_ttl_seconds=args.result_ttl,
+        review_seconds=args.review_seconds,
+    )
+    config = uvicorn.Config(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+    server = uvicorn.Server(config)
+
+    def stop(signum: int, frame: object) -> None:
+        server.should_exit = True
+
+    # uvicorn swaps in its own handlers while serving and, once shut down, re-raises the signal through
+    # whatever handler was there before: with ours that is a no-op, so the process exits with status 0.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop)
+
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            await task
+            return 1  # could not bind; uvicorn has logged why
+        await asyncio.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    print(f"emulator listening on http://{args.host}:{port}", flush=True)
+    await task
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return asyncio.run(serve(parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""myBiros async inference: ``async-predict`` and ``predicted-documents/{document_id}``, with human review."""
+
+from __future__ import annotations
+
+import mimetypes
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from airflow_docjobs.emulator.app import (
+    Emulator,
+    Job,
+    Vendor,
+    file_extension,
+    pdf_page_count,
+    read_form,
+    scenarios_of,
+    vendor_route,
+)
+
+SERVICE = "/inference/service/{service_id}"
+# The one service id that does not exist, so clients can exercise the documented 404.
+UNKNOWN_SERVICE = "unknown"
+SERVICE_FIELDS = {
+    "surname_1": {"tag_alias": "Surname", "tag_multiple_values": True},
+    "name_1": {"tag_alias": "Name", "tag_multiple_values": True},
+    "fiscal_code_1": {"tag_alias": "FiscalCode", "tag_multiple_values": False},
+}
+
+
+def _error(request: Request, status: int, detail: str) -> Response:
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+BIROS = Vendor(
+    name="biros",
+    secret_header="x-api-key",
+    secret_prefix="",
+    error=_error,
+    unauthorized=lambda request: _error(request, 401, "Invalid or missing API key"),
+)
+
+
+def _box(x: int, y: int, width: int, height: int) -> list[dict[str, int]]:
+    return [{"x": x, "y": y, "width": width, "height": height}]
+
+
+def _entity(entity_id: int, text: str, confidence: float, box: tuple[int, int, int, int]) -> dict[str, Any]:
+    return {"id": entity_id, "text": text, "confidence": confidence, "bounding_boxes": _box(*box)}
+
+
+def _page(index: int, with_entities: bool, errors: list[dict[str, Any]]) -> dict[str, Any]:
+    words = [("VERDI", 99.43, (120, 80, 90, 24)), ("GIUSEPPE", 99.47, (120, 120, 120, 24))]
+    words.append(("VRDGPP13R10B293P", 90.97, (120, 160, 260, 24)))
+    entities: dict[str, Any] = {}
+    if with_entities:
+        entities = {
+            "surname_1": [_entity(0, *words[0])],
+            "name_1": [_entity(1, *words[1])],
+            "fiscal_code_1": _entity(2, *words[2]),  # single-valued field: an object, not a list
+        }
+    return {
+        "page_index": index,
+        "page_layout": {"height": 600, "width": 1000, "rotation_angle": 0},
+        "ocr": [
+            {"text": text, "confidence": confidence, "bounding_boxes": _box(*box)}
+            for text, confidence, box in (words if with_entities else [])
+        ],
+        "entities_index": len(entities),
+        "entities": entities,
+        "aggregated_entities": {},
+        "policy_violations": [],
+        "errors": errors,
+    }
+
+
+def _revision_status(job: Job, emulator: Emulator, now: float) -> str:
+    # A reviewer picks the document up half way through review_seconds and decides at the end.
+    review = emulator.settings.review_seconds
+    since = job.since_done(now)
+    if since < review / 2:
+        return "pending"
+    if since < review:
+        return "to_review"
+    return "not_approved" if "reject" in job.scenarios else "approved"
+
+
+async def async_predict(request: Request, emulator: Emulator) -> Response:
+    service_id = request.path_params["service_id"]
+    if service_id == UNKNOWN_SERVICE:
+        return _error(request, 404, f"Service {service_id} not found")
+    form = await read_form(request)
+    upload = form.get("file") if form is not None else None
+    if not isinstance(upload, UploadFile) or not upload.filename:
+        return _error(request, 422, "Field 'file' is required")
+    content = await upload.read()
+    content_type = upload.content_type
+    if not content_type or content_type == "application/octet-stream":
+        content_type = mimetypes.guess_type(upload.filename)[0] or "application/octet-stream"
+    pdf = file_extension(upload.filename) == ".pdf"
+    document_id, job_id = str(uuid.uuid4()), str(uuid.uuid4())
+    emulator.new_job(
+        "biros",
+        "inference",
+        document_id,
+        scenarios_of(upload.filename),
+        service_id=service_id,
+        job_id=job_id,
+        original_name=upload.filename,
+        content_type=content_type,
+        page_count=pdf_page_count(content) if pdf else 1,
+    )
+    return JSONResponse({"job": job_id, "resource": document_id})
+
+
+async def predicted_document(request: Request, emulator: Emulator) -> Response:
+    service_id, document_id = request.path_params["service_id"], request.path_params["document_id"]
+    if service_id == UNKNOWN_SERVICE:
+        return _error(request, 404, f"Service {service_id} not found")
+    job = emulator.get("biros", document_id)
+    if job is None or job.data["service_id"] != service_id:
+        return _error(request, 404, f"Document {document_id} not found for service {service_id}")
+    now = emulator.now()
+    out: dict[str, Any] = {
+        "service": service_id,
+        "current_date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    if not job.done(now):
+        message = "Currently processing the document. Please attempt again later."
+        return JSONResponse(out | {"document": {"status": "RUNNING", "message": message}})
+    if job.failed:
+        message = "An error occurred during document processing. Inference has been aborted."
+        return JSONResponse(out | {"document": {"status": "ERROR", "message": message}})
+
+    # The v1 API spells the same switch as a repeated ``include`` parameter.
+    query = request.query_params
+    with_validation = query.get("include_validation_errors", "").lower() in ("true", "1") or (
+        "validation_errors" in query.getlist("include")
+    )
+    errors = []
+    if with_validation and "reject" in job.scenarios:
+        errors = [
+            {"type": "validation", "entity": "fiscal_code_1", "message": "Fiscal code checksum mismatch"}
+        ]
+    data = job.data
+    document = {
+        "id": document_id,
+        "status": "ACTIVE",
+        "revision_status": _revision_status(job, emulator, now),
+        "original_name": data["original_name"],
+        "content_type": data["content_type"],
+        "page_count": data["page_count"],
+    }
+    pages = [_page(i, i == 0, errors if i == 0 else []) for i in range(data["page_count"])]
+    return JSONResponse(
+        out
+        | {
+            "service_name": f"Service {service_id}",
+            "service_fields": SERVICE_FIELDS,
+            "document": document,
+            "document_pages": pages,
+        }
+    )
+
+
+ROUTES = [
+    vendor_route(BIROS, SERVICE + "/async-predict", async_predict, ["POST"]),
+    vendor_route(BIROS, SERVICE + "/predicted-documents/{document_id}", predicted_document, ["GET"]),
+]

@@ -1,0 +1,158 @@
+"""
+docimprint async jobs: ``POST /v1/extract``, ``POST /v1/jobs`` (batches) and ``GET /v1/jobs/{job_id}``.
+
+Webhooks are accepted and kept on the job but never delivered: every client must be able to poll anyway,
+and an emulator calling out to the network would break the "everything runs offline" promise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import uuid
+from typing import Any
+from urllib.parse import urlparse
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from airflow_docjobs.emulator.app import Emulator, Job, Vendor, read_json, scenarios_of, vendor_route
+
+PAGES_PER_SOURCE = 12
+ERROR_CODES = {
+    400: "invalid_request",
+    402: "payment_required",
+    404: "not_found",
+    422: "invalid_request",
+    429: "rate_limited",
+    503: "service_unavailable",
+}
+
+
+def _error(request: Request, status: int, message: str, code: str | None = None) -> Response:
+    code = code or ERROR_CODES.get(status, "internal_error" if status >= 500 else "invalid_request")
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+DOCIMPRINT = Vendor(
+    name="docimprint",
+    secret_header="x-payment",
+    secret_prefix="",
+    error=_error,
+    unauthorized=lambda request: _error(
+        request, 402, "A valid X-Payment token is required for this endpoint"
+    ),
+)
+
+
+def _is_http_url(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    url = urlparse(value)
+    return url.scheme in ("http", "https") and bool(url.netloc)
+
+
+def _bundle(job: Job, index: int | None = None) -> dict[str, str]:
+    seed = f"{job.key}:{index}".encode()
+    return {
+        "bundle_id": "ev_" + hashlib.sha1(seed).hexdigest()[:16],
+        "manifest_sha256": hashlib.sha256(seed).hexdigest(),
+    }
+
+
+def _item_error(source: str) -> dict[str, str]:
+    return {
+        "code": "extract_failed",
+        "message": f"Could not extract {source}: the document could not be parsed",
+    }
+
+
+def _job_json(job: Job, now: float) -> dict[str, Any]:
+    sources = job.data["sources"]
+    failing = ["fail" in scenarios_of(source) for source in sources]
+    out: dict[str, Any] = {"job_id": job.key}
+    if not job.done(now):
+        pages = PAGES_PER_SOURCE * len(sources)
+        pct = math.floor(job.progress(now) * 100)
+        page = min(pages, max(1, math.ceil(job.progress(now) * pages)))
+        out |= {"status": "processing", "progress_pct": pct, "progress_message": f"OCR page {page}/{pages}"}
+    elif any(failing):
+        out |= {"status": "failed", "progress_pct": 100, "progress_message": "Failed"}
+        out["error"] = _item_error(sources[failing.index(True)])
+    else:
+        out |= {"status": "complete", "progress_pct": 100, "progress_message": "Evidence bundle stored"}
+        out |= _bundle(job)
+    if job.kind == "batch":
+        items = []
+        for index, (source, fails) in enumerate(zip(sources, failing, strict=True)):
+            item: dict[str, Any] = {"source": source, "status": "processing"}
+            if job.done(now):
+                item |= (
+                    {"status": "failed", "error": _item_error(source)} if fails else {"status": "complete"}
+                )
+                item |= {} if fails else _bundle(job, index)
+            items.append(item)
+        out["items"] = items
+    return out
+
+
+async def extract(request: Request, emulator: Emulator) -> Response:
+    body = await read_json(request)
+    if not isinstance(body, dict) or not _is_http_url(body.get("source")):
+        return _error(request, 422, "Body must be a JSON object whose 'source' is an http(s) URL")
+    if body.get("webhook") is not None and not _is_http_url(body["webhook"]):
+        return _error(request, 422, "webhook must be an http(s) URL")
+    source = body["source"]
+    job_id = "job_" + uuid.uuid4().hex[:16]
+    if request.query_params.get("sync", "").lower() == "true":
+        if "fail" in scenarios_of(source):
+            return _error(request, 422, _item_error(source)["message"], code="extract_failed")
+        # Inline processing: the job is recorded already complete so GET /v1/jobs/{id} agrees.
+        job = emulator.new_job("docimprint", "extract", job_id, frozenset(), sources=[source])
+        job.duration = 0.0
+        return JSONResponse(_job_json(job, emulator.now()) | {"source": source})
+    emulator.new_job(
+        "docimprint", "extract", job_id, scenarios_of(source), sources=[source], webhook=body.get("webhook")
+    )
+    return JSONResponse({"job_id": job_id, "status": "processing"}, status_code=202)
+
+
+async def batch(request: Request, emulator: Emulator) -> Response:
+    body = await read_json(request)
+    items = body.get("items") if isinstance(body, dict) else None
+    if not isinstance(items, list) or not items:
+        return _error(request, 422, 'items must be a non-empty list of {"source": url} objects')
+    if not all(isinstance(item, dict) and _is_http_url(item.get("source")) for item in items):
+        return _error(request, 422, "every item needs a 'source' that is an http(s) URL")
+    if body.get("webhook") is not None and not _is_http_url(body["webhook"]):
+        return _error(request, 422, "webhook must be an http(s) URL")
+    mode = body.get("mode", "extract")
+    if not isinstance(mode, str) or not mode:
+        return _error(request, 422, "mode must be a string such as 'extract'")
+    sources = [item["source"] for item in items]
+    job_id = "job_" + uuid.uuid4().hex[:16]
+    emulator.new_job(
+        "docimprint",
+        "batch",
+        job_id,
+        scenarios_of(*sources),
+        sources=sources,
+        mode=mode,
+        webhook=body.get("webhook"),
+    )
+    return JSONResponse({"job_id": job_id, "status": "processing"}, status_code=202)
+
+
+async def job_status(request: Request, emulator: Emulator) -> Response:
+    job = emulator.get("docimprint", request.path_params["job_id"])
+    if job is None:
+        return _error(request, 404, f"No job {request.path_params['job_id']}")
+    return JSONResponse(_job_json(job, emulator.now()))
+
+
+ROUTES = [
+    vendor_route(DOCIMPRINT, "/v1/extract", extract, ["POST"]),
+    vendor_route(DOCIMPRINT, "/v1/jobs", batch, ["POST"]),
+    # Polling is documented as free and shown without X-Payment, so it needs no token.
+    vendor_route(DOCIMPRINT, "/v1/jobs/{job_id}", job_status, ["GET"], public=True),
+]

@@ -1,0 +1,94 @@
+"""
+Errors raised by airflow-docjobs.
+
+::
+
+    DocJobsError                      every error carries vendor, conn_id, status_code, job_id, vendor_message
+     ├── DocJobsInputError            bad parameter, raised before any network call (also a ValueError)
+     ├── VendorTransientError         429 / 5xx / network / timeout / non-JSON body, still failing after retries
+     ├── VendorAPIError               a permanent HTTP answer: retrying the same request cannot help
+     │    ├── VendorAuthError         401 / 403
+     │    ├── VendorRequestError      400 / 422 and other 4xx
+     │    └── VendorNotFoundError     404: unknown job, token or document
+     └── VendorJobFailedError         the vendor says the job failed (also an AirflowFailException: no retry)
+
+Messages name the connection id and never a secret: the hooks only ever pass the vendor's own
+message and identifiers in, never headers or connection passwords.
+"""
+
+from __future__ import annotations
+
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
+
+
+class DocJobsError(AirflowException):
+    """
+    Base error of the provider.
+
+    :param summary: what went wrong, in a few words.
+    :param vendor: vendor name, e.g. ``Finovox``.
+    :param conn_id: Airflow connection id in use.
+    :param status_code: HTTP status of the vendor's answer, if there was one.
+    :param job_id: vendor job reference (never a secret token).
+    :param vendor_message: the vendor's own error message, verbatim.
+    """
+
+    def __init__(
+        self,
+        summary: str,
+        *,
+        vendor: str | None = None,
+        conn_id: str | None = None,
+        status_code: int | None = None,
+        job_id: str | None = None,
+        vendor_message: str | None = None,
+    ) -> None:
+        self.summary = summary
+        self.vendor = vendor
+        self.conn_id = conn_id
+        self.status_code = status_code
+        self.job_id = job_id
+        self.vendor_message = vendor_message
+        context = [
+            f"{name} {value}"
+            for name, value in (
+                ("connection", conn_id and repr(conn_id)),
+                ("HTTP", status_code),
+                ("job", job_id),
+            )
+            if value
+        ]
+        message = f"{vendor}: {summary}" if vendor else summary
+        if context:
+            message += f" ({', '.join(context)})"
+        if vendor_message:
+            message += f": {vendor_message}"
+        super().__init__(message)
+
+
+class DocJobsInputError(DocJobsError, ValueError):
+    """A parameter is invalid; raised before any request is sent."""
+
+
+class VendorTransientError(DocJobsError):
+    """Trouble that may pass (rate limit, server error, network, timeout, garbled body)."""
+
+
+class VendorAPIError(DocJobsError):
+    """A permanent error answer from the vendor."""
+
+
+class VendorAuthError(VendorAPIError):
+    """The vendor refused the credentials (401/403)."""
+
+
+class VendorRequestError(VendorAPIError):
+    """The vendor refused the request itself (400/422 and other 4xx)."""
+
+
+class VendorNotFoundError(VendorAPIError):
+    """The vendor does not know the job, token or document (404)."""
+
+
+class VendorJobFailedError(DocJobsError, AirflowFailException):
+    """The vendor reports that the job failed: a terminal state, so the task fails without retrying."""

@@ -1,0 +1,109 @@
+"""Provider metadata read by Airflow through the ``apache_airflow_provider`` entry point.
+
+Kept free of imports from the package so that Airflow's provider discovery stays cheap; a test checks
+that it agrees with the hook classes.
+"""
+
+from __future__ import annotations
+
+# connection type, hook class, display name, label of the secret, public base URL
+VENDORS = (
+    (
+        "finovox",
+        "airflow_docjobs.hooks.finovox.FinovoxHook",
+        "Finovox",
+        "API key",
+        "https://api-v2.finovox.com",
+    ),
+    ("mindee", "airflow_docjobs.hooks.mindee.MindeeHook", "Mindee", "API key", "https://api.mindee.net"),
+    (
+        "docimprint",
+        "airflow_docjobs.hooks.docimprint.DocimprintHook",
+        "docimprint",
+        "Payment token",
+        "https://api.docimprint.com",
+    ),
+    (
+        "biros",
+        "airflow_docjobs.hooks.biros.BirosHook",
+        "myBiros",
+        "API key",
+        "https://platform.mybiros.com/api/v1",
+    ),
+)
+
+# Connection extra fields shared by every vendor (read by airflow_docjobs.hooks.base).
+CONN_FIELDS = {
+    "timeout": {
+        "label": "Timeout (s)",
+        "description": "Read/write timeout of one HTTP request, in seconds.",
+        "schema": {"type": ["number", "null"], "default": 60},
+    },
+    "connect_timeout": {
+        "label": "Connect timeout (s)",
+        "description": "Timeout to open a connection, in seconds.",
+        "schema": {"type": ["number", "null"], "default": 10},
+    },
+    "verify": {
+        "label": "Verify TLS",
+        "description": "Verify the vendor's TLS certificate.",
+        "schema": {"type": ["boolean", "null"], "default": True},
+    },
+    "ca_bundle": {
+        "label": "CA bundle",
+        "description": "Path to a PEM file of trusted certificates (e.g. a corporate proxy's).",
+        "schema": {"type": ["string", "null"]},
+    },
+    "max_attempts": {
+        "label": "Max attempts",
+        "description": "Attempts per request on transient errors (429, 502-504, network, timeout).",
+        "schema": {"type": ["integer", "null"], "default": 5},
+    },
+    "retry_deadline": {
+        "label": "Retry deadline (s)",
+        "description": "Wall-clock limit of one request with its retries, in seconds.",
+        "schema": {"type": ["number", "null"], "default": 300},
+    },
+}
+
+_MODULES = ("finovox", "mindee", "docimprint", "biros")
+
+
+def get_provider_info() -> dict:
+    integrations = [name for _, _, name, _, _ in VENDORS]
+
+    def modules(kind: str) -> list[dict]:
+        return [
+            {"integration-name": name, "python-modules": [f"airflow_docjobs.{kind}.{module}"]}
+            for name, module in zip(integrations, _MODULES, strict=True)
+        ]
+
+    return {
+        "package-name": "airflow-docjobs",
+        "name": "Document AI jobs (Finovox, Mindee, docimprint, myBiros)",
+        "description": "Submit documents to document-AI vendors' asynchronous APIs and wait for the results "
+        "with deferrable sensors.",
+        "versions": ["0.1.0"],
+        "integrations": [{"integration-name": name, "tags": ["service"]} for name in integrations],
+        "hooks": modules("hooks"),
+        "operators": modules("operators"),
+        "sensors": modules("sensors"),
+        "triggers": [
+            {"integration-name": integrations[0], "python-modules": ["airflow_docjobs.triggers.job"]},
+        ],
+        "extra-links": ["airflow_docjobs.links.FinovoxShareLink"],
+        "connection-types": [
+            {
+                "connection-type": conn_type,
+                "hook-class-name": hook,
+                "hook-name": name,
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "port", "login"],
+                    "relabeling": {"host": "Base URL", "password": secret},
+                    "placeholders": {"host": url},
+                },
+                "conn-fields": CONN_FIELDS,
+            }
+            for conn_type, hook, name, secret, url in VENDORS
+        ],
+    }

@@ -1,0 +1,1 @@
+"""One hook per vendor over a shared httpx layer (:mod:`airflow_docjobs.hooks.base`)."""

@@ -1,0 +1,498 @@
+"""
+What every vendor hook shares: the connection, the HTTP clients, auth, retries, error classification and
+one poll step.
+
+A vendor hook describes its requests as :class:`Call` values and reads answers into :class:`JobStatus`
+values; both are pure. The sync path (operators) and the async path (triggers) differ only in the send,
+as httpx's ``Client`` and ``AsyncClient`` do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import random
+import ssl
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+import httpx
+from airflow.providers.common.compat.sdk import BaseHook
+
+from airflow_docjobs import __version__
+from airflow_docjobs.exceptions import (
+    DocJobsInputError,
+    VendorAPIError,
+    VendorAuthError,
+    VendorNotFoundError,
+    VendorRequestError,
+    VendorTransientError,
+)
+from airflow_docjobs.hooks.inputs import Upload
+
+# Answers worth the same request again. A plain 500 is not among them: for most vendors it is a bug on
+# their side that a retry will not fix, and Finovox uses it for "this folder failed" (see finovox.py).
+TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
+
+PENDING: Literal["pending"] = "pending"
+SUCCEEDED: Literal["succeeded"] = "succeeded"
+FAILED: Literal["failed"] = "failed"
+
+
+@dataclass(frozen=True)
+class Call:
+    """
+    One HTTP request, described without sending it.
+
+    :param method: HTTP method.
+    :param path: path relative to the connection's base URL, or an absolute URL (a redirect target).
+    :param job_id: vendor job reference for error messages; never a secret token.
+    """
+
+    method: str
+    path: str
+    json: Any = None
+    params: Mapping[str, Any] | None = None
+    data: Mapping[str, str] | None = None
+    uploads: tuple[Upload, ...] = ()
+    job_id: str | None = None
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """
+    A vendor job's state, read from one poll.
+
+    :param state: ``pending``, ``succeeded`` or ``failed``.
+    :param result: on success, the vendor's final JSON body, unchanged.
+    :param message: on failure, the vendor's own message.
+    :param progress: while pending, a short human description of progress, if the vendor gives one.
+    """
+
+    state: Literal["pending", "succeeded", "failed"]
+    result: Any = None
+    message: str | None = None
+    progress: str | None = None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """
+    Exponential backoff with jitter, bounded by attempts and by wall-clock time.
+
+    Set per connection in its extra: ``max_attempts``, ``retry_base_delay``, ``retry_max_delay``,
+    ``retry_deadline`` (seconds).
+    """
+
+    max_attempts: int = 5
+    base_delay: float = 1.0
+    max_delay: float = 30.0
+    deadline: float = 300.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return retry_after
+        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        # "Equal jitter": never less than half the backoff, so a herd of clients still spreads out.
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+@dataclass
+class _Attempts:
+    """Retry bookkeeping for one call, shared by the sync and async sends."""
+
+    call: Call
+    policy: RetryPolicy
+    started: float = field(default_factory=time.monotonic)
+    count: int = 0
+
+
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    """Read ``Retry-After`` as seconds (both the delta and the HTTP-date forms)."""
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def vendor_message(body: Any) -> str | None:
+    """Find the vendor's own error message in the common shapes of an error body."""
+    if isinstance(body, str):
+        return body.strip()[:500] or None
+    if not isinstance(body, dict):
+        return None
+    for key in ("message", "detail", "details", "error", "api_request"):
+        value = body.get(key)
+        if isinstance(value, str) and value:
+            return value[:500]
+        if isinstance(value, dict) and (found := vendor_message(value)):
+            return found
+        if isinstance(value, list) and value:
+            return json.dumps(value)[:500]
+    return None
+
+
+class DocJobsHook(BaseHook):
+    """
+    Base of the vendor hooks.
+
+    The connection's host holds the base URL (scheme, port and path prefix honoured; empty means the
+    vendor's public default), its password the secret. The extra may set ``timeout`` and
+    ``connect_timeout`` (seconds), ``verify`` (bool), ``ca_bundle`` (path to a PEM file) and the
+    :class:`RetryPolicy` fields.
+
+    :param conn_id: Airflow connection id.
+    """
+
+    conn_name_attr = "conn_id"
+    vendor: ClassVar[str]
+    default_base_url: ClassVar[str]
+    auth_header: ClassVar[str]
+    auth_scheme: ClassVar[str] = ""
+    secret_label: ClassVar[str] = "API key"
+    # Job reference fields that grant access to a result by themselves (Finovox's retrieve token).
+    secret_job_keys: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, conn_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.conn_id = conn_id or self.default_conn_name
+        self._client: httpx.Client | None = None
+        self._async_client: httpx.AsyncClient | None = None
+
+    # ---- connection -----------------------------------------------------------------------------
+
+    def _settings(self, conn: Any) -> None:
+        """Read the connection once; everything a request needs is kept, nothing is looked up per call."""
+        secret = conn.password
+        if not secret:
+            raise DocJobsInputError(
+                f"connection has no {self.secret_label} in its password field",
+                vendor=self.vendor,
+                conn_id=self.conn_id,
+            )
+        self._auth = {self.auth_header: f"{self.auth_scheme}{secret}"}
+        self.base_url = self._base_url(conn)
+        # Fields from the connection form may arrive with Airflow's legacy prefix.
+        prefix = f"extra__{self.conn_type}__"
+        extra = {k.removeprefix(prefix): v for k, v in (conn.extra_dejson or {}).items()}
+        number = self._extra_number
+        self.timeout = httpx.Timeout(
+            number(extra, "timeout", 60.0), connect=number(extra, "connect_timeout", 10.0)
+        )
+        self.retry = RetryPolicy(
+            max_attempts=int(number(extra, "max_attempts", RetryPolicy.max_attempts)),
+            base_delay=number(extra, "retry_base_delay", RetryPolicy.base_delay),
+            max_delay=number(extra, "retry_max_delay", RetryPolicy.max_delay),
+            deadline=number(extra, "retry_deadline", RetryPolicy.deadline),
+        )
+        self._verify = extra.get("verify", True)
+        self._ca_bundle = extra.get("ca_bundle")
+        if isinstance(self._verify, str):
+            self._verify = self._verify.strip().lower() not in ("false", "0", "no")
+
+    def _extra_number(self, extra: Mapping[str, Any], key: str, default: float) -> float:
+        value = extra.get(key, default)
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = -1.0
+        if number <= 0:
+            raise DocJobsInputError(
+                f"connection extra {key!r} must be a positive number, got {value!r}",
+                vendor=self.vendor,
+                conn_id=self.conn_id,
+            )
+        return number
+
+    def _base_url(self, conn: Any) -> str:
+        host = (conn.host or "").strip()
+        if not host:
+            return self.default_base_url
+        if "://" not in host:
+            host = "https://" + host + (f":{conn.port}" if conn.port else "")
+            if conn.schema:
+                host += "/" + conn.schema.strip("/")
+        parts = urlsplit(host)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise DocJobsInputError(
+                f"connection host must be an http(s) base URL, got {host!r}",
+                vendor=self.vendor,
+                conn_id=self.conn_id,
+            )
+        return host.rstrip("/")
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        verify: Any = self._verify
+        if verify and self._ca_bundle:
+            verify = ssl.create_default_context(cafile=self._ca_bundle)
+        return {
+            "base_url": self.base_url + "/",
+            "timeout": self.timeout,
+            "verify": verify,
+            # Redirects are followed by hand (Mindee's 302), so credentials never leave the vendor's host.
+            "follow_redirects": False,
+            "headers": {"User-Agent": f"airflow-docjobs/{__version__}", "Accept": "application/json"},
+        }
+
+    def get_conn(self) -> httpx.Client:
+        """The hook's sync client, built once from the connection."""
+        if self._client is None:
+            self._settings(self.get_connection(self.conn_id))
+            self._client = httpx.Client(**self._client_kwargs())
+        return self._client
+
+    async def aget_conn(self) -> httpx.AsyncClient:
+        """The hook's async client, built once: later polls reuse its pool, no lookup, no handshake."""
+        if self._async_client is None:
+            self._settings(await self.aget_connection(self.conn_id))
+            # Loading CA certificates blocks for a moment; keep it off the triggerer's event loop.
+            self._async_client = await asyncio.to_thread(httpx.AsyncClient, **self._client_kwargs())
+        return self._async_client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def aclose(self) -> None:
+        if self._async_client is not None:
+            await self._async_client.aclose()
+            self._async_client = None
+
+    def __enter__(self) -> DocJobsHook:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> DocJobsHook:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Check that the connection is complete; the vendors have no free endpoint to call."""
+        try:
+            self.get_conn()
+        except Exception as exc:
+            return False, str(exc)
+        return True, f"{self.vendor} connection is complete, base URL {self.base_url}"
+
+    # ---- sending ------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _request(self, call: Call) -> Iterator[dict[str, Any]]:
+        """Request arguments for one attempt; uploads are opened anew so a retry streams them again."""
+        same_host = "://" not in call.path or _origin(call.path) == _origin(self.base_url)
+        with ExitStack() as stack:
+            files = [
+                (u.field, (u.filename, stack.enter_context(u.open()), u.content_type)) for u in call.uploads
+            ]
+            yield {
+                "method": call.method,
+                "url": call.path,
+                "json": call.json,
+                "params": call.params,
+                "data": call.data,
+                "files": files or None,
+                "headers": self._auth if same_host else None,
+            }
+
+    def _next_delay(self, attempts: _Attempts, outcome: httpx.Response | httpx.TransportError) -> float:
+        """Seconds to wait before the next attempt, or raise once retries are spent."""
+        attempts.count += 1
+        policy = attempts.policy
+        if isinstance(outcome, httpx.Response):
+            delay = policy.delay(attempts.count, retry_after_seconds(outcome))
+            status, what = outcome.status_code, f"HTTP {outcome.status_code}"
+        else:
+            delay = policy.delay(attempts.count, None)
+            status, what = None, type(outcome).__name__
+        remaining = policy.deadline - (time.monotonic() - attempts.started)
+        if attempts.count >= policy.max_attempts or delay > remaining:
+            message = (
+                vendor_message(parse_body(outcome)) if isinstance(outcome, httpx.Response) else str(outcome)
+            )
+            raise VendorTransientError(
+                f"still failing after {attempts.count} attempts ({what})",
+                vendor=self.vendor,
+                conn_id=self.conn_id,
+                status_code=status,
+                job_id=attempts.call.job_id,
+                vendor_message=message,
+            ) from (outcome if isinstance(outcome, Exception) else None)
+        self.log.warning(
+            "%s answered %s on %s %s; retry %d in %.1fs",
+            self.vendor,
+            what,
+            attempts.call.method,
+            _path_only(attempts.call.path),
+            attempts.count,
+            delay,
+        )
+        return delay
+
+    def send(self, call: Call) -> httpx.Response:
+        """Send a call, retrying transient trouble; any other answer is returned as it is."""
+        client = self.get_conn()
+        attempts = _Attempts(call, self.retry)
+        while True:
+            try:
+                with self._request(call) as request:
+                    response = client.request(**request)
+            except httpx.TransportError as exc:
+                outcome: httpx.Response | httpx.TransportError = exc
+            else:
+                if response.status_code not in TRANSIENT_STATUSES:
+                    return response
+                outcome = response
+            time.sleep(self._next_delay(attempts, outcome))
+
+    async def asend(self, call: Call) -> httpx.Response:
+        """Async twin of :meth:`send`."""
+        client = await self.aget_conn()
+        attempts = _Attempts(call, self.retry)
+        while True:
+            try:
+                with self._request(call) as request:
+                    response = await client.request(**request)
+            except httpx.TransportError as exc:
+                outcome: httpx.Response | httpx.TransportError = exc
+            else:
+                if response.status_code not in TRANSIENT_STATUSES:
+                    return response
+                outcome = response
+            await asyncio.sleep(self._next_delay(attempts, outcome))
+
+    # ---- reading answers ------------------------------------------------------------------------------
+
+    def check(self, response: httpx.Response, job_id: str | None = None) -> Any:
+        """Raise the typed error for an error status; return the JSON body of a success."""
+        status = response.status_code
+        if status >= 400:
+            error = _error_class(status)
+            raise error(
+                _SUMMARIES.get(error, "request failed"),
+                vendor=self.vendor,
+                conn_id=self.conn_id,
+                status_code=status,
+                job_id=job_id,
+                vendor_message=vendor_message(parse_body(response)),
+            )
+        return self.json(response, job_id)
+
+    def json(self, response: httpx.Response, job_id: str | None = None) -> Any:
+        try:
+            return response.json()
+        except ValueError as exc:
+            # A proxy's HTML page or a cut-off body: trouble that may pass, like a 502.
+            raise VendorTransientError(
+                "answered with a body that is not JSON",
+                vendor=self.vendor,
+                conn_id=self.conn_id,
+                status_code=response.status_code,
+                job_id=job_id,
+                vendor_message=response.text[:200] or None,
+            ) from exc
+
+    # ---- the job life cycle: submit -> reference -> poll ---------------------------------------------
+
+    def poll_call(self, job: Mapping[str, Any]) -> Call:
+        """The request that polls a job, given its JSON reference (what the trigger stores)."""
+        raise NotImplementedError
+
+    def read_poll(self, job: Mapping[str, Any], response: httpx.Response) -> JobStatus | Call:
+        """Read one poll answer: a status, or a follow-up request (e.g. a redirect to the result)."""
+        raise NotImplementedError
+
+    def describe_job(self, job: Mapping[str, Any]) -> str:
+        """A job reference fit for logs: secret tokens are left out."""
+        return ", ".join(f"{k}={v}" for k, v in job.items() if k not in self.secret_job_keys)
+
+    def result_xcoms(self, result: Any) -> dict[str, Any]:
+        """Extra XComs to store beside a result (e.g. an extra link's URL) when a trigger ends the task."""
+        return {}
+
+    def get_job_status(self, job: Mapping[str, Any]) -> JobStatus:
+        """Poll a job once (one request, two when the vendor redirects to the result)."""
+        step: JobStatus | Call = self.poll_call(job)
+        while isinstance(step, Call):
+            step = self.read_poll(job, self.send(step))
+        return step
+
+    async def aget_job_status(self, job: Mapping[str, Any]) -> JobStatus:
+        """Async twin of :meth:`get_job_status`."""
+        step: JobStatus | Call = self.poll_call(job)
+        while isinstance(step, Call):
+            step = self.read_poll(job, await self.asend(step))
+        return step
+
+    def submit(self, call: Call, key: str) -> str:
+        """Send a submit call and return the job reference found under ``key`` (dotted) in the answer."""
+        return self.reference(self.check(self.send(call)), key)
+
+    async def asubmit(self, call: Call, key: str) -> str:
+        """Async twin of :meth:`submit`."""
+        return self.reference(self.check(await self.asend(call)), key)
+
+    def reference(self, body: Any, key: str) -> str:
+        value: Any = body
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if not isinstance(value, str) or not value:
+            raise VendorAPIError(
+                f"answered a submit without {key!r}",
+                vendor=self.vendor,
+                conn_id=self.conn_id,
+                vendor_message=vendor_message(body),
+            )
+        return value
+
+
+_SUMMARIES: dict[type, str] = {
+    VendorAuthError: "credentials were refused",
+    VendorNotFoundError: "job or resource not found",
+    VendorRequestError: "request was refused",
+    VendorTransientError: "server error",
+}
+
+
+def _error_class(status: int) -> type[VendorAPIError] | type[VendorTransientError]:
+    if status in (401, 403):
+        return VendorAuthError
+    if status == 404:
+        return VendorNotFoundError
+    if status == 429 or status >= 500:
+        return VendorTransientError
+    return VendorRequestError
+
+
+def parse_body(response: httpx.Response) -> Any:
+    """The JSON body, or the text of a body that is not JSON."""
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.hostname, parts.port
+
+
+def _path_only(path: str) -> str:
+    return urlsplit(path).path if "://" in path else path

@@ -1,0 +1,98 @@
+"""myBiros async inference: ``async-predict`` and ``predicted-documents``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from airflow_docjobs.hooks.base import FAILED, PENDING, SUCCEEDED, Call, DocJobsHook, JobStatus
+from airflow_docjobs.hooks.inputs import InputRules
+
+EXTENSIONS = frozenset({".pdf", ".jpg", ".jpeg", ".png", ".tif", ".tiff"})
+REVIEW_DONE = frozenset({"approved", "not_approved"})
+
+
+class BirosHook(DocJobsHook):
+    """
+    myBiros: document extraction by a platform service, optionally followed by human review.
+
+    A job reference is ``{"service_id", "document_id", "include_validation_errors", "wait_for_review"}``;
+    with ``wait_for_review`` a processed document stays pending until a reviewer approved or rejected it.
+
+    :param biros_conn_id: connection whose password is the myBiros API key.
+    """
+
+    conn_name_attr = "biros_conn_id"
+    default_conn_name = "biros_default"
+    conn_type = "biros"
+    hook_name = "myBiros"
+    vendor = "myBiros"
+    default_base_url = "https://platform.mybiros.com/api/v1"
+    auth_header = "x-api-key"
+
+    def __init__(self, biros_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(conn_id=biros_conn_id, **kwargs)
+
+    @property
+    def _rules(self) -> InputRules:
+        return InputRules(self.vendor, self.conn_id, EXTENSIONS)
+
+    def _segment(self, value: Any, param: str) -> str:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str) or not value.strip():
+            raise self._rules.fail(param, f"expected a non-empty id, got {value!r}")
+        return quote(value.strip(), safe="")
+
+    def predict_call(self, file: str, service_id: str) -> Call:
+        service = self._segment(service_id, "service_id")
+        upload = self._rules.file(file, param="file", field="file")
+        return Call("POST", f"inference/service/{service}/async-predict", uploads=(upload,))
+
+    def submit_document(self, file: str, service_id: str) -> str:
+        """Upload a document for asynchronous inference; return its document id (the API's ``resource``)."""
+        return self.submit(self.predict_call(file, service_id), "resource")
+
+    async def asubmit_document(self, file: str, service_id: str) -> str:
+        return await self.asubmit(self.predict_call(file, service_id), "resource")
+
+    @staticmethod
+    def job(
+        service_id: str,
+        document_id: str,
+        include_validation_errors: bool = False,
+        wait_for_review: bool = False,
+    ) -> dict[str, Any]:
+        return {
+            "service_id": str(service_id),
+            "document_id": document_id,
+            "include_validation_errors": bool(include_validation_errors),
+            "wait_for_review": bool(wait_for_review),
+        }
+
+    def poll_call(self, job: Mapping[str, Any]) -> Call:
+        service = self._segment(job.get("service_id"), "service_id")
+        document = self._segment(job.get("document_id"), "document_id")
+        flag = "true" if job.get("include_validation_errors") else "false"
+        return Call(
+            "GET",
+            f"inference/service/{service}/predicted-documents/{document}",
+            params={"include_validation_errors": flag},
+            job_id=job.get("document_id"),
+        )
+
+    def read_poll(self, job: Mapping[str, Any], response: httpx.Response) -> JobStatus:
+        body = self.check(response, job.get("document_id"))
+        document = (body.get("document") if isinstance(body, dict) else None) or {}
+        status = document.get("status")
+        if status == "ERROR":
+            return JobStatus(FAILED, message=document.get("message") or "document processing failed")
+        if status == "ACTIVE":
+            review = document.get("revision_status")
+            if job.get("wait_for_review") and review not in REVIEW_DONE:
+                return JobStatus(PENDING, progress=f"awaiting review ({review})")
+            return JobStatus(SUCCEEDED, result=body)
+        return JobStatus(PENDING, progress=status)

@@ -1,0 +1,112 @@
+"""docimprint async jobs: ``/v1/extract`` for one source, ``/v1/jobs`` for a batch, ``GET /v1/jobs/{id}``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from airflow_docjobs.hooks.base import (
+    FAILED,
+    PENDING,
+    SUCCEEDED,
+    Call,
+    DocJobsHook,
+    JobStatus,
+    vendor_message,
+)
+from airflow_docjobs.hooks.inputs import InputRules
+
+
+class DocimprintHook(DocJobsHook):
+    """
+    docimprint: evidence-bundle extraction from document URLs. Every job costs money, so a submit is
+    never repeated by this hook beyond the transient answers that mean the job was not taken.
+
+    A job reference is ``{"job_id": ...}``.
+
+    :param docimprint_conn_id: connection whose password is the docimprint payment token.
+    """
+
+    conn_name_attr = "docimprint_conn_id"
+    default_conn_name = "docimprint_default"
+    conn_type = "docimprint"
+    hook_name = "docimprint"
+    vendor = "docimprint"
+    default_base_url = "https://api.docimprint.com"
+    auth_header = "X-Payment"
+    secret_label = "Payment token"
+
+    def __init__(self, docimprint_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(conn_id=docimprint_conn_id, **kwargs)
+
+    def _url(self, value: Any, param: str) -> str:
+        parts = urlsplit(value) if isinstance(value, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise InputRules(self.vendor, self.conn_id, frozenset()).fail(
+                param, f"expected an http(s) URL, got {value!r}"
+            )
+        return value
+
+    def _with_webhook(self, body: dict[str, Any], webhook: str | None) -> dict[str, Any]:
+        if webhook is not None:
+            body["webhook"] = self._url(webhook, "webhook")
+        return body
+
+    def extract_call(self, source: str, webhook: str | None = None) -> Call:
+        body = self._with_webhook({"source": self._url(source, "source")}, webhook)
+        # async=true: always a job id, never an inline answer that could time out on a large PDF.
+        return Call("POST", "v1/extract", params={"async": "true"}, json=body)
+
+    def batch_call(self, sources: Sequence[str], mode: str = "extract", webhook: str | None = None) -> Call:
+        if isinstance(sources, str) or not sources:
+            raise InputRules(self.vendor, self.conn_id, frozenset()).fail(
+                "source", "expected a non-empty list of URLs for a batch"
+            )
+        items = [{"source": self._url(s, "source")} for s in sources]
+        return Call("POST", "v1/jobs", json=self._with_webhook({"items": items, "mode": mode}, webhook))
+
+    def submit_source(
+        self, source: str | Sequence[str], mode: str = "extract", webhook: str | None = None
+    ) -> str:
+        """One URL goes to ``/v1/extract``, a list to one ``/v1/jobs`` batch; return the job id."""
+        return self.submit(self._source_call(source, mode, webhook), "job_id")
+
+    async def asubmit_source(
+        self, source: str | Sequence[str], mode: str = "extract", webhook: str | None = None
+    ) -> str:
+        return await self.asubmit(self._source_call(source, mode, webhook), "job_id")
+
+    def _source_call(self, source: str | Sequence[str], mode: str, webhook: str | None) -> Call:
+        if isinstance(source, str):
+            if mode != "extract":
+                raise InputRules(self.vendor, self.conn_id, frozenset()).fail(
+                    "mode", f"a single source is always an extract; pass a list for mode {mode!r}"
+                )
+            return self.extract_call(source, webhook)
+        return self.batch_call(source, mode, webhook)
+
+    @staticmethod
+    def job(job_id: str) -> dict[str, str]:
+        return {"job_id": job_id}
+
+    def poll_call(self, job: Mapping[str, Any]) -> Call:
+        job_id = job.get("job_id")
+        if not isinstance(job_id, str) or not job_id:
+            raise InputRules(self.vendor, self.conn_id, frozenset()).fail(
+                "job_id", f"expected the job id returned by the submit, got {job_id!r}"
+            )
+        return Call("GET", f"v1/jobs/{quote(job_id, safe='')}", job_id=job_id)
+
+    def read_poll(self, job: Mapping[str, Any], response: httpx.Response) -> JobStatus:
+        body = self.check(response, job.get("job_id"))
+        status = body.get("status") if isinstance(body, dict) else None
+        if status == "complete":
+            return JobStatus(SUCCEEDED, result=body)
+        if status == "failed":
+            return JobStatus(FAILED, message=vendor_message(body.get("error")) or "the job failed")
+        pct, note = body.get("progress_pct"), body.get("progress_message")
+        progress = " ".join(str(p) for p in (f"{pct}%" if pct is not None else None, note) if p)
+        return JobStatus(PENDING, progress=progress or status)

@@ -1,0 +1,147 @@
+"""Finovox document analysis (``/analyse``, ``/retrieve``) and case analysis (``/case``, ``/case/retrieve``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from airflow_docjobs.hooks.base import (
+    FAILED,
+    PENDING,
+    SUCCEEDED,
+    Call,
+    DocJobsHook,
+    JobStatus,
+    parse_body,
+    vendor_message,
+)
+from airflow_docjobs.hooks.inputs import InputRules
+
+DOCUMENT_EXTENSIONS = frozenset({".pdf", ".jpg", ".jpeg", ".png"})
+# A case folder also takes office files and the applicants' *.json folder forms.
+CASE_EXTENSIONS = DOCUMENT_EXTENSIONS | frozenset(
+    {".tif", ".tiff", ".webp", ".heic", ".doc", ".docx", ".odt", ".xls", ".xlsx", ".ods", ".json"}
+)
+CASE_ANALYSE_TYPES = frozenset({"decision", "explanation", "share_link"})
+ANALYSES = ("document", "case")
+
+
+class FinovoxHook(DocJobsHook):
+    """
+    Finovox: fraud analysis of one document, or a decision on a case folder.
+
+    A job reference is ``{"retrieve_token": ..., "analysis": "document" | "case"}``. The token alone
+    grants access to the result, so it is kept out of logs and error messages.
+
+    :param finovox_conn_id: connection whose password is the Finovox API key.
+    """
+
+    conn_name_attr = "finovox_conn_id"
+    default_conn_name = "finovox_default"
+    conn_type = "finovox"
+    hook_name = "Finovox"
+    vendor = "Finovox"
+    default_base_url = "https://api-v2.finovox.com"
+    auth_header = "api-key"
+    secret_job_keys = frozenset({"retrieve_token"})
+
+    def __init__(self, finovox_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(conn_id=finovox_conn_id, **kwargs)
+
+    def _rules(self, extensions: frozenset[str]) -> InputRules:
+        return InputRules(self.vendor, self.conn_id, extensions)
+
+    def _analyse_types(self, value: Any, allowed: frozenset[str] | None) -> list[str]:
+        types = [value] if isinstance(value, str) else list(value or [])
+        if not types or not all(isinstance(t, str) and t for t in types):
+            raise self._rules(frozenset()).fail(
+                "analyse_type", f"expected a non-empty list of names, got {value!r}"
+            )
+        if allowed and (unknown := sorted(set(types) - allowed)):
+            raise self._rules(frozenset()).fail(
+                "analyse_type", f"unknown {unknown}; accepted: {', '.join(sorted(allowed))}"
+            )
+        return types
+
+    def document_call(self, file: str, analyse_type: Sequence[str] = ("risk",)) -> Call:
+        payload = {"analyse_type": self._analyse_types(analyse_type, None), "asynchronous": True}
+        upload = self._rules(DOCUMENT_EXTENSIONS).file(file, param="file", field="file")
+        return Call("POST", "analyse", data={"payload": json.dumps(payload)}, uploads=(upload,))
+
+    def case_call(
+        self,
+        documents: str | Sequence[str],
+        use_case: str,
+        analyse_type: Sequence[str] = ("decision",),
+        share_link_settings: Mapping[str, Any] | None = None,
+    ) -> Call:
+        rules = self._rules(CASE_EXTENSIONS)
+        if not isinstance(use_case, str) or not use_case.strip():
+            raise rules.fail("use_case", f"expected a use case name such as 'rental', got {use_case!r}")
+        if share_link_settings is not None and not isinstance(share_link_settings, Mapping):
+            raise rules.fail(
+                "share_link_settings", f"expected a mapping, got {type(share_link_settings).__name__}"
+            )
+        payload: dict[str, Any] = {
+            "analyse_type": self._analyse_types(analyse_type, CASE_ANALYSE_TYPES),
+            "use_case": use_case.strip(),
+            "asynchronous": True,
+        }
+        if share_link_settings is not None:
+            payload["share_link_settings"] = dict(share_link_settings)
+        uploads = rules.files(documents, param="documents", field="documents")
+        return Call("POST", "case", data={"payload": json.dumps(payload)}, uploads=uploads)
+
+    def submit_document(self, file: str, analyse_type: Sequence[str] = ("risk",)) -> str:
+        """Upload one document for asynchronous analysis; return its retrieve token."""
+        return self.submit(self.document_call(file, analyse_type), "retrieve_token")
+
+    async def asubmit_document(self, file: str, analyse_type: Sequence[str] = ("risk",)) -> str:
+        return await self.asubmit(self.document_call(file, analyse_type), "retrieve_token")
+
+    def submit_case(self, documents: str | Sequence[str], use_case: str, **options: Any) -> str:
+        """Upload a case folder (a folder, or a list of files) for asynchronous analysis; return its token."""
+        return self.submit(self.case_call(documents, use_case, **options), "retrieve_token")
+
+    async def asubmit_case(self, documents: str | Sequence[str], use_case: str, **options: Any) -> str:
+        return await self.asubmit(self.case_call(documents, use_case, **options), "retrieve_token")
+
+    def result_xcoms(self, result: Any) -> dict[str, Any]:
+        from airflow_docjobs.links import FinovoxShareLink, share_link_url
+
+        url = share_link_url(result)
+        return {FinovoxShareLink().xcom_key: url} if url else {}
+
+    @staticmethod
+    def job(retrieve_token: str, analysis: str = "document") -> dict[str, str]:
+        return {"retrieve_token": retrieve_token, "analysis": analysis}
+
+    def poll_call(self, job: Mapping[str, Any]) -> Call:
+        token, analysis = job.get("retrieve_token"), job.get("analysis", "document")
+        rules = self._rules(frozenset())
+        if not isinstance(token, str) or not token:
+            raise rules.fail("retrieve_token", "expected the token returned by the submit")
+        if analysis not in ANALYSES:
+            raise rules.fail("analysis", f"expected 'document' or 'case', got {analysis!r}")
+        path = "case/retrieve" if analysis == "case" else "retrieve"
+        return Call("POST", path, json={"retrieve_token": token})
+
+    def read_poll(self, job: Mapping[str, Any], response: httpx.Response) -> JobStatus:
+        status = response.status_code
+        if status == 200:
+            return JobStatus(SUCCEEDED, result=self.check(response))
+        if job.get("analysis") == "case":
+            if status == 202:
+                return JobStatus(PENDING, progress="processing")
+            if status == 500:
+                # Documented as terminal: "the async folder failed and could not produce a final result".
+                message = vendor_message(parse_body(response)) or "the case folder failed"
+                return JobStatus(FAILED, message=message)
+            self.check(response)
+        # /retrieve answers "not ready" with an unnamed error status: anything but auth or server trouble.
+        if status in (401, 403) or status >= 500:
+            self.check(response)
+        return JobStatus(PENDING)

@@ -1,0 +1,98 @@
+"""
+Documents to upload: a local path or an object-storage URI (``file://``, ``s3://``, ... through Airflow's
+``ObjectStoragePath``), checked before any request and streamed from disk or storage when sent.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+
+from airflow_docjobs.exceptions import DocJobsInputError
+
+
+def as_path(location: str) -> Any:
+    """A local ``Path``, or an ``ObjectStoragePath`` for anything with a URI scheme."""
+    if "://" in location:
+        from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+        return ObjectStoragePath(location)
+    return Path(location).expanduser()
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One multipart file field, opened only when a request is sent (and again on a retry)."""
+
+    field: str
+    location: str
+    filename: str
+    content_type: str
+
+    def open(self) -> IO[bytes]:
+        return as_path(self.location).open("rb")
+
+
+@dataclass(frozen=True)
+class InputRules:
+    """Who is checking (for the error message) and which file extensions the vendor accepts."""
+
+    vendor: str
+    conn_id: str
+    extensions: frozenset[str]
+
+    def fail(self, param: str, problem: str) -> DocJobsInputError:
+        return DocJobsInputError(f"parameter {param!r}: {problem}", vendor=self.vendor, conn_id=self.conn_id)
+
+    def file(self, value: Any, *, param: str, field: str) -> Upload:
+        """Check one document and describe its upload."""
+        if isinstance(value, Path):
+            value = str(value)
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(param, f"expected a file path or object-storage URI, got {value!r}")
+        path = as_path(value.strip())
+        suffix = PurePosixPath(path.name).suffix.lower()
+        if suffix not in self.extensions:
+            accepted = ", ".join(sorted(self.extensions))
+            raise self.fail(
+                param, f"{value!r} has an unsupported extension {suffix or '(none)'}; accepted: {accepted}"
+            )
+        try:
+            is_file = path.is_file()
+            size = path.stat().st_size if is_file else 0
+        except OSError as exc:
+            raise self.fail(param, f"cannot read {value!r}: {exc.strerror or exc}") from exc
+        if not is_file:
+            raise self.fail(param, f"{value!r} does not exist or is not a file")
+        if size == 0:
+            raise self.fail(param, f"{value!r} is empty")
+        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        return Upload(field=field, location=str(value).strip(), filename=path.name, content_type=content_type)
+
+    def files(self, value: Any, *, param: str, field: str) -> tuple[Upload, ...]:
+        """Check a folder (its files, hidden ones skipped) or a list of documents."""
+        if isinstance(value, (str, Path)):
+            folder = as_path(str(value).strip())
+            try:
+                is_dir = folder.is_dir()
+            except OSError as exc:
+                raise self.fail(param, f"cannot read {str(value)!r}: {exc}") from exc
+            if not is_dir:
+                raise self.fail(param, f"{str(value)!r} is not a folder; pass a folder or a list of files")
+            entries: Iterable[Any] = sorted(
+                (p for p in folder.iterdir() if not p.name.startswith(".") and p.is_file()),
+                key=lambda p: p.name,
+            )
+            items = [str(p) for p in entries]
+            if not items:
+                raise self.fail(param, f"folder {str(value)!r} holds no documents")
+        elif isinstance(value, (list, tuple)):
+            items = list(value)
+            if not items:
+                raise self.fail(param, "the list of documents is empty")
+        else:
+            raise self.fail(param, f"expected a folder or a list of files, got {type(value).__name__}")
+        return tuple(self.file(item, param=param, field=field) for item in items)

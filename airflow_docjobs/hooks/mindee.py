@@ -1,0 +1,124 @@
+"""Mindee asynchronous prediction: ``predict_async``, the queue, and the document behind its 302."""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from airflow_docjobs.exceptions import VendorAPIError
+from airflow_docjobs.hooks.base import (
+    FAILED,
+    PENDING,
+    SUCCEEDED,
+    Call,
+    DocJobsHook,
+    JobStatus,
+    vendor_message,
+)
+from airflow_docjobs.hooks.inputs import InputRules
+
+EXTENSIONS = frozenset({".pdf", ".jpg", ".jpeg", ".png", ".webp", ".heic", ".tif", ".tiff"})
+_SEGMENT = re.compile(r"^[A-Za-z0-9_.-]+$")
+_DATA_URI = re.compile(r"^data:[\w/+.-]*;base64,(?P<payload>.+)$", re.DOTALL)
+
+
+class MindeeHook(DocJobsHook):
+    """
+    Mindee: asynchronous prediction on an off-the-shelf (``account="mindee"``) or custom product.
+
+    A job reference is ``{"job_id", "product", "version", "account"}``. A document is a local path or
+    object-storage URI (uploaded), a public ``https://`` URL (sent as a URL, Mindee fetches it), or base64
+    content given as ``bytes``, a ``data:...;base64,`` URI or a ``base64:...`` string.
+
+    :param mindee_conn_id: connection whose password is the Mindee API key.
+    """
+
+    conn_name_attr = "mindee_conn_id"
+    default_conn_name = "mindee_default"
+    conn_type = "mindee"
+    hook_name = "Mindee"
+    vendor = "Mindee"
+    default_base_url = "https://api.mindee.net"
+    auth_header = "Authorization"
+    auth_scheme = "Token "
+
+    def __init__(self, mindee_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(conn_id=mindee_conn_id, **kwargs)
+
+    @property
+    def _rules(self) -> InputRules:
+        return InputRules(self.vendor, self.conn_id, EXTENSIONS)
+
+    def product_path(self, product: str, version: str, account: str = "mindee") -> str:
+        """``v1/products/{account}/{product}/{version}``; a bare ``4`` is read as ``v4``."""
+        version = f"v{version}" if isinstance(version, (int, str)) and str(version).isdigit() else version
+        for param, value in (("product", product), ("version", version), ("account", account)):
+            if not isinstance(value, str) or not _SEGMENT.match(value):
+                raise self._rules.fail(
+                    param, f"expected one URL path segment such as 'invoices', got {value!r}"
+                )
+        return f"v1/products/{account}/{product}/{version}"
+
+    def predict_call(self, document: Any, product: str, version: str, account: str = "mindee") -> Call:
+        path = f"{self.product_path(product, version, account)}/predict_async"
+        if isinstance(document, (bytes, bytearray)):
+            if not document:
+                raise self._rules.fail("document", "the document bytes are empty")
+            return Call("POST", path, json={"document": base64.b64encode(document).decode()})
+        if isinstance(document, str):
+            text = document.strip()
+            if text.startswith("https://"):
+                return Call("POST", path, json={"document": text})
+            if text.startswith("http://"):
+                raise self._rules.fail("document", "Mindee only fetches public https:// URLs")
+            inline = _DATA_URI.match(text) or re.match(r"^base64:(?P<payload>.+)$", text, re.DOTALL)
+            if inline:
+                payload = inline["payload"].strip()
+                try:
+                    base64.b64decode(payload, validate=True)
+                except ValueError as exc:
+                    raise self._rules.fail("document", "the base64 content does not decode") from exc
+                return Call("POST", path, json={"document": payload})
+        upload = self._rules.file(document, param="document", field="document")
+        return Call("POST", path, uploads=(upload,))
+
+    def enqueue(self, document: Any, product: str, version: str, account: str = "mindee") -> str:
+        """Send a document to ``predict_async``; return the job id."""
+        return self.submit(self.predict_call(document, product, version, account), "job.id")
+
+    async def aenqueue(self, document: Any, product: str, version: str, account: str = "mindee") -> str:
+        return await self.asubmit(self.predict_call(document, product, version, account), "job.id")
+
+    @staticmethod
+    def job(job_id: str, product: str, version: str, account: str = "mindee") -> dict[str, str]:
+        return {"job_id": job_id, "product": product, "version": version, "account": account}
+
+    def poll_call(self, job: Mapping[str, Any]) -> Call:
+        job_id = job.get("job_id")
+        if not isinstance(job_id, str) or not job_id:
+            raise self._rules.fail("job_id", f"expected the job id returned by predict_async, got {job_id!r}")
+        product = self.product_path(job.get("product"), job.get("version"), job.get("account", "mindee"))
+        return Call("GET", f"{product}/documents/queue/{quote(job_id, safe='')}", job_id=job_id)
+
+    def read_poll(self, job: Mapping[str, Any], response: httpx.Response) -> JobStatus | Call:
+        job_id = job.get("job_id")
+        if response.status_code in (301, 302, 303, 307, 308):
+            location = response.headers.get("location")
+            if not location:
+                raise VendorAPIError(
+                    "redirected without a Location", vendor=self.vendor, conn_id=self.conn_id, job_id=job_id
+                )
+            # Same host: the base sends the API key along. Another host gets no credentials.
+            return Call("GET", str(response.url.join(location)), job_id=job_id)
+        body = self.check(response, job_id)
+        state = (body.get("job") or {}).get("status") if isinstance(body, dict) else None
+        if isinstance(body, dict) and body.get("document"):
+            return JobStatus(SUCCEEDED, result=body)
+        if state == "failed":
+            return JobStatus(FAILED, message=vendor_message(body["job"].get("error")) or "the job failed")
+        return JobStatus(PENDING, progress=state)

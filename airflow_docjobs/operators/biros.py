@@ -1,0 +1,33 @@
+"""myBiros submit operator: ``async-predict``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow_docjobs.hooks.biros import BirosHook
+from airflow_docjobs.operators.base import DocJobSubmitOperator
+
+
+class BirosSubmitOperator(DocJobSubmitOperator):
+    """
+    Upload a document to a myBiros service for asynchronous inference; return the document id.
+
+    :param file: local path or object-storage URI of the document.
+    :param service_id: myBiros service id.
+    :param biros_conn_id: myBiros connection id.
+    """
+
+    hook_class = BirosHook
+    template_fields: Sequence[str] = ("file", "service_id")
+
+    def __init__(
+        self, *, file: str, service_id: str, biros_conn_id: str = BirosHook.default_conn_name, **kwargs: Any
+    ) -> None:
+        super().__init__(conn_id=biros_conn_id, **kwargs)
+        self.file = file
+        self.service_id = service_id
+        self.biros_conn_id = biros_conn_id
+
+    def submit(self, hook: BirosHook) -> str:
+        return hook.submit_document(self.file, self.service_id)

@@ -1,0 +1,1 @@
+"""Deferrable sensors: wait for a vendor job, return its result."""

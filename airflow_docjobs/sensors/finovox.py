@@ -1,0 +1,45 @@
+"""Finovox result sensor, for document and case analyses."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow_docjobs.hooks.finovox import FinovoxHook
+from airflow_docjobs.links import FinovoxShareLink
+from airflow_docjobs.sensors.base import DocJobSensor
+
+# Finovox recommends 30 s for a document and 10 to 30 s for a case.
+POKE_INTERVALS = {"document": 30.0, "case": 15.0}
+
+
+class FinovoxResultSensor(DocJobSensor):
+    """
+    Wait for a Finovox analysis and return its result JSON. Finovox deletes results 60 minutes after
+    processing; in deferrable mode the result is stored the moment it is fetched.
+
+    :param retrieve_token: token returned by the submit operator (masked in logs).
+    :param analysis: ``"document"`` or ``"case"``.
+    :param finovox_conn_id: Finovox connection id.
+    """
+
+    hook_class = FinovoxHook
+    template_fields: Sequence[str] = ("retrieve_token", "analysis")
+    operator_extra_links = (FinovoxShareLink(),)
+
+    def __init__(
+        self,
+        *,
+        retrieve_token: str,
+        analysis: str = "document",
+        finovox_conn_id: str = FinovoxHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("poke_interval", POKE_INTERVALS.get(analysis, POKE_INTERVALS["document"]))
+        super().__init__(conn_id=finovox_conn_id, **kwargs)
+        self.retrieve_token = retrieve_token
+        self.analysis = analysis
+        self.finovox_conn_id = finovox_conn_id
+
+    def job_reference(self) -> dict[str, Any]:
+        return FinovoxHook.job(self.retrieve_token, self.analysis)

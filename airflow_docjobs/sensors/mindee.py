@@ -1,0 +1,45 @@
+"""Mindee job sensor: the queue, then the document behind its redirect."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow_docjobs.hooks.mindee import MindeeHook
+from airflow_docjobs.sensors.base import DocJobSensor
+
+
+class MindeeJobSensor(DocJobSensor):
+    """
+    Wait for a Mindee asynchronous prediction and return the document JSON (``document`` and ``job``).
+
+    :param job_id: job id returned by the submit operator.
+    :param product: product name, e.g. ``"invoices"``.
+    :param version: product version, e.g. ``"v4"``.
+    :param account: ``"mindee"`` for off-the-shelf products.
+    :param mindee_conn_id: Mindee connection id.
+    """
+
+    hook_class = MindeeHook
+    default_poke_interval = 5.0
+    template_fields: Sequence[str] = ("job_id", "product", "version", "account")
+
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        product: str,
+        version: str,
+        account: str = "mindee",
+        mindee_conn_id: str = MindeeHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(conn_id=mindee_conn_id, **kwargs)
+        self.job_id = job_id
+        self.product = product
+        self.version = version
+        self.account = account
+        self.mindee_conn_id = mindee_conn_id
+
+    def job_reference(self) -> dict[str, Any]:
+        return MindeeHook.job(self.job_id, self.product, self.version, self.account)
