@@ -16,14 +16,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check airflow_docjobs tests example_dags benchmarks
-	$(VENV)/bin/ruff format --check airflow_docjobs tests example_dags benchmarks
+	$(VENV)/bin/ruff check airflow_docjobs tests example_dags scripts
+	$(VENV)/bin/ruff format --check airflow_docjobs tests example_dags scripts
 
 test: lint
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	$(PY) -m airflow_docjobs.demo
+	$(PY) scripts/demo.py
 
 emulator: $(STAMP)
 	$(PY) -m airflow_docjobs.emulator --port 8080

@@ -5,12 +5,15 @@ connection per vendor pointing at it through ``AIRFLOW_CONN_*``.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 # Airflow reads its configuration at import: point it at a throwaway home before anything imports it.
 _HOME = Path(tempfile.mkdtemp(prefix="docjobs-airflow-"))
+atexit.register(shutil.rmtree, _HOME, True)
 os.environ["AIRFLOW_HOME"] = str(_HOME)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).parent / "dags")
@@ -42,7 +45,9 @@ def emulator(emulator_server, monkeypatch):
         {"processing_seconds": 0.5, "review_seconds": 0.5, "result_ttl_seconds": 3600, "api_key": SECRET}
     )
     for vendor in VENDORS:
-        monkeypatch.setenv(f"AIRFLOW_CONN_{vendor.upper()}_DEFAULT", emulator_server.connection_json(vendor, **FAST_RETRIES))
+        monkeypatch.setenv(
+            f"AIRFLOW_CONN_{vendor.upper()}_DEFAULT", emulator_server.connection_json(vendor, **FAST_RETRIES)
+        )
     return emulator_server
 
 

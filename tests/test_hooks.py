@@ -172,7 +172,14 @@ def test_network_error_is_retried_then_raised(emulator, monkeypatch):
     # A port nothing listens on: connection refused, a TransportError, retried like a 503.
     monkeypatch.setenv(
         "AIRFLOW_CONN_DOWN",
-        json.dumps({"conn_type": "docimprint", "host": "http://127.0.0.1:9", "password": "x", "extra": {"retry_base_delay": 0.01, "max_attempts": 2}}),
+        json.dumps(
+            {
+                "conn_type": "docimprint",
+                "host": "http://127.0.0.1:9",
+                "password": "x",
+                "extra": {"retry_base_delay": 0.01, "max_attempts": 2},
+            }
+        ),
     )
     with pytest.raises(VendorTransientError, match="ConnectError") as err:
         DocimprintHook("down").get_job_status({"job_id": "job_1"})
@@ -180,7 +187,10 @@ def test_network_error_is_retried_then_raised(emulator, monkeypatch):
 
 
 def test_slow_answer_times_out_and_is_retried(emulator, monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_SLOW", emulator.connection_json("docimprint", timeout=0.2, max_attempts=2, retry_base_delay=0.01))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SLOW",
+        emulator.connection_json("docimprint", timeout=0.2, max_attempts=2, retry_base_delay=0.01),
+    )
     with DocimprintHook("slow") as hook:
         job = hook.job(hook.submit_source("https://example.com/a.pdf"))
         emulator.state.faults.append(Fault(vendor="docimprint", delay=1.0, times=1))
@@ -287,7 +297,12 @@ def test_biros_wait_for_review(emulator, tmp_path):
         (lambda h, p: FinovoxHook().submit_case(str(p / "nofolder"), "rental"), "documents"),
         (lambda h, p: FinovoxHook().submit_case(str(p / "emptydir"), "rental"), "documents"),
         (lambda h, p: FinovoxHook().submit_case([str(copy_sample(p, "a.pdf"))], ""), "use_case"),
-        (lambda h, p: FinovoxHook().submit_case([str(copy_sample(p, "a.pdf"))], "rental", analyse_type=["nope"]), "analyse_type"),
+        (
+            lambda h, p: FinovoxHook().submit_case(
+                [str(copy_sample(p, "a.pdf"))], "rental", analyse_type=["nope"]
+            ),
+            "analyse_type",
+        ),
         (lambda h, p: MindeeHook().enqueue("http://example.com/a.pdf", "invoices", "v4"), "document"),
         (lambda h, p: MindeeHook().enqueue(str(copy_sample(p, "a.pdf")), "invoices/x", "v4"), "product"),
         (lambda h, p: MindeeHook().enqueue("base64:!!notbase64", "invoices", "v4"), "document"),
@@ -322,7 +337,10 @@ def test_base_url_with_prefix_and_empty_host(monkeypatch):
     hook.get_conn()
     assert hook.base_url == "https://api-v2.finovox.com"
     monkeypatch.setenv(
-        "AIRFLOW_CONN_URI_FORM", json.dumps({"conn_type": "mindee", "host": "h.example", "port": 8443, "schema": "mindee", "password": "k"})
+        "AIRFLOW_CONN_URI_FORM",
+        json.dumps(
+            {"conn_type": "mindee", "host": "h.example", "port": 8443, "schema": "mindee", "password": "k"}
+        ),
     )
     hook = MindeeHook("uri_form")
     hook.get_conn()

@@ -19,9 +19,13 @@ from airflow_docjobs.triggers.job import DocJobTrigger
 DOCIMPRINT = "airflow_docjobs.hooks.docimprint.DocimprintHook"
 
 
-def trigger_for(job: dict, *, hook: str = DOCIMPRINT, conn_id: str = "docimprint_default", seconds: float = 30, **kw):
+def trigger_for(
+    job: dict, *, hook: str = DOCIMPRINT, conn_id: str = "docimprint_default", seconds: float = 30, **kw
+):
     deadline = pendulum.now("UTC").add(seconds=seconds).isoformat()
-    return DocJobTrigger(hook_class=hook, conn_id=conn_id, job=job, deadline=deadline, poll_interval=0.05, **kw)
+    return DocJobTrigger(
+        hook_class=hook, conn_id=conn_id, job=job, deadline=deadline, poll_interval=0.05, **kw
+    )
 
 
 async def first_event(trigger: DocJobTrigger) -> TriggerEvent:
@@ -58,7 +62,9 @@ async def test_transient_trouble_never_ends_the_wait(emulator):
     job = submit_docimprint()
     # Each poll makes 3 attempts (FAST_RETRIES): 7 failed requests span 2 failed polls and one more attempt.
     emulator.state.faults.append(Fault(vendor="docimprint", path="/v1/jobs/", status=503, times=7))
-    emulator.state.faults.append(Fault(vendor="docimprint", path="/v1/jobs/", status=200, body="<html>", times=1))
+    emulator.state.faults.append(
+        Fault(vendor="docimprint", path="/v1/jobs/", status=200, body="<html>", times=1)
+    )
     event = await first_event(trigger_for(job))
     assert isinstance(event, TaskSuccessEvent)
 

@@ -13,7 +13,8 @@ scenarios are picked by a keyword in the uploaded file name, source URL or base6
     app = create_app(EmulatorSettings(processing_seconds=0.2))
     app.state.emulator.advance(1.0)  # jump the clock instead of sleeping
 
-Run it as a server with ``python -m airflow_docjobs.emulator --port 8080``.
+Run it as a server with ``python -m airflow_docjobs.emulator --port 8080``, or inside a test process with
+``airflow_docjobs.emulator.testing.EmulatorServer``.
 """
 
 from airflow_docjobs.emulator.app import Emulator, EmulatorSettings, Fault, create_app

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import socket
 import sys
 
 import uvicorn
@@ -43,14 +44,21 @@ async def serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, stop)
 
-    task = asyncio.create_task(server.serve())
+    # Binding here rather than in uvicorn turns a busy port into one clear line instead of a traceback.
+    try:
+        family = socket.getaddrinfo(args.host, args.port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.create_server((args.host, args.port), family=family)
+    except OSError as exc:
+        print(f"emulator: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr, flush=True)
+        return 1
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         if task.done():
-            await task
-            return 1  # could not bind; uvicorn has logged why
+            break
         await asyncio.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    print(f"emulator listening on http://{args.host}:{port}", flush=True)
+    else:
+        host = f"[{args.host}]" if ":" in args.host else args.host
+        print(f"emulator listening on http://{host}:{sock.getsockname()[1]}", flush=True)
     await task
     return 0
 

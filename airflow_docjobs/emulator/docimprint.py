@@ -74,7 +74,7 @@ def _job_json(job: Job, now: float) -> dict[str, Any]:
     if not job.done(now):
         pages = PAGES_PER_SOURCE * len(sources)
         pct = math.floor(job.progress(now) * 100)
-        page = min(pages, max(1, math.ceil(job.progress(now) * pages)))
+        page = min(pages, math.floor(job.progress(now) * pages) + 1)  # the page being read now
         out |= {"status": "processing", "progress_pct": pct, "progress_message": f"OCR page {page}/{pages}"}
     elif any(failing):
         out |= {"status": "failed", "progress_pct": 100, "progress_message": "Failed"}

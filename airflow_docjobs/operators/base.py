@@ -64,7 +64,9 @@ class DocJobSubmitOperator(BaseOperator):
         self._mask(reference)
         if store is not None:
             store.set(STATE_KEY, {"reference": reference, "fingerprint": fingerprint})
-        self.log.info("Submitted %s job %s", self.hook.vendor, reference)
+        # A secret reference (Finovox's token) is masked where Airflow's masker runs, and never logged here.
+        shown = "(token withheld from logs)" if self.hook_class.secret_job_keys else reference
+        self.log.info("Submitted %s job %s", self.hook.vendor, shown)
         return reference
 
     def _mask(self, reference: str) -> None:
