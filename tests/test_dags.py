@@ -99,7 +99,7 @@ def test_vendor_failure_fails_at_once_without_retry(dags, emulator, tmp_path, ca
 
 @pytest.mark.parametrize("mode", ["deferrable", "poke"])
 def test_timeout_fails_as_a_sensor_timeout(dags, emulator, tmp_path, capfd, mode):
-    dag_run, tis = run(dags, f"docjobs_timeout_{mode}", tmp_path, name="never.pdf")
+    _, tis = run(dags, f"docjobs_timeout_{mode}", tmp_path, name="never.pdf")
     assert tis["wait"].state == "failed" and tis["wait"].try_number == 1
     logs = capfd.readouterr()
     assert "AirflowSensorTimeout" in logs.out + logs.err

@@ -142,7 +142,7 @@ def test_wrong_secret_fails_at_once_naming_the_connection(emulator, tmp_path, mo
 
 def test_connection_without_secret_is_refused_before_any_request(emulator, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_EMPTY", json.dumps({"conn_type": "mindee", "host": emulator.url}))
-    with pytest.raises(DocJobsInputError, match="API key.*'empty'"):
+    with pytest.raises(DocJobsInputError, match=r"API key.*'empty'"):
         MindeeHook("empty").get_conn()
     assert emulator.state.requests == []
 
@@ -242,7 +242,7 @@ def test_finovox_case_result_and_share_link(emulator, tmp_path):
         status = hook.get_job_status(hook.job(token, "case"))
     assert status.result["decision"]["status"] == "approved"
     assert hook.result_xcoms(status.result) == {"_link_FinovoxShareLink": status.result["share_link"]["url"]}
-    upload = [r for r in emulator.state.requests if r["path"].endswith("/case")][0]
+    upload = next(r for r in emulator.state.requests if r["path"].endswith("/case"))
     assert upload["headers"]["api-key"] == "***"
 
 
