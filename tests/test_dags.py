@@ -5,14 +5,11 @@ emulator, for every vendor and both sensor modes.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import FAST_RETRIES, VENDORS, copy_sample
+from conftest import FAST_RETRIES, VENDORS, copy_sample, load_dags
 from sqlalchemy import select
 
 from airflow_docjobs.emulator import Fault
@@ -30,14 +27,8 @@ EXPECTED = {
 
 
 @pytest.fixture(scope="session")
-def dags():
-    subprocess.run(
-        [str(Path(sys.executable).parent / "airflow"), "db", "migrate"], check=True, capture_output=True
-    )
-    spec = importlib.util.spec_from_file_location("docjobs_test_dags", DAG_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.DAGS
+def dags(airflow_db):
+    return load_dags(DAG_FILE)
 
 
 @pytest.fixture
@@ -113,7 +104,7 @@ def test_transient_faults_are_survived(dags, emulator, tmp_path):
     )
     dag_run, _ = run(dags, "docjobs_docimprint_deferrable", tmp_path)
     assert dag_run.state == "success"
-    assert all(fault.used_up for fault in emulator.state.faults)
+    assert all(fault.used_up() for fault in emulator.state.faults)
 
 
 def test_durable_submit_reuses_its_job_on_retry(dags, emulator, tmp_path, capfd):

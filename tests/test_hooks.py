@@ -154,7 +154,7 @@ def test_429_with_retry_after_is_retried(emulator, tmp_path, vendor):
         emulator.state.faults.append(Fault(vendor=vendor_of(vendor), status=429, retry_after="0", times=2))
         emulator.state.advance(5)
         assert hook.get_job_status(job).state == "succeeded"
-    assert all(f.used_up for f in emulator.state.faults)
+    assert all(f.used_up() for f in emulator.state.faults)
 
 
 async def test_503_still_failing_after_all_attempts(emulator, tmp_path):
