@@ -345,3 +345,27 @@ def test_base_url_with_prefix_and_empty_host(monkeypatch):
     hook = MindeeHook("uri_form")
     hook.get_conn()
     assert hook.base_url == "https://h.example:8443/mindee"
+
+
+def test_bad_connection_extras_are_named(monkeypatch):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CA",
+        json.dumps({"conn_type": "biros", "password": "k", "extra": {"ca_bundle": "/nope.pem"}}),
+    )
+    with pytest.raises(DocJobsInputError, match=r"'ca_bundle'.*'ca'"):
+        BirosHook("ca").get_conn()
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_TIMEOUT",
+        json.dumps({"conn_type": "biros", "password": "k", "extra": {"timeout": "soon"}}),
+    )
+    with pytest.raises(DocJobsInputError, match=r"'timeout'.*'timeout'"):
+        BirosHook("timeout").get_conn()
+
+
+def test_connection_form_fields_with_legacy_prefix_are_read(emulator, monkeypatch):
+    conn = json.loads(emulator.connection_json("biros"))
+    conn["extra"] = {"extra__biros__timeout": 7}
+    monkeypatch.setenv("AIRFLOW_CONN_FORM", json.dumps(conn))
+    hook = BirosHook("form")
+    hook.get_conn()
+    assert hook.timeout.read == 7

@@ -237,7 +237,14 @@ class DocJobsHook(BaseHook):
     def _client_kwargs(self) -> dict[str, Any]:
         verify: Any = self._verify
         if verify and self._ca_bundle:
-            verify = ssl.create_default_context(cafile=self._ca_bundle)
+            try:
+                verify = ssl.create_default_context(cafile=self._ca_bundle)
+            except (OSError, ssl.SSLError) as exc:
+                raise DocJobsInputError(
+                    f"connection extra 'ca_bundle' {self._ca_bundle!r} is not a readable PEM file: {exc}",
+                    vendor=self.vendor,
+                    conn_id=self.conn_id,
+                ) from exc
         return {
             "base_url": self.base_url + "/",
             "timeout": self.timeout,

@@ -1,0 +1,69 @@
+"""Registration with Airflow: provider info, connection types and forms, discovery by the CLI."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.resources
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from airflow_docjobs.get_provider_info import VENDORS, get_provider_info
+
+
+def test_provider_info_validates_against_airflows_schema():
+    schema = json.loads((importlib.resources.files("airflow") / "provider_info.schema.json").read_text())
+    jsonschema.validate(get_provider_info(), schema)
+    assert get_provider_info()["package-name"] == "airflow-docjobs"
+
+
+@pytest.mark.parametrize(("conn_type", "hook_path", "hook_name", "secret_label", "url"), VENDORS)
+def test_provider_info_agrees_with_the_hooks(conn_type, hook_path, hook_name, secret_label, url):
+    module, name = hook_path.rsplit(".", 1)
+    hook = getattr(importlib.import_module(module), name)
+    assert (hook.conn_type, hook.hook_name, hook.secret_label, hook.default_base_url) == (
+        conn_type,
+        hook_name,
+        secret_label,
+        url,
+    )
+    assert hook.default_conn_name == f"{conn_type}_default"
+    assert hook.conn_name_attr == f"{conn_type}_conn_id"
+
+
+def test_every_listed_module_imports():
+    info = get_provider_info()
+    for kind in ("hooks", "operators", "sensors", "triggers"):
+        for entry in info[kind]:
+            for module in entry["python-modules"]:
+                importlib.import_module(module)
+    for link in info["extra-links"]:
+        module, name = link.rsplit(".", 1)
+        getattr(importlib.import_module(module), name)
+
+
+def test_providers_manager_registers_the_connection_types_and_forms():
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
+    assert "airflow-docjobs" in manager.providers
+    for conn_type, hook_path, _, secret_label, url in VENDORS:
+        assert manager.hooks[conn_type].hook_class_name == hook_path
+        behaviour = manager.field_behaviours[conn_type]
+        assert behaviour["relabeling"]["password"] == secret_label
+        assert url in json.dumps(behaviour["placeholders"])
+        assert {"login", "schema", "port"} <= set(behaviour["hidden_fields"])
+        assert f"extra__{conn_type}__timeout" in manager.connection_form_widgets
+
+
+def test_airflow_providers_list_shows_the_package():
+    airflow = Path(sys.executable).parent / "airflow"
+    listed = subprocess.run(
+        [str(airflow), "providers", "list", "-o", "json"], capture_output=True, text=True, check=True
+    )
+    packages = {p["package_name"]: p for p in json.loads(listed.stdout)}
+    assert packages["airflow-docjobs"]["version"] == "0.1.0"
