@@ -369,3 +369,10 @@ def test_connection_form_fields_with_legacy_prefix_are_read(emulator, monkeypatc
     hook = BirosHook("form")
     hook.get_conn()
     assert hook.timeout.read == 7
+
+
+def test_a_vendor_echoing_the_secret_does_not_leak_it(emulator, tmp_path):
+    emulator.state.faults.append(Fault(vendor="biros", status=401, body=f"invalid key {SECRET} for service"))
+    with BirosHook() as hook, pytest.raises(VendorAuthError) as err:
+        hook.submit_document(str(copy_sample(tmp_path, "a.pdf")), "svc-1")
+    assert SECRET not in str(err.value) and "invalid key *** for service" in str(err.value)

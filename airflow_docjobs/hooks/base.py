@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -26,6 +26,7 @@ from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_docjobs import __version__
 from airflow_docjobs.exceptions import (
+    DocJobsError,
     DocJobsInputError,
     VendorAPIError,
     VendorAuthError,
@@ -38,6 +39,8 @@ from airflow_docjobs.hooks.inputs import Upload
 # Answers worth the same request again. A plain 500 is not among them: for most vendors it is a bug on
 # their side that a retry will not fix, and Finovox uses it for "this folder failed" (see finovox.py).
 TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
+
+E = TypeVar("E", bound=DocJobsError)
 
 PENDING: Literal["pending"] = "pending"
 SUCCEEDED: Literal["succeeded"] = "succeeded"
@@ -172,17 +175,26 @@ class DocJobsHook(BaseHook):
         self._client: httpx.Client | None = None
         self._async_client: httpx.AsyncClient | None = None
 
+    def error(self, cls: type[E], summary: str, **details: Any) -> E:
+        """A typed error naming this hook's vendor and connection, with the secret scrubbed from it."""
+        message = details.pop("vendor_message", None)
+        secret = getattr(self, "_secret", None)
+        if message and secret:
+            # Some APIs echo the key they refused; it must not reach a log, an event or the UI.
+            message = message.replace(secret, "***")
+        return cls(summary, vendor=self.vendor, conn_id=self.conn_id, vendor_message=message, **details)
+
     # ---- connection -----------------------------------------------------------------------------
 
     def _settings(self, conn: Any) -> None:
         """Read the connection once; everything a request needs is kept, nothing is looked up per call."""
         secret = conn.password
         if not secret:
-            raise DocJobsInputError(
+            raise self.error(
+                DocJobsInputError,
                 f"connection has no {self.secret_label} in its password field",
-                vendor=self.vendor,
-                conn_id=self.conn_id,
             )
+        self._secret = secret
         self._auth = {self.auth_header: f"{self.auth_scheme}{secret}"}
         self.base_url = self._base_url(conn)
         # Fields from the connection form may arrive with Airflow's legacy prefix.
@@ -210,10 +222,9 @@ class DocJobsHook(BaseHook):
         except (TypeError, ValueError):
             number = -1.0
         if number <= 0:
-            raise DocJobsInputError(
+            raise self.error(
+                DocJobsInputError,
                 f"connection extra {key!r} must be a positive number, got {value!r}",
-                vendor=self.vendor,
-                conn_id=self.conn_id,
             )
         return number
 
@@ -227,10 +238,9 @@ class DocJobsHook(BaseHook):
                 host += "/" + conn.schema.strip("/")
         parts = urlsplit(host)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise DocJobsInputError(
+            raise self.error(
+                DocJobsInputError,
                 f"connection host must be an http(s) base URL, got {host!r}",
-                vendor=self.vendor,
-                conn_id=self.conn_id,
             )
         return host.rstrip("/")
 
@@ -240,10 +250,9 @@ class DocJobsHook(BaseHook):
             try:
                 verify = ssl.create_default_context(cafile=self._ca_bundle)
             except (OSError, ssl.SSLError) as exc:
-                raise DocJobsInputError(
+                raise self.error(
+                    DocJobsInputError,
                     f"connection extra 'ca_bundle' {self._ca_bundle!r} is not a readable PEM file: {exc}",
-                    vendor=self.vendor,
-                    conn_id=self.conn_id,
                 ) from exc
         return {
             "base_url": self.base_url + "/",
@@ -264,7 +273,12 @@ class DocJobsHook(BaseHook):
     async def aget_conn(self) -> httpx.AsyncClient:
         """The hook's async client, built once: later polls reuse its pool, no lookup, no handshake."""
         if self._async_client is None:
-            self._settings(await self.aget_connection(self.conn_id))
+            aget_connection = getattr(self, "aget_connection", None)  # Airflow 3.0 has only the sync lookup
+            if aget_connection is None:
+                from asgiref.sync import sync_to_async
+
+                aget_connection = sync_to_async(self.get_connection)
+            self._settings(await aget_connection(self.conn_id))
             # Loading CA certificates blocks for a moment; keep it off the triggerer's event loop.
             self._async_client = await asyncio.to_thread(httpx.AsyncClient, **self._client_kwargs())
         return self._async_client
@@ -334,10 +348,9 @@ class DocJobsHook(BaseHook):
             message = (
                 vendor_message(parse_body(outcome)) if isinstance(outcome, httpx.Response) else str(outcome)
             )
-            raise VendorTransientError(
+            raise self.error(
+                VendorTransientError,
                 f"still failing after {attempts.count} attempts ({what})",
-                vendor=self.vendor,
-                conn_id=self.conn_id,
                 status_code=status,
                 job_id=attempts.call.job_id,
                 vendor_message=message,
@@ -392,10 +405,9 @@ class DocJobsHook(BaseHook):
         status = response.status_code
         if status >= 400:
             error = _error_class(status)
-            raise error(
+            raise self.error(
+                error,
                 _SUMMARIES.get(error, "request failed"),
-                vendor=self.vendor,
-                conn_id=self.conn_id,
                 status_code=status,
                 job_id=job_id,
                 vendor_message=vendor_message(parse_body(response)),
@@ -407,10 +419,9 @@ class DocJobsHook(BaseHook):
             return response.json()
         except ValueError as exc:
             # A proxy's HTML page or a cut-off body: trouble that may pass, like a 502.
-            raise VendorTransientError(
+            raise self.error(
+                VendorTransientError,
                 "answered with a body that is not JSON",
-                vendor=self.vendor,
-                conn_id=self.conn_id,
                 status_code=response.status_code,
                 job_id=job_id,
                 vendor_message=response.text[:200] or None,
@@ -461,10 +472,9 @@ class DocJobsHook(BaseHook):
         for part in key.split("."):
             value = value.get(part) if isinstance(value, dict) else None
         if not isinstance(value, str) or not value:
-            raise VendorAPIError(
+            raise self.error(
+                VendorAPIError,
                 f"answered a submit without {key!r}",
-                vendor=self.vendor,
-                conn_id=self.conn_id,
                 vendor_message=vendor_message(body),
             )
         return value

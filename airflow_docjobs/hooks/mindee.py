@@ -110,9 +110,7 @@ class MindeeHook(DocJobsHook):
         if response.status_code in (301, 302, 303, 307, 308):
             location = response.headers.get("location")
             if not location:
-                raise VendorAPIError(
-                    "redirected without a Location", vendor=self.vendor, conn_id=self.conn_id, job_id=job_id
-                )
+                raise self.error(VendorAPIError, "redirected without a Location", job_id=job_id)
             # Same host: the base sends the API key along. Another host gets no credentials.
             return Call("GET", str(response.url.join(location)), job_id=job_id)
         body = self.check(response, job_id)
