@@ -98,20 +98,20 @@ with DAG(
     )
 
     @task
-    def ingest(results: dict[str, dict], references: dict[str, str], run_id: str | None = None) -> int:
-        """Upsert each result keyed by (vendor task, vendor reference): re-runs replace, never duplicate."""
+    def ingest(results: dict[str, dict], run_id: str | None = None) -> int:
+        """Upsert each result keyed by (source, run): re-running a DAG run replaces its rows, never duplicates."""
         home = os.environ.get("AIRFLOW_HOME", ".")
         warehouse = os.environ.get("DOCJOBS_DEMO_WAREHOUSE", os.path.join(home, "docjobs_demo.sqlite"))
         with sqlite3.connect(warehouse) as db:
             db.execute(
-                "CREATE TABLE IF NOT EXISTS document_results (source TEXT, reference TEXT, run_id TEXT,"
-                " summary TEXT, result TEXT, PRIMARY KEY (source, reference))"
+                "CREATE TABLE IF NOT EXISTS document_results (source TEXT, run_id TEXT, summary TEXT,"
+                " result TEXT, PRIMARY KEY (source, run_id))"
             )
             for name, result in results.items():
                 db.execute(
-                    "INSERT INTO document_results VALUES (?, ?, ?, ?, ?) ON CONFLICT (source, reference) DO UPDATE"
-                    " SET run_id = excluded.run_id, summary = excluded.summary, result = excluded.result",
-                    (name, references[name][-12:], run_id, summarize(name, result), json.dumps(result)),
+                    "INSERT INTO document_results VALUES (?, ?, ?, ?) ON CONFLICT (source, run_id) DO UPDATE"
+                    " SET summary = excluded.summary, result = excluded.result",
+                    (name, run_id, summarize(name, result), json.dumps(result)),
                 )
         width = max(map(len, results))
         print(f"\nIngested {len(results)} results into {warehouse}:")
@@ -126,14 +126,6 @@ with DAG(
             "mindee": mindee_result.output,
             "docimprint": docimprint_result.output,
             "biros": biros_result.output,
-        },
-        # Only the tail of a reference is stored: a Finovox token alone grants access to its result.
-        references={
-            "finovox_document": finovox_document.output,
-            "finovox_case": finovox_case.output,
-            "mindee": mindee.output,
-            "docimprint": docimprint.output,
-            "biros": biros.output,
         },
         run_id="{{ run_id }}",
     )

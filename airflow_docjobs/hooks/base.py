@@ -441,10 +441,6 @@ class DocJobsHook(BaseHook):
         """A job reference fit for logs: secret tokens are left out."""
         return ", ".join(f"{k}={v}" for k, v in job.items() if k not in self.secret_job_keys)
 
-    def result_xcoms(self, result: Any) -> dict[str, Any]:
-        """Extra XComs to store beside a result (e.g. an extra link's URL) when a trigger ends the task."""
-        return {}
-
     def get_job_status(self, job: Mapping[str, Any]) -> JobStatus:
         """Poll a job once (one request, two when the vendor redirects to the result)."""
         step: JobStatus | Call = self.poll_call(job)

@@ -109,12 +109,6 @@ class FinovoxHook(DocJobsHook):
     async def asubmit_case(self, documents: str | Sequence[str], use_case: str, **options: Any) -> str:
         return await self.asubmit(self.case_call(documents, use_case, **options), "retrieve_token")
 
-    def result_xcoms(self, result: Any) -> dict[str, Any]:
-        from airflow_docjobs.links import FinovoxShareLink, share_link_url
-
-        url = share_link_url(result)
-        return {FinovoxShareLink().xcom_key: url} if url else {}
-
     @staticmethod
     def job(retrieve_token: str, analysis: str = "document") -> dict[str, str]:
         return {"retrieve_token": retrieve_token, "analysis": analysis}

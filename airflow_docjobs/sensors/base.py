@@ -69,6 +69,10 @@ class DocJobSensor(BaseSensorOperator):
     def hook(self) -> DocJobsHook:
         return self.hook_class(**{self.hook_class.conn_name_attr: self.conn_id})
 
+    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        super().render_template_fields(context, jinja_env)
+        self.job  # noqa: B018 - masks secret tokens before Airflow stores the rendered fields for the UI
+
     @cached_property
     def job(self) -> dict[str, Any]:
         job = self.job_reference()
@@ -101,23 +105,21 @@ class DocJobSensor(BaseSensorOperator):
         )
 
     def execute_complete(self, context: Any, event: Any = None) -> Any:
-        """
-        Resume after the trigger. A real triggerer ends the task itself on success and never gets here;
-        ``dag.test()`` resumes with the bare ``"success"`` state instead, and then the result is fetched.
-        """
-        if event == "success":
-            status = self.hook.get_job_status(self.job)
-            if status.state != SUCCEEDED:
-                raise DocJobsError(
-                    f"the triggerer reported success but the job now reads {status.state}",
-                    vendor=self.hook.vendor,
-                    conn_id=self.conn_id,
-                )
-            return status.result
+        """Resume after the trigger; on success fetch the result once more (the event never carries it)."""
         if not isinstance(event, Mapping) or event.get("status") not in EVENT_STATUSES:
             raise DocJobsError(
                 f"unexpected trigger event {event!r}", vendor=self.hook.vendor, conn_id=self.conn_id
             )
+        if event["status"] == "success":
+            with self.hook:
+                status = self.hook.get_job_status(self.job)
+            if status.state != SUCCEEDED:
+                raise DocJobsError(
+                    f"the trigger saw the job succeed but it now reads {status.state}",
+                    vendor=self.hook.vendor,
+                    conn_id=self.conn_id,
+                )
+            return status.result
         if event["status"] == "timeout":
             raise AirflowSensorTimeout(event.get("message") or "the job did not end before the timeout")
         if event["status"] == "failed":

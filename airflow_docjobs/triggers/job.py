@@ -9,14 +9,13 @@ from typing import Any
 
 import pendulum
 from airflow.providers.common.compat.module_loading import import_string
-from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
+from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_docjobs.exceptions import DocJobsError, VendorTransientError
 from airflow_docjobs.hooks.base import FAILED, SUCCEEDED, DocJobsHook
 
-# The closed set of statuses a DocJobTrigger event carries back to the sensor (success ends the task
-# from the triggerer instead, with a TaskSuccessEvent).
-EVENT_STATUSES = frozenset({"failed", "error", "timeout"})
+# The closed set of statuses a DocJobTrigger event carries back to the sensor.
+EVENT_STATUSES = frozenset({"success", "failed", "error", "timeout"})
 MAX_BACKOFF = 300.0
 
 
@@ -24,15 +23,18 @@ class DocJobTrigger(BaseTrigger):
     """
     Poll a vendor job every ``poll_interval`` seconds until it succeeds, fails, or ``deadline`` passes.
 
-    On success the trigger ends the task itself (``TaskSuccessEvent``) with the vendor's result as the
-    task's return value: the result is persisted the moment it is fetched, no worker slot is taken to
-    resume, and the result never reaches the triggerer's log. Failure, error and timeout resume the task
-    so that it raises the right typed exception.
+    Every outcome resumes the sensor with a small event, ``{"status": "success" | "failed" | "error" |
+    "timeout", ...}``; on success the sensor fetches the result once more and returns it. The result is
+    never carried in the event: the triggerer logs every event payload, and document results hold
+    personal data. Nor does the trigger end the task itself with ``TaskSuccessEvent(xcoms=...)``: Airflow
+    3.3.2 stores such XComs JSON-encoded twice, so downstream tasks would receive the result as a string
+    (``tests/test_standalone.py`` shows it on a real deployment).
 
     Polls that hit transient trouble (429, 5xx, network, timeouts, garbled bodies; already retried by
     the hook) are counted; the wait ends only after ``max_consecutive_failures`` of them in a row, and a
-    healthy poll resets the count. Everything in the kwargs is JSON and holds no secret: Airflow stores
-    them unencrypted in the trigger table.
+    healthy poll resets the count. The kwargs are JSON and hold no credential: the hook reads the API
+    key from the connection in the triggerer. They do hold the job reference, which for Finovox is the
+    retrieve token; Airflow stores trigger kwargs encrypted.
 
     :param hook_class: import path of a :class:`~airflow_docjobs.hooks.base.DocJobsHook` subclass.
     :param conn_id: Airflow connection id.
@@ -104,9 +106,7 @@ class DocJobTrigger(BaseTrigger):
                     failures = 0
                     if status.state == SUCCEEDED:
                         self.log.info("%s succeeded", label)
-                        yield TaskSuccessEvent(
-                            xcoms={"return_value": status.result, **hook.result_xcoms(status.result)}
-                        )
+                        yield TriggerEvent({"status": "success"})
                         return
                     if status.state == FAILED:
                         yield TriggerEvent(
