@@ -31,7 +31,7 @@ def free_port() -> int:
 
 def start_emulator(port: int, log: Path) -> subprocess.Popen:
     emulator = subprocess.Popen(
-        [sys.executable, "-m", "airflow_docjobs.emulator", "--port", str(port), "--processing-seconds", "2"],
+        [sys.executable, "-m", "airflow_docjobs.emulator", "--port", str(port), "--processing-seconds", "4"],
         stdout=subprocess.PIPE,
         stderr=log.open("w"),
         text=True,

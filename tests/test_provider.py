@@ -48,11 +48,13 @@ def test_every_listed_module_imports():
 
 def test_providers_manager_registers_the_connection_types_and_forms():
     from airflow.providers_manager import ProvidersManager
+    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
 
     manager = ProvidersManager()
     assert "airflow-docjobs" in manager.providers
+    runtime_hooks = ProvidersManagerTaskRuntime().hooks
     for conn_type, hook_path, _, secret_label, url in VENDORS:
-        assert manager.hooks[conn_type].hook_class_name == hook_path
+        assert runtime_hooks[conn_type].hook_class_name == hook_path
         behaviour = manager.field_behaviours[conn_type]
         assert behaviour["relabeling"]["password"] == secret_label
         assert url in json.dumps(behaviour["placeholders"])

@@ -87,7 +87,8 @@ class DocJobSensor(BaseSensorOperator):
         if not self.deferrable:
             return super().execute(context)
         # One poll first: a job that already ended needs no trigger.
-        done = self.poke(context)
+        with self.hook:
+            done = self.poke(context)
         if done:
             return done.xcom_value
         deadline = pendulum.now("UTC").add(seconds=self.timeout)

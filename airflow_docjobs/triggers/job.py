@@ -109,13 +109,7 @@ class DocJobTrigger(BaseTrigger):
                         yield TriggerEvent({"status": "success"})
                         return
                     if status.state == FAILED:
-                        yield TriggerEvent(
-                            {
-                                "status": "failed",
-                                "message": status.message,
-                                "job": hook.describe_job(self.job),
-                            }
-                        )
+                        yield TriggerEvent({"status": "failed", "message": status.message})
                         return
                     if status.progress != last_progress:
                         self.log.info("%s: %s", label, status.progress or "pending")
