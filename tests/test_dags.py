@@ -114,3 +114,17 @@ def test_durable_submit_reuses_its_job_on_retry(dags, emulator, tmp_path, capfd)
     submits = [r for r in emulator.state.requests if r["method"] == "POST"]
     assert len(submits) == 1, "the retry paid for a second job"
     assert "Reusing the docimprint job" in capfd.readouterr().out
+
+
+def test_reschedule_mode_frees_the_worker_between_polls(dags, emulator, tmp_path):
+    from airflow.models.taskreschedule import TaskReschedule
+    from airflow.utils.session import create_session
+
+    dag_run, tis = run(dags, "docjobs_docimprint_reschedule", tmp_path)
+    assert dag_run.state == "success"
+    assert xcoms(dag_run)[("wait", "return_value")]["status"] == "complete"
+    with create_session() as session:
+        reschedules = session.scalars(
+            select(TaskReschedule).where(TaskReschedule.ti_id == tis["wait"].id)
+        ).all()
+    assert reschedules, "the sensor never gave its worker slot back"

@@ -88,6 +88,9 @@ DAGS = {
     for vendor, build in VENDORS.items()
     for mode in ("deferrable", "poke")
 }
+DAGS["docjobs_docimprint_reschedule"] = make_dag(
+    "docjobs_docimprint_reschedule", docimprint, deferrable=False, mode="reschedule"
+)
 DAGS["docjobs_timeout_deferrable"] = make_dag(
     "docjobs_timeout_deferrable", docimprint, deferrable=True, timeout=2
 )
