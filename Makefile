@@ -12,12 +12,12 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip uv
-	$(VENV)/bin/uv pip install --quiet --python $(PY) -e '.[test]'
+	$(VENV)/bin/uv pip install --quiet --python $(PY) -e '.[test,bench]'
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check airflow_docjobs tests example_dags scripts
-	$(VENV)/bin/ruff format --check airflow_docjobs tests example_dags scripts
+	$(VENV)/bin/ruff check airflow_docjobs tests example_dags scripts benchmarks
+	$(VENV)/bin/ruff format --check airflow_docjobs tests example_dags scripts benchmarks
 
 test: lint
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
@@ -27,6 +27,10 @@ demo: $(STAMP)
 
 emulator: $(STAMP)
 	$(PY) -m airflow_docjobs.emulator --port 8080
+
+# Ours vs Airflow's HTTP provider triggers, one run, medians; see benchmarks/README.md.
+bench: $(STAMP)
+	$(PY) benchmarks/bench_polling.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .ruff_cache
