@@ -376,3 +376,33 @@ def test_a_vendor_echoing_the_secret_does_not_leak_it(emulator, tmp_path):
     with BirosHook() as hook, pytest.raises(VendorAuthError) as err:
         hook.submit_document(str(copy_sample(tmp_path, "a.pdf")), "svc-1")
     assert SECRET not in str(err.value) and "invalid key *** for service" in str(err.value)
+
+
+def test_a_submit_is_not_resent_when_the_vendor_may_have_taken_it(emulator):
+    emulator.state.faults.append(Fault(vendor="docimprint", path="/v1/extract", status=504, times=1))
+    with DocimprintHook() as hook, pytest.raises(VendorTransientError, match="may exist"):
+        hook.submit_source("https://example.com/a.pdf")
+    assert len(emulator.state.requests) == 1  # one job paid for at most
+
+
+def test_a_submit_is_resent_when_the_vendor_did_not_take_it(emulator):
+    emulator.state.faults.append(Fault(vendor="docimprint", path="/v1/extract", status=503, times=2))
+    with DocimprintHook() as hook:
+        assert hook.submit_source("https://example.com/a.pdf")
+    assert len(emulator.state.requests) == 3
+
+
+def test_a_submit_that_never_connected_is_resent(monkeypatch):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DOWN",
+        json.dumps(
+            {
+                "conn_type": "docimprint",
+                "host": "http://127.0.0.1:9",
+                "password": "x",
+                "extra": {"retry_base_delay": 0.01, "max_attempts": 2},
+            }
+        ),
+    )
+    with pytest.raises(VendorTransientError, match="2 attempts"):
+        DocimprintHook("down").submit_source("https://example.com/a.pdf")

@@ -40,6 +40,11 @@ from airflow_docjobs.hooks.inputs import Upload
 # Answers worth the same request again. A plain 500 is not among them: for most vendors it is a bug on
 # their side that a retry will not fix, and Finovox uses it for "this folder failed" (see finovox.py).
 TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
+# A submit creates a job that costs money, so it is sent again only after an answer that says the vendor
+# did not take it (rate limited, unavailable) or when no connection was made. After a 502, a 504 or a
+# read timeout the job may exist: resending could pay for it twice.
+NOT_TAKEN_STATUSES = frozenset({429, 503})
+NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 E = TypeVar("E", bound=DocJobsError)
 
@@ -56,6 +61,7 @@ class Call:
     :param method: HTTP method.
     :param path: path relative to the connection's base URL, or an absolute URL (a redirect target).
     :param job_id: vendor job reference for error messages; never a secret token.
+    :param idempotent: override whether the call may be resent after an ambiguous failure.
     """
 
     method: str
@@ -65,6 +71,12 @@ class Call:
     data: Mapping[str, str] | None = None
     uploads: tuple[Upload, ...] = ()
     job_id: str | None = None
+    idempotent: bool | None = None
+
+    @property
+    def repeatable(self) -> bool:
+        """Whether sending it twice is harmless; by default only reads are (a POST may create a job)."""
+        return self.method in ("GET", "HEAD") if self.idempotent is None else self.idempotent
 
 
 @dataclass(frozen=True)
@@ -343,6 +355,19 @@ class DocJobsHook(BaseHook):
             delay = policy.delay(attempts.count, None)
             status, what = None, type(outcome).__name__
         remaining = policy.deadline - (time.monotonic() - attempts.started)
+        ambiguous = not attempts.call.repeatable and not (
+            outcome.status_code in NOT_TAKEN_STATUSES
+            if isinstance(outcome, httpx.Response)
+            else isinstance(outcome, NOT_SENT_ERRORS)
+        )
+        if ambiguous:
+            raise self.error(
+                VendorTransientError,
+                f"failed with {what} after the request was sent: the job may exist, so it is not resent",
+                status_code=status,
+                job_id=attempts.call.job_id,
+                vendor_message=str(outcome) if isinstance(outcome, Exception) else None,
+            ) from (outcome if isinstance(outcome, Exception) else None)
         if attempts.count >= policy.max_attempts or delay > remaining:
             message = (
                 vendor_message(parse_body(outcome)) if isinstance(outcome, httpx.Response) else str(outcome)

@@ -121,7 +121,7 @@ class FinovoxHook(DocJobsHook):
         if analysis not in ANALYSES:
             raise rules.fail("analysis", f"expected 'document' or 'case', got {analysis!r}")
         path = "case/retrieve" if analysis == "case" else "retrieve"
-        return Call("POST", path, json={"retrieve_token": token})
+        return Call("POST", path, json={"retrieve_token": token}, idempotent=True)
 
     def read_poll(self, job: Mapping[str, Any], response: httpx.Response) -> JobStatus:
         status = response.status_code
