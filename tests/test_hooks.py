@@ -406,3 +406,8 @@ def test_a_submit_that_never_connected_is_resent(monkeypatch):
     )
     with pytest.raises(VendorTransientError, match="2 attempts"):
         DocimprintHook("down").submit_source("https://example.com/a.pdf")
+
+
+def test_biros_flags_rendered_as_text_keep_their_meaning():
+    job = BirosHook.job("svc", "doc", include_validation_errors="False", wait_for_review="true")
+    assert job["include_validation_errors"] is False and job["wait_for_review"] is True

@@ -69,8 +69,8 @@ class BirosHook(DocJobsHook):
         return {
             "service_id": str(service_id),
             "document_id": document_id,
-            "include_validation_errors": bool(include_validation_errors),
-            "wait_for_review": bool(wait_for_review),
+            "include_validation_errors": _flag(include_validation_errors),
+            "wait_for_review": _flag(wait_for_review),
         }
 
     def poll_call(self, job: Mapping[str, Any]) -> Call:
@@ -96,3 +96,10 @@ class BirosHook(DocJobsHook):
                 return JobStatus(PENDING, progress=f"awaiting review ({review})")
             return JobStatus(SUCCEEDED, result=body)
         return JobStatus(PENDING, progress=status)
+
+
+def _flag(value: Any) -> bool:
+    """A boolean parameter, also when a template rendered it as text ("False" must stay false)."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return bool(value)

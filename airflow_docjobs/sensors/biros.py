@@ -23,7 +23,12 @@ class BirosDocumentSensor(DocJobSensor):
 
     hook_class = BirosHook
     default_poke_interval = 5.0
-    template_fields: Sequence[str] = ("service_id", "document_id")
+    template_fields: Sequence[str] = (
+        "service_id",
+        "document_id",
+        "include_validation_errors",
+        "wait_for_review",
+    )
 
     def __init__(
         self,
