@@ -78,9 +78,7 @@ def emulator(emulator_server, monkeypatch):
 
 @pytest.fixture
 def sample_pdf(tmp_path) -> Path:
-    path = tmp_path / "invoice.pdf"
-    path.write_bytes((FIXTURES / "sample.pdf").read_bytes())
-    return path
+    return copy_sample(tmp_path, "invoice.pdf")
 
 
 def load_dags(path: Path) -> dict:
@@ -96,5 +94,5 @@ def load_dags(path: Path) -> dict:
 def copy_sample(tmp_path: Path, name: str) -> Path:
     """The sample PDF under another name (names select the emulator's scenarios)."""
     path = tmp_path / name
-    path.write_bytes((FIXTURES / "sample.pdf").read_bytes())
+    path.write_bytes((FIXTURES / "invoice.pdf").read_bytes())
     return path
