@@ -168,21 +168,19 @@ async def test_503_still_failing_after_all_attempts(emulator, tmp_path):
     assert len(emulator.state.requests) == 3
 
 
-def test_network_error_is_retried_then_raised(emulator, monkeypatch):
-    # A port nothing listens on: connection refused, a TransportError, retried like a 503.
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_DOWN",
-        json.dumps(
-            {
-                "conn_type": "docimprint",
-                "host": "http://127.0.0.1:9",
-                "password": "x",
-                "extra": {"retry_base_delay": 0.01, "max_attempts": 2},
-            }
-        ),
-    )
+@pytest.fixture
+def unreachable(monkeypatch) -> DocimprintHook:
+    """A hook whose base URL is a loopback port nothing listens on: every connection is refused."""
+    extra = {"retry_base_delay": 0.01, "max_attempts": 2}
+    conn = {"conn_type": "docimprint", "host": "http://127.0.0.1:9", "password": "x", "extra": extra}
+    monkeypatch.setenv("AIRFLOW_CONN_DOWN", json.dumps(conn))
+    return DocimprintHook("down")
+
+
+def test_network_error_is_retried_then_raised(unreachable):
+    # Connection refused is a TransportError, retried like a 503.
     with pytest.raises(VendorTransientError, match="ConnectError") as err:
-        DocimprintHook("down").get_job_status({"job_id": "job_1"})
+        unreachable.get_job_status({"job_id": "job_1"})
     assert isinstance(err.value.__cause__, httpx.ConnectError)
 
 
@@ -392,20 +390,9 @@ def test_a_submit_is_resent_when_the_vendor_did_not_take_it(emulator):
     assert len(emulator.state.requests) == 3
 
 
-def test_a_submit_that_never_connected_is_resent(monkeypatch):
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_DOWN",
-        json.dumps(
-            {
-                "conn_type": "docimprint",
-                "host": "http://127.0.0.1:9",
-                "password": "x",
-                "extra": {"retry_base_delay": 0.01, "max_attempts": 2},
-            }
-        ),
-    )
+def test_a_submit_that_never_connected_is_resent(unreachable):
     with pytest.raises(VendorTransientError, match="2 attempts"):
-        DocimprintHook("down").submit_source("https://example.com/a.pdf")
+        unreachable.submit_source("https://example.com/a.pdf")
 
 
 def test_biros_flags_rendered_as_text_keep_their_meaning():
