@@ -14,6 +14,7 @@ from conftest import SECRET, copy_sample
 from airflow_docjobs.emulator import Fault
 from airflow_docjobs.exceptions import (
     DocJobsInputError,
+    VendorAPIError,
     VendorAuthError,
     VendorJobFailedError,
     VendorNotFoundError,
@@ -398,3 +399,11 @@ def test_a_submit_that_never_connected_is_resent(unreachable):
 def test_biros_flags_rendered_as_text_keep_their_meaning():
     job = BirosHook.job("svc", "doc", include_validation_errors="False", wait_for_review="true")
     assert job["include_validation_errors"] is False and job["wait_for_review"] is True
+
+
+def test_a_redirect_without_location_is_a_vendor_error(emulator, tmp_path):
+    with MindeeHook() as hook:
+        job = VENDORS[2].submit(hook, tmp_path, "doc.pdf")
+        emulator.state.faults.append(Fault(vendor="mindee", path="/documents/queue/", status=302))
+        with pytest.raises(VendorAPIError, match="redirected without a Location"):
+            hook.get_job_status(job)

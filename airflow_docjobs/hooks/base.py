@@ -45,6 +45,8 @@ TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
 # read timeout the job may exist: resending could pay for it twice.
 NOT_TAKEN_STATUSES = frozenset({429, 503})
 NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Requests one poll may take: the poll and the redirects to its result (Mindee needs one).
+MAX_POLL_REQUESTS = 4
 
 E = TypeVar("E", bound=DocJobsError)
 
@@ -468,16 +470,25 @@ class DocJobsHook(BaseHook):
     def get_job_status(self, job: Mapping[str, Any]) -> JobStatus:
         """Poll a job once (one request, two when the vendor redirects to the result)."""
         step: JobStatus | Call = self.poll_call(job)
-        while isinstance(step, Call):
+        for _ in range(MAX_POLL_REQUESTS):
             step = self.read_poll(job, self.send(step))
-        return step
+            if isinstance(step, JobStatus):
+                return step
+        raise self._endless_poll(step)
 
     async def aget_job_status(self, job: Mapping[str, Any]) -> JobStatus:
         """Async twin of :meth:`get_job_status`."""
         step: JobStatus | Call = self.poll_call(job)
-        while isinstance(step, Call):
+        for _ in range(MAX_POLL_REQUESTS):
             step = self.read_poll(job, await self.asend(step))
-        return step
+            if isinstance(step, JobStatus):
+                return step
+        raise self._endless_poll(step)
+
+    def _endless_poll(self, step: Call) -> VendorAPIError:
+        return self.error(
+            VendorAPIError, f"kept redirecting (last to {_path_only(step.path)})", job_id=step.job_id
+        )
 
     def submit(self, call: Call, key: str) -> str:
         """Send a submit call and return the job reference found under ``key`` (dotted) in the answer."""
