@@ -35,7 +35,7 @@ from airflow_docjobs.exceptions import (
     VendorRequestError,
     VendorTransientError,
 )
-from airflow_docjobs.hooks.inputs import Upload
+from airflow_docjobs.hooks.inputs import InputRules, Upload
 
 # Answers worth the same request again. A plain 500 is not among them: for most vendors it is a bug on
 # their side that a retry will not fix, and Finovox uses it for "this folder failed" (see finovox.py).
@@ -198,6 +198,14 @@ class DocJobsHook(BaseHook):
             # Some APIs echo the key they refused; it must not reach a log, an event or the UI.
             message = message.replace(secret, "***")
         return cls(summary, vendor=self.vendor, conn_id=self.conn_id, vendor_message=message, **details)
+
+    def rules(self, extensions: frozenset[str] = frozenset()) -> InputRules:
+        """Input checks that name this hook's vendor and connection."""
+        return InputRules(self.vendor, self.conn_id, extensions)
+
+    def bad_input(self, param: str, problem: str) -> DocJobsInputError:
+        """A parameter error, raised before any request is sent."""
+        return self.rules().fail(param, problem)
 
     # ---- connection -----------------------------------------------------------------------------
 

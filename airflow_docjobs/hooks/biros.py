@@ -9,7 +9,6 @@ from urllib.parse import quote
 import httpx
 
 from airflow_docjobs.hooks.base import FAILED, PENDING, SUCCEEDED, Call, DocJobsHook, JobStatus
-from airflow_docjobs.hooks.inputs import InputRules
 
 EXTENSIONS = frozenset({".pdf", ".jpg", ".jpeg", ".png", ".tif", ".tiff"})
 REVIEW_DONE = frozenset({"approved", "not_approved"})
@@ -36,20 +35,16 @@ class BirosHook(DocJobsHook):
     def __init__(self, biros_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(conn_id=biros_conn_id, **kwargs)
 
-    @property
-    def _rules(self) -> InputRules:
-        return InputRules(self.vendor, self.conn_id, EXTENSIONS)
-
     def _segment(self, value: Any, param: str) -> str:
         if isinstance(value, int) and not isinstance(value, bool):
             value = str(value)
         if not isinstance(value, str) or not value.strip():
-            raise self._rules.fail(param, f"expected a non-empty id, got {value!r}")
+            raise self.bad_input(param, f"expected a non-empty id, got {value!r}")
         return quote(value.strip(), safe="")
 
     def predict_call(self, file: str, service_id: str) -> Call:
         service = self._segment(service_id, "service_id")
-        upload = self._rules.file(file, param="file", field="file")
+        upload = self.rules(EXTENSIONS).file(file, param="file", field="file")
         return Call("POST", f"inference/service/{service}/async-predict", uploads=(upload,))
 
     def submit_document(self, file: str, service_id: str) -> str:

@@ -17,7 +17,6 @@ from airflow_docjobs.hooks.base import (
     JobStatus,
     vendor_message,
 )
-from airflow_docjobs.hooks.inputs import InputRules
 
 
 class DocimprintHook(DocJobsHook):
@@ -45,9 +44,7 @@ class DocimprintHook(DocJobsHook):
     def _url(self, value: Any, param: str) -> str:
         parts = urlsplit(value) if isinstance(value, str) else None
         if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            raise InputRules(self.vendor, self.conn_id, frozenset()).fail(
-                param, f"expected an http(s) URL, got {value!r}"
-            )
+            raise self.bad_input(param, f"expected an http(s) URL, got {value!r}")
         return value
 
     def _with_webhook(self, body: dict[str, Any], webhook: str | None) -> dict[str, Any]:
@@ -62,9 +59,7 @@ class DocimprintHook(DocJobsHook):
 
     def batch_call(self, sources: Sequence[str], mode: str = "extract", webhook: str | None = None) -> Call:
         if isinstance(sources, str) or not sources:
-            raise InputRules(self.vendor, self.conn_id, frozenset()).fail(
-                "source", "expected a non-empty list of URLs for a batch"
-            )
+            raise self.bad_input("source", "expected a non-empty list of URLs for a batch")
         items = [{"source": self._url(s, "source")} for s in sources]
         return Call("POST", "v1/jobs", json=self._with_webhook({"items": items, "mode": mode}, webhook))
 
@@ -82,7 +77,7 @@ class DocimprintHook(DocJobsHook):
     def _source_call(self, source: str | Sequence[str], mode: str, webhook: str | None) -> Call:
         if isinstance(source, str):
             if mode != "extract":
-                raise InputRules(self.vendor, self.conn_id, frozenset()).fail(
+                raise self.bad_input(
                     "mode", f"a single source is always an extract; pass a list for mode {mode!r}"
                 )
             return self.extract_call(source, webhook)
@@ -95,9 +90,7 @@ class DocimprintHook(DocJobsHook):
     def poll_call(self, job: Mapping[str, Any]) -> Call:
         job_id = job.get("job_id")
         if not isinstance(job_id, str) or not job_id:
-            raise InputRules(self.vendor, self.conn_id, frozenset()).fail(
-                "job_id", f"expected the job id returned by the submit, got {job_id!r}"
-            )
+            raise self.bad_input("job_id", f"expected the job id returned by the submit, got {job_id!r}")
         return Call("GET", f"v1/jobs/{quote(job_id, safe='')}", job_id=job_id)
 
     def read_poll(self, job: Mapping[str, Any], response: httpx.Response) -> JobStatus:

@@ -18,7 +18,6 @@ from airflow_docjobs.hooks.base import (
     parse_body,
     vendor_message,
 )
-from airflow_docjobs.hooks.inputs import InputRules
 
 DOCUMENT_EXTENSIONS = frozenset({".pdf", ".jpg", ".jpeg", ".png"})
 # A case folder also takes office files and the applicants' *.json folder forms.
@@ -51,24 +50,17 @@ class FinovoxHook(DocJobsHook):
     def __init__(self, finovox_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(conn_id=finovox_conn_id, **kwargs)
 
-    def _rules(self, extensions: frozenset[str]) -> InputRules:
-        return InputRules(self.vendor, self.conn_id, extensions)
-
     def _analyse_types(self, value: Any, allowed: frozenset[str] | None) -> list[str]:
         types = [value] if isinstance(value, str) else list(value or [])
         if not types or not all(isinstance(t, str) and t for t in types):
-            raise self._rules(frozenset()).fail(
-                "analyse_type", f"expected a non-empty list of names, got {value!r}"
-            )
+            raise self.bad_input("analyse_type", f"expected a non-empty list of names, got {value!r}")
         if allowed and (unknown := sorted(set(types) - allowed)):
-            raise self._rules(frozenset()).fail(
-                "analyse_type", f"unknown {unknown}; accepted: {', '.join(sorted(allowed))}"
-            )
+            raise self.bad_input("analyse_type", f"unknown {unknown}; accepted: {', '.join(sorted(allowed))}")
         return types
 
     def document_call(self, file: str, analyse_type: Sequence[str] = ("risk",)) -> Call:
         payload = {"analyse_type": self._analyse_types(analyse_type, None), "asynchronous": True}
-        upload = self._rules(DOCUMENT_EXTENSIONS).file(file, param="file", field="file")
+        upload = self.rules(DOCUMENT_EXTENSIONS).file(file, param="file", field="file")
         return Call("POST", "analyse", data={"payload": json.dumps(payload)}, uploads=(upload,))
 
     def case_call(
@@ -78,11 +70,10 @@ class FinovoxHook(DocJobsHook):
         analyse_type: Sequence[str] = ("decision",),
         share_link_settings: Mapping[str, Any] | None = None,
     ) -> Call:
-        rules = self._rules(CASE_EXTENSIONS)
         if not isinstance(use_case, str) or not use_case.strip():
-            raise rules.fail("use_case", f"expected a use case name such as 'rental', got {use_case!r}")
+            raise self.bad_input("use_case", f"expected a use case name such as 'rental', got {use_case!r}")
         if share_link_settings is not None and not isinstance(share_link_settings, Mapping):
-            raise rules.fail(
+            raise self.bad_input(
                 "share_link_settings", f"expected a mapping, got {type(share_link_settings).__name__}"
             )
         payload: dict[str, Any] = {
@@ -92,7 +83,7 @@ class FinovoxHook(DocJobsHook):
         }
         if share_link_settings is not None:
             payload["share_link_settings"] = dict(share_link_settings)
-        uploads = rules.files(documents, param="documents", field="documents")
+        uploads = self.rules(CASE_EXTENSIONS).files(documents, param="documents", field="documents")
         return Call("POST", "case", data={"payload": json.dumps(payload)}, uploads=uploads)
 
     def submit_document(self, file: str, analyse_type: Sequence[str] = ("risk",)) -> str:
@@ -115,11 +106,10 @@ class FinovoxHook(DocJobsHook):
 
     def poll_call(self, job: Mapping[str, Any]) -> Call:
         token, analysis = job.get("retrieve_token"), job.get("analysis", "document")
-        rules = self._rules(frozenset())
         if not isinstance(token, str) or not token:
-            raise rules.fail("retrieve_token", "expected the token returned by the submit")
+            raise self.bad_input("retrieve_token", "expected the token returned by the submit")
         if analysis not in ANALYSES:
-            raise rules.fail("analysis", f"expected 'document' or 'case', got {analysis!r}")
+            raise self.bad_input("analysis", f"expected 'document' or 'case', got {analysis!r}")
         path = "case/retrieve" if analysis == "case" else "retrieve"
         return Call("POST", path, json={"retrieve_token": token}, idempotent=True)
 

@@ -20,7 +20,6 @@ from airflow_docjobs.hooks.base import (
     JobStatus,
     vendor_message,
 )
-from airflow_docjobs.hooks.inputs import InputRules
 
 EXTENSIONS = frozenset({".pdf", ".jpg", ".jpeg", ".png", ".webp", ".heic", ".tif", ".tiff"})
 _SEGMENT = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -50,16 +49,12 @@ class MindeeHook(DocJobsHook):
     def __init__(self, mindee_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(conn_id=mindee_conn_id, **kwargs)
 
-    @property
-    def _rules(self) -> InputRules:
-        return InputRules(self.vendor, self.conn_id, EXTENSIONS)
-
     def product_path(self, product: str, version: str, account: str = "mindee") -> str:
         """``v1/products/{account}/{product}/{version}``; a bare ``4`` is read as ``v4``."""
         version = f"v{version}" if isinstance(version, (int, str)) and str(version).isdigit() else version
         for param, value in (("product", product), ("version", version), ("account", account)):
             if not isinstance(value, str) or not _SEGMENT.match(value):
-                raise self._rules.fail(
+                raise self.bad_input(
                     param, f"expected one URL path segment such as 'invoices', got {value!r}"
                 )
         return f"v1/products/{account}/{product}/{version}"
@@ -68,23 +63,23 @@ class MindeeHook(DocJobsHook):
         path = f"{self.product_path(product, version, account)}/predict_async"
         if isinstance(document, (bytes, bytearray)):
             if not document:
-                raise self._rules.fail("document", "the document bytes are empty")
+                raise self.bad_input("document", "the document bytes are empty")
             return Call("POST", path, json={"document": base64.b64encode(document).decode()})
         if isinstance(document, str):
             text = document.strip()
             if text.startswith("https://"):
                 return Call("POST", path, json={"document": text})
             if text.startswith("http://"):
-                raise self._rules.fail("document", "Mindee only fetches public https:// URLs")
+                raise self.bad_input("document", "Mindee only fetches public https:// URLs")
             inline = _DATA_URI.match(text) or re.match(r"^base64:(?P<payload>.+)$", text, re.DOTALL)
             if inline:
                 payload = inline["payload"].strip()
                 try:
                     base64.b64decode(payload, validate=True)
                 except ValueError as exc:
-                    raise self._rules.fail("document", "the base64 content does not decode") from exc
+                    raise self.bad_input("document", "the base64 content does not decode") from exc
                 return Call("POST", path, json={"document": payload})
-        upload = self._rules.file(document, param="document", field="document")
+        upload = self.rules(EXTENSIONS).file(document, param="document", field="document")
         return Call("POST", path, uploads=(upload,))
 
     def enqueue(self, document: Any, product: str, version: str, account: str = "mindee") -> str:
@@ -101,7 +96,7 @@ class MindeeHook(DocJobsHook):
     def poll_call(self, job: Mapping[str, Any]) -> Call:
         job_id = job.get("job_id")
         if not isinstance(job_id, str) or not job_id:
-            raise self._rules.fail("job_id", f"expected the job id returned by predict_async, got {job_id!r}")
+            raise self.bad_input("job_id", f"expected the job id returned by predict_async, got {job_id!r}")
         product = self.product_path(job.get("product"), job.get("version"), job.get("account", "mindee"))
         return Call("GET", f"{product}/documents/queue/{quote(job_id, safe='')}", job_id=job_id)
 
