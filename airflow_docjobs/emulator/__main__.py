@@ -59,11 +59,11 @@ async def serve(args: argparse.Namespace) -> int:
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         if task.done():
-            break
+            await task
+            return 1  # uvicorn could not start serving; it has logged why
         await asyncio.sleep(0.02)
-    else:
-        host = f"[{args.host}]" if ":" in args.host else args.host
-        print(f"emulator listening on http://{host}:{sock.getsockname()[1]}", flush=True)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"emulator listening on http://{host}:{sock.getsockname()[1]}", flush=True)
     await task
     return 0
 
