@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import functools
+import hashlib
 import json
 import random
 import ssl
@@ -35,6 +36,7 @@ from airflow_docjobs.exceptions import (
     VendorRequestError,
     VendorTransientError,
 )
+from airflow_docjobs.hooks import transport
 from airflow_docjobs.hooks.inputs import InputRules, Upload
 
 # Answers worth the same request again. A plain 500 is not among them: for most vendors it is a bug on
@@ -90,16 +92,22 @@ class JobStatus:
     :param result: on success, the vendor's final JSON body, unchanged.
     :param message: on failure, the vendor's own message.
     :param progress: while pending, a short human description of progress, if the vendor gives one.
+    :param code: on failure, the vendor's structured error code, if it gives one.
     """
 
     state: Literal["pending", "succeeded", "failed"]
     result: Any = None
     message: str | None = None
     progress: str | None = None
+    code: str | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.state != PENDING
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
+class Backoff:
     """
     Exponential backoff with jitter, bounded by attempts and by wall-clock time.
 
@@ -120,12 +128,25 @@ class RetryPolicy:
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
+@dataclass(frozen=True)
+class ConnSettings:
+    """Everything a request needs, read from the Airflow connection once."""
+
+    base_url: str
+    auth: Mapping[str, str] = field(repr=False)
+    secret: str = field(repr=False)
+    timeout: httpx.Timeout = field(default_factory=lambda: httpx.Timeout(60.0, connect=10.0))
+    backoff: Backoff = field(default_factory=Backoff)
+    verify: bool = True
+    ca_bundle: str | None = None
+
+
 @dataclass
 class _Attempts:
     """Retry bookkeeping for one call, shared by the sync and async sends."""
 
     call: Call
-    policy: RetryPolicy
+    policy: Backoff
     started: float = field(default_factory=time.monotonic)
     count: int = 0
 
@@ -187,13 +208,15 @@ class DocJobsHook(BaseHook):
     def __init__(self, conn_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.conn_id = conn_id or self.default_conn_name
+        self._settings: ConnSettings | None = None
         self._client: httpx.Client | None = None
+        self._pool: transport.AsyncPool | None = None
         self._async_client: httpx.AsyncClient | None = None
 
     def error(self, cls: type[E], summary: str, **details: Any) -> E:
         """A typed error naming this hook's vendor and connection, with the secret scrubbed from it."""
         message = details.pop("vendor_message", None)
-        secret = getattr(self, "_secret", None)
+        secret = self._settings.secret if self._settings else None
         if message and secret:
             # Some APIs echo the key they refused; it must not reach a log, an event or the UI.
             message = message.replace(secret, "***")
@@ -209,34 +232,50 @@ class DocJobsHook(BaseHook):
 
     # ---- connection -----------------------------------------------------------------------------
 
-    def _settings(self, conn: Any) -> None:
-        """Read the connection once; everything a request needs is kept, nothing is looked up per call."""
+    @property
+    def settings(self) -> ConnSettings:
+        """The connection's settings, read on first use (one lookup per hook, or per pool when async)."""
+        if self._settings is None:
+            self._settings = self.read_settings(self.get_connection(self.conn_id))
+        return self._settings
+
+    @property
+    def base_url(self) -> str:
+        return self.settings.base_url
+
+    @property
+    def timeout(self) -> httpx.Timeout:
+        return self.settings.timeout
+
+    def read_settings(self, conn: Any) -> ConnSettings:
+        """Everything a request needs, read from the connection in one place."""
         secret = conn.password
         if not secret:
             raise self.error(
                 DocJobsInputError,
                 f"connection has no {self.secret_label} in its password field",
             )
-        self._secret = secret
-        self._auth = {self.auth_header: f"{self.auth_scheme}{secret}"}
-        self.base_url = self._base_url(conn)
         # Fields from the connection form may arrive with Airflow's legacy prefix.
         prefix = f"extra__{self.conn_type}__"
         extra = {k.removeprefix(prefix): v for k, v in (conn.extra_dejson or {}).items()}
-        number = self._extra_number
-        self.timeout = httpx.Timeout(
-            number(extra, "timeout", 60.0), connect=number(extra, "connect_timeout", 10.0)
+        number = functools.partial(self._extra_number, extra)
+        verify = extra.get("verify", True)
+        if isinstance(verify, str):
+            verify = verify.strip().lower() not in ("false", "0", "no")
+        return ConnSettings(
+            base_url=self._base_url(conn),
+            auth={self.auth_header: f"{self.auth_scheme}{secret}"},
+            secret=secret,
+            timeout=httpx.Timeout(number("timeout", 60.0), connect=number("connect_timeout", 10.0)),
+            backoff=Backoff(
+                max_attempts=int(number("max_attempts", Backoff.max_attempts)),
+                base_delay=number("retry_base_delay", Backoff.base_delay),
+                max_delay=number("retry_max_delay", Backoff.max_delay),
+                deadline=number("retry_deadline", Backoff.deadline),
+            ),
+            verify=bool(verify),
+            ca_bundle=extra.get("ca_bundle"),
         )
-        self.retry = RetryPolicy(
-            max_attempts=int(number(extra, "max_attempts", RetryPolicy.max_attempts)),
-            base_delay=number(extra, "retry_base_delay", RetryPolicy.base_delay),
-            max_delay=number(extra, "retry_max_delay", RetryPolicy.max_delay),
-            deadline=number(extra, "retry_deadline", RetryPolicy.deadline),
-        )
-        self._verify = extra.get("verify", True)
-        self._ca_bundle = extra.get("ca_bundle")
-        if isinstance(self._verify, str):
-            self._verify = self._verify.strip().lower() not in ("false", "0", "no")
 
     def _extra_number(self, extra: Mapping[str, Any], key: str, default: float) -> float:
         value = extra.get(key, default)
@@ -267,41 +306,61 @@ class DocJobsHook(BaseHook):
             )
         return host.rstrip("/")
 
-    def _client_kwargs(self) -> dict[str, Any]:
+    def _tls(self, settings: ConnSettings) -> ssl.SSLContext | bool:
+        if not settings.verify:
+            return False
         try:
-            verify = _tls_context(self._ca_bundle) if self._verify else False
+            return _tls_context(settings.ca_bundle)
         except (OSError, ssl.SSLError) as exc:
             raise self.error(
                 DocJobsInputError,
-                f"connection extra 'ca_bundle' {self._ca_bundle!r} is not a readable PEM file: {exc}",
+                f"connection extra 'ca_bundle' {settings.ca_bundle!r} is not a readable PEM file: {exc}",
             ) from exc
-        return {
-            "base_url": self.base_url + "/",
-            "timeout": self.timeout,
-            "verify": verify,
-            # Redirects are followed by hand (Mindee's 302), so credentials never leave the vendor's host.
-            "follow_redirects": False,
-            "headers": {"User-Agent": f"airflow-docjobs/{__version__}", "Accept": "application/json"},
-        }
+
+    def _headers(self) -> dict[str, str]:
+        return {"User-Agent": f"airflow-docjobs/{__version__}", "Accept": "application/json"}
 
     def get_conn(self) -> httpx.Client:
         """The hook's sync client, built once from the connection."""
         if self._client is None:
-            self._settings(self.get_connection(self.conn_id))
-            self._client = httpx.Client(**self._client_kwargs())
+            settings = self.settings
+            self._client = httpx.Client(
+                timeout=settings.timeout,
+                verify=self._tls(settings),
+                # Redirects are followed by hand (Mindee's 302): credentials never leave the vendor's host.
+                follow_redirects=False,
+                # Enough sockets for a list submit's concurrent uploads.
+                limits=httpx.Limits(max_connections=transport.MAX_CONNECTIONS),
+            )
         return self._client
 
-    async def aget_conn(self) -> httpx.AsyncClient:
-        """The hook's async client, built once: later polls reuse its pool, no lookup, no handshake."""
-        if self._async_client is None:
-            aget_connection = getattr(self, "aget_connection", None)  # Airflow 3.0 has only the sync lookup
-            if aget_connection is None:
-                from asgiref.sync import sync_to_async
+    async def _aload(self) -> tuple[ConnSettings, ssl.SSLContext | bool]:
+        aget_connection = getattr(self, "aget_connection", None)  # Airflow 3.0 has only the sync lookup
+        if aget_connection is None:
+            from asgiref.sync import sync_to_async
 
-                aget_connection = sync_to_async(self.get_connection)
-            self._settings(await aget_connection(self.conn_id))
-            # Loading CA certificates blocks for a moment; keep it off the triggerer's event loop.
-            self._async_client = await asyncio.to_thread(httpx.AsyncClient, **self._client_kwargs())
+            aget_connection = sync_to_async(self.get_connection)
+        settings = self.read_settings(await aget_connection(self.conn_id))
+        # Loading CA certificates blocks for a moment; keep it off the triggerer's event loop.
+        return settings, await asyncio.to_thread(self._tls, settings)
+
+    async def apool(self) -> transport.AsyncPool:
+        """This loop's pool for the connection, shared with every other hook of the same connection."""
+        if self._pool is None:
+            self._pool = await transport.acquire((self.conn_type, self.conn_id), self._aload)
+            self._settings = self._pool.settings
+        return self._pool
+
+    async def aget_conn(self) -> httpx.AsyncClient:
+        """An ``httpx.AsyncClient`` over the connection's shared pool (no lookup, no handshake of its own)."""
+        if self._async_client is None:
+            pool = await self.apool()
+            self._async_client = httpx.AsyncClient(
+                base_url=pool.settings.base_url + "/",
+                headers={**self._headers(), **pool.settings.auth},
+                transport=transport.PoolTransport(pool),
+                follow_redirects=False,
+            )
         return self._async_client
 
     def close(self) -> None:
@@ -310,9 +369,11 @@ class DocJobsHook(BaseHook):
             self._client = None
 
     async def aclose(self) -> None:
-        if self._async_client is not None:
-            await self._async_client.aclose()
-            self._async_client = None
+        """Leave the shared pool (the last user closes it)."""
+        self._async_client = None
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await transport.release(pool)
 
     def __enter__(self) -> DocJobsHook:
         return self
@@ -337,22 +398,26 @@ class DocJobsHook(BaseHook):
     # ---- sending ------------------------------------------------------------------------------------
 
     @contextmanager
-    def _request(self, call: Call) -> Iterator[dict[str, Any]]:
-        """Request arguments for one attempt; uploads are opened anew so a retry streams them again."""
-        same_host = "://" not in call.path or _origin(call.path) == _origin(self.base_url)
+    def _request(self, call: Call) -> Iterator[httpx.Request]:
+        """The request for one attempt; uploads are opened anew so a retry streams them again."""
+        settings = self.settings
+        absolute = "://" in call.path
+        url = call.path if absolute else f"{settings.base_url}/{call.path}"
+        same_host = not absolute or _origin(call.path) == _origin(settings.base_url)
+        headers = self._headers() | (dict(settings.auth) if same_host else {})
         with ExitStack() as stack:
             files = [
                 (u.field, (u.filename, stack.enter_context(u.open()), u.content_type)) for u in call.uploads
             ]
-            yield {
-                "method": call.method,
-                "url": call.path,
-                "json": call.json,
-                "params": call.params,
-                "data": call.data,
-                "files": files or None,
-                "headers": self._auth if same_host else None,
-            }
+            yield httpx.Request(
+                call.method,
+                url,
+                params=call.params,
+                headers=headers,
+                json=call.json,
+                data=call.data,
+                files=files or None,
+            )
 
     def _next_delay(self, attempts: _Attempts, outcome: httpx.Response | httpx.TransportError) -> float:
         """Seconds to wait before the next attempt, or raise once retries are spent."""
@@ -403,11 +468,11 @@ class DocJobsHook(BaseHook):
     def send(self, call: Call) -> httpx.Response:
         """Send a call, retrying transient trouble; any other answer is returned as it is."""
         client = self.get_conn()
-        attempts = _Attempts(call, self.retry)
+        attempts = _Attempts(call, self.settings.backoff)
         while True:
             try:
                 with self._request(call) as request:
-                    response = client.request(**request)
+                    response = client.send(request)
             except httpx.TransportError as exc:
                 outcome: httpx.Response | httpx.TransportError = exc
             else:
@@ -417,20 +482,24 @@ class DocJobsHook(BaseHook):
             time.sleep(self._next_delay(attempts, outcome))
 
     async def asend(self, call: Call) -> httpx.Response:
-        """Async twin of :meth:`send`."""
-        client = await self.aget_conn()
-        attempts = _Attempts(call, self.retry)
+        """Async twin of :meth:`send`, over the connection's shared pool. A 429 pauses every user of it."""
+        pool = await self.apool()
+        attempts = _Attempts(call, pool.settings.backoff)
         while True:
+            await pool.wait_if_paused()
             try:
                 with self._request(call) as request:
-                    response = await client.request(**request)
+                    response = await pool.send(request)
             except httpx.TransportError as exc:
                 outcome: httpx.Response | httpx.TransportError = exc
             else:
                 if response.status_code not in TRANSIENT_STATUSES:
                     return response
                 outcome = response
-            await asyncio.sleep(self._next_delay(attempts, outcome))
+            delay = self._next_delay(attempts, outcome)
+            if isinstance(outcome, httpx.Response) and outcome.status_code == 429:
+                pool.pause(delay)
+            await asyncio.sleep(delay)
 
     # ---- reading answers ------------------------------------------------------------------------------
 
@@ -474,6 +543,15 @@ class DocJobsHook(BaseHook):
     def describe_job(self, job: Mapping[str, Any]) -> str:
         """A job reference fit for logs: secret tokens are left out."""
         return ", ".join(f"{k}={v}" for k, v in job.items() if k not in self.secret_job_keys)
+
+    def public_job(self, job: Mapping[str, Any]) -> dict[str, Any]:
+        """A job reference fit for files and tables: a secret token is replaced by its SHA-256."""
+        return {
+            (f"{k}_sha256" if k in self.secret_job_keys else k): (
+                hashlib.sha256(str(v).encode()).hexdigest() if k in self.secret_job_keys else v
+            )
+            for k, v in job.items()
+        }
 
     def get_job_status(self, job: Mapping[str, Any]) -> JobStatus:
         """Poll a job once (one request, two when the vendor redirects to the result)."""

@@ -5,6 +5,7 @@ Documents to upload: a local path or an object-storage URI (``file://``, ``s3://
 
 from __future__ import annotations
 
+import hashlib
 import mimetypes
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -96,3 +97,62 @@ class InputRules:
         else:
             raise self.fail(param, f"expected a folder or a list of files, got {type(value).__name__}")
         return tuple(self.file(item, param=param, field=field) for item in items)
+
+
+def is_folder(value: Any) -> bool:
+    """A folder path or an object-storage prefix (a URI ending in ``/``) that stands for its documents."""
+    if not isinstance(value, (str, Path)):
+        return False
+    text = str(value).strip()
+    if text.startswith(("http://", "https://")):
+        return False
+    if text.endswith("/"):
+        return True
+    try:
+        return bool(text) and as_path(text).is_dir()
+    except OSError:
+        return False
+
+
+def documents_under(folder: str) -> list[str]:
+    """Every document under a folder or prefix, recursively, sorted; hidden files and folders skipped."""
+    root = as_path(str(folder).strip().rstrip("/") or "/")
+    found = []
+    for path in root.rglob("*"):
+        relative = PurePosixPath(str(path)).relative_to(PurePosixPath(str(root))).parts
+        if any(part.startswith(".") for part in relative) or not path.is_file():
+            continue
+        found.append(str(path) if "://" not in str(folder) else _uri(folder, relative))
+    return sorted(found)
+
+
+def _uri(folder: str, relative: tuple[str, ...]) -> str:
+    return str(folder).rstrip("/") + "/" + "/".join(relative)
+
+
+def content_sha256(value: Any) -> str | None:
+    """
+    The SHA-256 that identifies an input: a file's content (streamed), a folder's files (a case), the
+    bytes or text given inline, a URL's text. ``None`` when the input cannot be read (it is rejected).
+    """
+    digest = hashlib.sha256()
+    if isinstance(value, (bytes, bytearray)):
+        digest.update(value)
+        return digest.hexdigest()
+    if not isinstance(value, (str, Path)) or not str(value).strip():
+        return None
+    text = str(value).strip()
+    if text.startswith(("https://", "http://", "base64:", "data:")):
+        digest.update(text.encode())
+        return digest.hexdigest()
+    try:
+        if is_folder(text):
+            for document in documents_under(text):
+                digest.update(f"{PurePosixPath(document).name}\0{content_sha256(document)}\n".encode())
+            return digest.hexdigest()
+        with as_path(text).open("rb") as source:
+            while chunk := source.read(1 << 20):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()

@@ -1,52 +1,100 @@
-"""One submit operator base: upload once, push the vendor's reference, and never pay twice on a retry."""
+"""One submit operator base: one input or a batch, never paying twice for what the vendor already took."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from functools import cached_property
 from typing import Any, ClassVar
 
 from airflow.providers.common.compat.sdk import BaseOperator, mask_secret
 
+from airflow_docjobs.exceptions import (
+    DocJobsError,
+    DocJobsInputError,
+    VendorRequestError,
+    VendorTransientError,
+)
 from airflow_docjobs.hooks.base import DocJobsHook
+from airflow_docjobs.hooks.inputs import content_sha256, documents_under, is_folder
+from airflow_docjobs.results import SUBMITTED, ResultsStore, batch_key, write_json
 
 STATE_KEY = "docjobs_submitted"
+ITEM_KEY = "docjobs_item_{sha256}"
 
 
 class DocJobSubmitOperator(BaseOperator):
     """
-    Submit a document job and return the vendor's token or job id (the XCom return value).
+    Submit one document job and return the vendor's token or job id, or a batch and return a list of them.
 
-    Durable on Airflow >= 3.3: the reference is written to ``task_state_store`` the moment the vendor
-    answers, and a later try of the same task instance with the same rendered parameters returns it
-    instead of submitting (and paying) again. To force a new submission, change the parameters or clear
-    the task's state. Older Airflow has no ``task_state_store``; there every try submits.
+    **List mode.** Give the input parameter a list, a folder, or an object-storage prefix ending in ``/``
+    (every document under it): the documents are submitted concurrently, at most ``max_in_flight`` at a
+    time, and the task returns one reference per input in input order, ``None`` for an input that was
+    rejected (missing, empty or unsupported, checked before sending; or refused by the vendor with a 400
+    or 422). Inputs with the same content (SHA-256) are submitted once and share their reference. Which
+    inputs were rejected, and why, is written to the results store for the sensor's outcomes.
+
+    **Durable** on Airflow >= 3.3: each reference is written to ``task_state_store`` the moment the vendor
+    accepts it, and a later try with the same rendered parameters reuses it instead of submitting (and
+    paying) again, so a retried batch submits only what the vendor has not accepted yet. Documents that
+    still fail transiently after the hook's retries fail the task once the rest are submitted. Older
+    Airflow has no ``task_state_store``; there every try submits.
 
     :param conn_id: Airflow connection id (subclasses take ``<vendor>_conn_id``).
+    :param max_in_flight: concurrent submits of a batch (default: the vendor's advice).
+    :param results_uri: the results store (default ``[docjobs] results_uri``).
     """
 
     hook_class: ClassVar[type[DocJobsHook]]
+    input_field: ClassVar[str]
+    default_max_in_flight: ClassVar[int] = 8
     ui_color = "#f2e6d9"
 
-    def __init__(self, *, conn_id: str, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        conn_id: str,
+        max_in_flight: int | None = None,
+        results_uri: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.conn_id = conn_id
+        self.max_in_flight = max_in_flight or self.default_max_in_flight
+        self.results_uri = results_uri
 
     @cached_property
     def hook(self) -> DocJobsHook:
         return self.hook_class(**{self.hook_class.conn_name_attr: self.conn_id})
 
-    def submit(self, hook: DocJobsHook) -> str:
-        """Send the job to the vendor; return its reference."""
+    def submit_one(self, hook: DocJobsHook, item: Any) -> str:
+        """Send one input to the vendor; return its reference."""
         raise NotImplementedError
 
-    def _fingerprint(self) -> str:
-        params = {name: getattr(self, name) for name in self.template_fields}
+    def batch_items(self) -> list[Any] | None:
+        """The inputs of a batch, or ``None`` in single mode; folders and prefixes stand for their files."""
+        value = getattr(self, self.input_field)
+        if isinstance(value, (list, tuple)):
+            items = list(value)
+        elif is_folder(value):
+            items = [value]
+        else:
+            return None
+        expanded = [doc for item in items for doc in (documents_under(item) if is_folder(item) else [item])]
+        if not expanded:
+            raise self.hook.bad_input(self.input_field, f"no documents in {value!r}")
+        return expanded
+
+    def _fingerprint(self, *exclude: str) -> str:
+        params = {name: getattr(self, name) for name in self.template_fields if name not in exclude}
         params["conn_id"] = self.conn_id
         return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
 
-    def execute(self, context: Any) -> str:
+    def execute(self, context: Any) -> str | list[str | None]:
+        items = self.batch_items()
+        if items is not None:
+            return self._execute_batch(context, items)
         store = context.get("task_state_store")
         fingerprint = self._fingerprint()
         saved = store.get(STATE_KEY) if store is not None else None
@@ -60,7 +108,7 @@ class DocJobSubmitOperator(BaseOperator):
         if store is None:
             self.log.info("No task_state_store (Airflow < 3.3): a retry of this task will submit again")
         with self.hook:
-            reference = self.submit(self.hook)
+            reference = self.submit_one(self.hook, getattr(self, self.input_field))
         self._mask(reference)
         if store is not None:
             store.set(STATE_KEY, {"reference": reference, "fingerprint": fingerprint})
@@ -69,6 +117,101 @@ class DocJobSubmitOperator(BaseOperator):
         self.log.info("Submitted %s job %s", self.hook.vendor, shown)
         return reference
 
+    def _execute_batch(self, context: Any, items: list[Any]) -> list[str | None]:
+        state = context.get("task_state_store")
+        fingerprint = self._fingerprint(self.input_field)
+        hook = self.hook
+        hook.get_conn()  # one client for every thread, built before they start
+        with ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="docjobs-submit") as pool:
+            digests = list(pool.map(content_sha256, items))
+            entries = [
+                {"input": _shown(item), "sha256": sha, "error": None}
+                for item, sha in zip(items, digests, strict=True)
+            ]
+            # One submission per distinct content; an unreadable input is its own (it will be rejected).
+            first: dict[str, int] = {}
+            for index, sha in enumerate(digests):
+                first.setdefault(sha or f"unreadable:{index}", index)
+            taken: dict[int, str] = {}
+            for index in first.values():
+                saved = (
+                    state.get(ITEM_KEY.format(sha256=digests[index])) if state and digests[index] else None
+                )
+                if isinstance(saved, dict) and saved.get("fingerprint") == fingerprint:
+                    taken[index] = saved["reference"]
+            if taken:
+                self.log.info("Reusing %d %s jobs earlier tries submitted", len(taken), hook.vendor)
+            futures: dict[Future[str], int] = {
+                pool.submit(self.submit_one, hook, items[i]): i for i in first.values() if i not in taken
+            }
+            not_taken = []
+            try:
+                for future in as_completed(futures):
+                    index = futures[future]
+                    try:
+                        taken[index] = reference = future.result()
+                    except (DocJobsInputError, VendorRequestError) as exc:
+                        entries[index]["error"] = _error(exc)
+                        continue
+                    except VendorTransientError as exc:
+                        not_taken.append((index, exc))
+                        continue
+                    self._mask(reference)
+                    # Recorded the moment the vendor took it: a retry after a crash reuses it.
+                    if state is not None and digests[index]:
+                        state.set(
+                            ITEM_KEY.format(sha256=digests[index]),
+                            {"reference": reference, "fingerprint": fingerprint},
+                        )
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+            finally:
+                hook.close()
+        references: list[str | None] = []
+        for index, sha in enumerate(digests):
+            source = first[sha or f"unreadable:{index}"]
+            references.append(taken.get(source))
+            if entries[index]["error"] is None and source != index:
+                entries[index]["error"] = entries[source]["error"]
+        self._record(context, references, entries)
+        rejected = sum(e["error"] is not None for e in entries)
+        self.log.info(
+            "%s batch of %d: %d submitted, %d rejected, %d still to submit",
+            hook.vendor,
+            len(items),
+            len({r for r in references if r}),
+            rejected,
+            len(not_taken),
+        )
+        if not_taken:
+            index, exc = not_taken[0]
+            raise hook.error(
+                VendorTransientError,
+                f"{len(not_taken)} of {len(items)} documents could not be submitted (the first, "
+                f"{entries[index]['input']}: {exc.summary}); a retry submits only those",
+            ) from exc
+        return references
+
+    def _record(self, context: Any, references: list[str | None], entries: list[dict[str, Any]]) -> None:
+        """Which inputs a batch had and why some were rejected, where the sensor finds it by its references."""
+        store = ResultsStore.for_run(self.results_uri, self.hook_class.conn_type, context)
+        write_json(store.named(SUBMITTED, f"{batch_key(references)}.json"), entries)
+
     def _mask(self, reference: str) -> None:
         if self.hook_class.secret_job_keys:
             mask_secret(reference)
+
+
+def _shown(item: Any) -> str:
+    """An input as outcomes and logs name it: never inline content."""
+    if isinstance(item, (bytes, bytearray)):
+        return f"<{len(item)} bytes>"
+    text = str(item)
+    return text if not text.startswith(("base64:", "data:")) else f"<inline base64, {len(text)} characters>"
+
+
+def _error(exc: DocJobsError) -> dict[str, str]:
+    code = "invalid_input" if isinstance(exc, DocJobsInputError) else f"http_{exc.status_code}"
+    return {"code": code, "message": str(exc)}

@@ -11,23 +11,30 @@ from airflow_docjobs.operators.base import DocJobSubmitOperator
 
 class BirosSubmitOperator(DocJobSubmitOperator):
     """
-    Upload a document to a myBiros service for asynchronous inference; return the document id.
+    Upload a document to a myBiros service for asynchronous inference; return the document id. A list,
+    a folder or a prefix ending in ``/`` is a batch (list mode): it returns one document id per file.
 
-    :param file: local path or object-storage URI of the document.
+    :param file: local path or object-storage URI of the document, or a list of them, or a folder.
     :param service_id: myBiros service id.
     :param biros_conn_id: myBiros connection id.
     """
 
     hook_class = BirosHook
+    input_field = "file"
     template_fields: Sequence[str] = ("file", "service_id")
 
     def __init__(
-        self, *, file: str, service_id: str, biros_conn_id: str = BirosHook.default_conn_name, **kwargs: Any
+        self,
+        *,
+        file: str | Sequence[str],
+        service_id: str,
+        biros_conn_id: str = BirosHook.default_conn_name,
+        **kwargs: Any,
     ) -> None:
         super().__init__(conn_id=biros_conn_id, **kwargs)
         self.file = file
         self.service_id = service_id
         self.biros_conn_id = biros_conn_id
 
-    def submit(self, hook: BirosHook) -> str:
-        return hook.submit_document(self.file, self.service_id)
+    def submit_one(self, hook: BirosHook, item: Any) -> str:
+        return hook.submit_document(item, self.service_id)

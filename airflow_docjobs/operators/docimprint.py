@@ -20,6 +20,7 @@ class DocimprintSubmitOperator(DocJobSubmitOperator):
     """
 
     hook_class = DocimprintHook
+    input_field = "source"
     template_fields: Sequence[str] = ("source", "mode", "webhook")
 
     def __init__(
@@ -37,5 +38,8 @@ class DocimprintSubmitOperator(DocJobSubmitOperator):
         self.webhook = webhook
         self.docimprint_conn_id = docimprint_conn_id
 
-    def submit(self, hook: DocimprintHook) -> str:
-        return hook.submit_source(self.source, self.mode, self.webhook)
+    def batch_items(self) -> None:
+        return None  # docimprint batches natively: a list of sources is one /v1/jobs job
+
+    def submit_one(self, hook: DocimprintHook, item: Any) -> str:
+        return hook.submit_source(item, self.mode, self.webhook)

@@ -11,10 +11,12 @@ from airflow_docjobs.operators.base import DocJobSubmitOperator
 
 class MindeeSubmitOperator(DocJobSubmitOperator):
     """
-    Enqueue a document for asynchronous prediction; return the job id.
+    Enqueue a document for asynchronous prediction; return the job id. A list, a folder or a prefix
+    ending in ``/`` is a batch (list mode): it returns one job id per document.
 
     :param document: local path or object-storage URI (uploaded), public ``https://`` URL (Mindee fetches
-        it), or base64 content (``bytes``, ``data:...;base64,...`` or ``base64:...``).
+        it), or base64 content (``bytes``, ``data:...;base64,...`` or ``base64:...``); or a list of them,
+        or a folder.
     :param product: product name, e.g. ``"invoices"``.
     :param version: product version, e.g. ``"v4"``.
     :param account: ``"mindee"`` for off-the-shelf products, else your account name.
@@ -22,6 +24,7 @@ class MindeeSubmitOperator(DocJobSubmitOperator):
     """
 
     hook_class = MindeeHook
+    input_field = "document"
     template_fields: Sequence[str] = ("document", "product", "version", "account")
 
     def __init__(
@@ -41,5 +44,5 @@ class MindeeSubmitOperator(DocJobSubmitOperator):
         self.account = account
         self.mindee_conn_id = mindee_conn_id
 
-    def submit(self, hook: MindeeHook) -> str:
-        return hook.enqueue(self.document, self.product, self.version, self.account)
+    def submit_one(self, hook: MindeeHook, item: Any) -> str:
+        return hook.enqueue(item, self.product, self.version, self.account)

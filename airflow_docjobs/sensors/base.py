@@ -1,8 +1,8 @@
-"""One sensor base for every vendor: poke, reschedule and deferrable modes share one reading of a poll."""
+"""One sensor base for every vendor: one job or a batch, in poke, reschedule or deferrable mode."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
 from typing import Any, ClassVar
@@ -17,29 +17,56 @@ from airflow.providers.common.compat.sdk import (
 )
 
 from airflow_docjobs import exceptions
-from airflow_docjobs.exceptions import DocJobsError, VendorJobFailedError, VendorTransientError
+from airflow_docjobs.exceptions import (
+    DocJobsError,
+    VendorAuthError,
+    VendorJobFailedError,
+    VendorTransientError,
+)
 from airflow_docjobs.hooks.base import FAILED, SUCCEEDED, DocJobsHook, JobStatus
+from airflow_docjobs.results import (
+    SUBMITTED,
+    ResultsStore,
+    batch_key,
+    job_key,
+    landed_record,
+    read_json,
+    write_json,
+)
 from airflow_docjobs.triggers.job import EVENT_STATUSES, DocJobTrigger
 
 # How long past the trigger's own deadline the defer timeout waits: a backstop if the triggerer is gone.
 DEFER_GRACE = timedelta(minutes=5)
+OUTCOME_STATES = ("succeeded", "failed", "rejected")
 
 
 class DocJobSensor(BaseSensorOperator):
     """
-    Wait for a vendor job and return the vendor's final result JSON, unchanged.
+    Wait for one vendor job and return its result JSON, or for a batch and return one outcome per input.
 
-    Subclasses name the hook, the default poll interval and build the job reference. In deferrable mode
-    the wait runs in the triggerer (:class:`~airflow_docjobs.triggers.job.DocJobTrigger`) with an absolute
-    deadline ``timeout`` seconds after the first poke; otherwise each poke polls once through the sync
-    path. Either way a transient poll failure never ends the wait by itself; a vendor-reported failure
-    fails the task at once (``VendorJobFailedError``, no retry).
+    Give the reference parameter (``job_id``, ``retrieve_token``, ``document_id``) one reference for a
+    single job, or a list (what a list-mode submit returns, ``None`` for inputs it rejected) for a batch.
+    A batch returns, in input order, ``{"reference", "input", "sha256", "state", "error", "result_uri"}``
+    with ``state`` one of ``succeeded``, ``failed``, ``rejected``; results themselves stay in the results
+    store (they hold personal data and can be large). The task fails once every outcome is recorded if
+    more than ``max_failed`` items failed or were rejected; the outcomes are then in the store, at the URI
+    the error names.
+
+    Every result lands in the results store the moment it is fetched (``results_uri``; see
+    :mod:`airflow_docjobs.results`). In deferrable mode one trigger waits for the whole batch
+    (:class:`~airflow_docjobs.triggers.job.DocJobTrigger`) with an absolute deadline ``timeout`` seconds
+    after the first poke, and the resumed sensor reads the store, not the vendor. Otherwise each poke
+    polls the jobs not yet landed. A transient poll failure never ends the wait by itself; a
+    vendor-reported failure of a single job fails the task at once (``VendorJobFailedError``, no retry).
 
     :param deferrable: run the wait in the triggerer; defaults to ``[operators] default_deferrable``.
     :param max_consecutive_failures: transient poll failures in a row that end the wait.
+    :param results_uri: where results land; defaults to ``[docjobs] results_uri``.
+    :param max_failed: failed or rejected items a batch tolerates before the task fails.
     """
 
     hook_class: ClassVar[type[DocJobsHook]]
+    reference_field: ClassVar[str]
     default_poke_interval: ClassVar[float] = 30.0
     ui_color = "#d9ecf2"
 
@@ -50,6 +77,8 @@ class DocJobSensor(BaseSensorOperator):
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         max_consecutive_failures: int = 10,
         poke_interval: float | timedelta | None = None,
+        results_uri: str | None = None,
+        max_failed: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -58,11 +87,13 @@ class DocJobSensor(BaseSensorOperator):
         self.conn_id = conn_id
         self.deferrable = deferrable
         self.max_consecutive_failures = max_consecutive_failures
+        self.results_uri = results_uri
+        self.max_failed = max_failed
         self._failures = 0
         self._last_progress: str | None = None
 
-    def job_reference(self) -> dict[str, Any]:
-        """The JSON job reference, from the (rendered) parameters."""
+    def job_for(self, reference: str) -> dict[str, Any]:
+        """The JSON job reference for one reference string, from the (rendered) parameters."""
         raise NotImplementedError
 
     @cached_property
@@ -71,84 +102,148 @@ class DocJobSensor(BaseSensorOperator):
 
     def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
         super().render_template_fields(context, jinja_env)
-        self.job  # noqa: B018 - masks secret tokens before Airflow stores the rendered fields for the UI
+        self.references  # noqa: B018 - masks secret tokens before Airflow stores the rendered fields for the UI
 
     @cached_property
+    def batch(self) -> bool:
+        value = getattr(self, self.reference_field)
+        return isinstance(value, Sequence) and not isinstance(value, str)
+
+    @cached_property
+    def references(self) -> list[str | None]:
+        """The rendered references: a batch's list, or a list of one."""
+        value = getattr(self, self.reference_field)
+        refs = list(value) if self.batch else [value]
+        if not refs:
+            raise self.hook.bad_input(self.reference_field, "the list of references is empty")
+        for ref in refs:
+            if ref is not None and (not isinstance(ref, str) or not ref.strip()):
+                raise self.hook.bad_input(self.reference_field, f"expected a reference string, got {ref!r}")
+            if ref and self.hook_class.secret_job_keys:
+                mask_secret(ref)
+        if not self.batch and refs[0] is None:
+            raise self.hook.bad_input(self.reference_field, "no reference (the submit rejected its input)")
+        return refs
+
+    @cached_property
+    def jobs(self) -> list[dict[str, Any]]:
+        """One job reference per accepted input, in input order."""
+        return [self.job_for(ref) for ref in self.references if ref is not None]
+
+    @property
     def job(self) -> dict[str, Any]:
-        job = self.job_reference()
-        for key in self.hook_class.secret_job_keys:
-            if job.get(key):
-                mask_secret(job[key])
-        return job
+        return self.jobs[0]
+
+    def store(self, context: Any) -> ResultsStore:
+        return ResultsStore.for_run(self.results_uri, self.hook_class.conn_type, context)
 
     # ---- deferrable ---------------------------------------------------------------------------------
 
     def execute(self, context: Any) -> Any:
         if not self.deferrable:
             return super().execute(context)
-        # One poll first: a job that already ended needs no trigger.
+        # One round of polls first: jobs that already ended need no trigger.
         with self.hook:
             done = self.poke(context)
         if done:
             return done.xcom_value
+        store = self.store(context)
+        pending = [job for job in self.jobs if store.landed(job) is None] if self.batch else self.jobs
         deadline = pendulum.now("UTC").add(seconds=self.timeout)
         self.defer(
             trigger=DocJobTrigger(
                 hook_class=f"{self.hook_class.__module__}.{self.hook_class.__qualname__}",
                 conn_id=self.conn_id,
-                job=self.job,
                 deadline=deadline.isoformat(),
                 poll_interval=self.poke_interval,
                 max_consecutive_failures=self.max_consecutive_failures,
+                results=store.spec(),
+                **({"jobs": DocJobTrigger.pack(pending, store)} if self.batch else {"job": self.job}),
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout) + DEFER_GRACE,
         )
 
     def execute_complete(self, context: Any, event: Any = None) -> Any:
-        """Resume after the trigger; on success fetch the result once more (the event never carries it)."""
+        """Resume after the trigger: read what it landed (the event never carries a result)."""
         if not isinstance(event, Mapping) or event.get("status") not in EVENT_STATUSES:
-            raise DocJobsError(
-                f"unexpected trigger event {event!r}", vendor=self.hook.vendor, conn_id=self.conn_id
-            )
-        if event["status"] == "success":
-            with self.hook:
-                status = self.hook.get_job_status(self.job)
-            if status.state != SUCCEEDED:
-                raise DocJobsError(
-                    f"the trigger saw the job succeed but it now reads {status.state}",
-                    vendor=self.hook.vendor,
-                    conn_id=self.conn_id,
-                )
-            return status.result
-        if event["status"] == "timeout":
+            raise self._error(DocJobsError, f"unexpected trigger event {event!r}")
+        status = event["status"]
+        if status == "error":
+            error = getattr(exceptions, str(event.get("error_type")), None)
+            if not (isinstance(error, type) and issubclass(error, DocJobsError)):
+                error = DocJobsError
+            raise error(event.get("message") or "the wait failed")
+        if self.batch:
+            return self._finish_batch(context, timed_out=status == "timeout", message=event.get("message"))
+        if status == "timeout":
             raise AirflowSensorTimeout(event.get("message") or "the job did not end before the timeout")
-        if event["status"] == "failed":
-            raise self._job_failed(event.get("message"))
-        error = getattr(exceptions, str(event.get("error_type")), None)
-        if not (isinstance(error, type) and issubclass(error, DocJobsError)):
-            error = DocJobsError
-        raise error(event.get("message") or "the wait failed")
+        if status == "failed":
+            raise self._job_failed(event.get("message"), event.get("code"))
+        record = self.store(context).landed(self.job)
+        if record is None:
+            self.log.warning(
+                "The result of %s job %s is not in the results store %s (a file:// store the worker cannot "
+                "see?); fetching it from the vendor again. Set [docjobs] results_uri or the sensor's "
+                "results_uri to a store that the triggerer and the workers share.",
+                self.hook.vendor,
+                self.hook.describe_job(self.job),
+                self.store(context).prefix,
+            )
+            with self.hook:
+                return self._read(self.hook.get_job_status(self.job), context).xcom_value
+        if record["state"] == FAILED:
+            raise self._job_failed(record["error"]["message"], record["error"]["code"])
+        return record["result"]
 
     # ---- poke / reschedule ----------------------------------------------------------------------------
 
     def poke(self, context: Any) -> PokeReturnValue | bool:
+        if not self.batch:
+            status = self._poll(self.job)
+            return False if status is None else self._read(status, context)
+        store = self.store(context)
+        landed = store.landed_keys()
+        for job in self.jobs:
+            if job_key(job) not in landed and (status := self._poll(job)) is not None and status.terminal:
+                store.land(job, landed_record(self.hook.vendor, self.hook.public_job(job), status))
+                landed.add(job_key(job))
+        if all(job_key(job) in landed for job in self.jobs):
+            return PokeReturnValue(is_done=True, xcom_value=self._finish_batch(context))
+        self.log.info(
+            "%d/%d %s jobs ended",
+            len(landed & {job_key(j) for j in self.jobs}),
+            len(self.jobs),
+            self.hook.vendor,
+        )
+        return False
+
+    def _poll(self, job: dict[str, Any]) -> JobStatus | None:
+        """Poll once; ``None`` after a transient failure that does not end the wait yet."""
         try:
-            status = self.hook.get_job_status(self.job)
+            status = self.hook.get_job_status(job)
         except VendorTransientError as exc:
             self._failures += 1
             if self._failures >= self.max_consecutive_failures:
                 raise
             self.log.warning("Poll %d failed, will retry: %s", self._failures, exc)
-            return False
+            return None
+        except DocJobsError as exc:
+            if not self.batch or isinstance(exc, VendorAuthError):
+                raise
+            status = JobStatus(FAILED, message=str(exc), code=type(exc).__name__)
         self._failures = 0
-        return self._read(status)
+        return status
 
-    def _read(self, status: JobStatus) -> PokeReturnValue | bool:
+    def _read(self, status: JobStatus, context: Any) -> PokeReturnValue | bool:
+        """A single job's poll: land and return a result, fail on a failed job, log progress."""
+        if status.terminal:
+            record = landed_record(self.hook.vendor, self.hook.public_job(self.job), status)
+            self.store(context).land(self.job, record)
         if status.state == SUCCEEDED:
             return PokeReturnValue(is_done=True, xcom_value=status.result)
         if status.state == FAILED:
-            raise self._job_failed(status.message)
+            raise self._job_failed(status.message, status.code)
         if status.progress != self._last_progress:
             self.log.info(
                 "%s job %s: %s",
@@ -159,11 +254,71 @@ class DocJobSensor(BaseSensorOperator):
             self._last_progress = status.progress
         return False
 
-    def _job_failed(self, message: str | None) -> VendorJobFailedError:
+    # ---- a batch's outcomes ---------------------------------------------------------------------------
+
+    def _finish_batch(self, context: Any, timed_out: bool = False, message: str | None = None) -> list[dict]:
+        """Record one outcome per input in the store, then fail if too many did not succeed."""
+        store = self.store(context)
+        try:
+            inputs = read_json(store.named(SUBMITTED, f"{batch_key(self.references)}.json"))
+        except (FileNotFoundError, ValueError):
+            inputs = [{} for _ in self.references]  # references that came from elsewhere than our submit
+        outcomes = []
+        for ref, given in zip(self.references, inputs, strict=True):
+            outcome = {
+                "reference": ref,
+                "input": given.get("input"),
+                "sha256": given.get("sha256"),
+                "state": "rejected",
+                "error": given.get("error") or {"code": "rejected", "message": "rejected at submit"},
+                "result_uri": None,
+            }
+            if ref is not None:
+                job = self.job_for(ref)
+                record = store.landed(job) or {
+                    "state": FAILED,
+                    "error": {"code": "timeout", "message": message or "still pending at the deadline"},
+                }
+                outcome |= {"state": record["state"], "error": record.get("error")}
+                outcome["result_uri"] = store.uri(job_key(job)) if record["state"] == SUCCEEDED else None
+            outcomes.append(outcome)
+        uri = store.named(f"{_task_name(context)}.outcomes.json")
+        write_json(uri, outcomes)
+        bad = [o for o in outcomes if o["state"] != SUCCEEDED]
+        self.log.info(
+            "%s batch: %d succeeded, %d failed, %d rejected; outcomes at %s",
+            self.hook.vendor,
+            len(outcomes) - len(bad),
+            sum(o["state"] == FAILED for o in bad),
+            sum(o["state"] == "rejected" for o in bad),
+            uri,
+        )
+        if timed_out:
+            raise AirflowSensorTimeout(
+                f"{message or 'the batch did not end before the timeout'}; outcomes at {uri}"
+            )
+        if len(bad) > self.max_failed:
+            raise self._error(
+                DocJobsError,
+                f"{len(bad)} of {len(outcomes)} items failed or were rejected (max_failed={self.max_failed}); "
+                f"every outcome is recorded at {uri}",
+            )
+        return outcomes
+
+    def _error(self, cls: type[DocJobsError], summary: str) -> DocJobsError:
+        return cls(summary, vendor=self.hook.vendor, conn_id=self.conn_id)
+
+    def _job_failed(self, message: str | None, code: str | None = None) -> VendorJobFailedError:
         return VendorJobFailedError(
-            "the job failed",
+            "the job failed" + (f" [{code}]" if code else ""),
             vendor=self.hook.vendor,
             conn_id=self.conn_id,
             job_id=self.hook.describe_job(self.job),
             vendor_message=message,
         )
+
+
+def _task_name(context: Any) -> str:
+    ti = context["ti"]
+    index = getattr(ti, "map_index", -1)
+    return ti.task_id if index is None or index < 0 else f"{ti.task_id}.{index}"

@@ -14,7 +14,7 @@ class BirosDocumentSensor(DocJobSensor):
     Wait for a myBiros document and return the predicted-document JSON.
 
     :param service_id: myBiros service id.
-    :param document_id: document id returned by the submit operator (the API's ``resource``).
+    :param document_id: document id returned by the submit operator (the API's ``resource``), or a list.
     :param include_validation_errors: ask for validation errors in the result.
     :param wait_for_review: also wait until a reviewer set ``revision_status`` to ``approved`` or
         ``not_approved`` (give a long ``timeout`` and ``poke_interval``: people are slower than models).
@@ -22,6 +22,7 @@ class BirosDocumentSensor(DocJobSensor):
     """
 
     hook_class = BirosHook
+    reference_field = "document_id"
     default_poke_interval = 5.0
     template_fields: Sequence[str] = (
         "service_id",
@@ -34,7 +35,7 @@ class BirosDocumentSensor(DocJobSensor):
         self,
         *,
         service_id: str,
-        document_id: str,
+        document_id: str | Sequence[str | None],
         include_validation_errors: bool = False,
         wait_for_review: bool = False,
         biros_conn_id: str = BirosHook.default_conn_name,
@@ -47,7 +48,5 @@ class BirosDocumentSensor(DocJobSensor):
         self.wait_for_review = wait_for_review
         self.biros_conn_id = biros_conn_id
 
-    def job_reference(self) -> dict[str, Any]:
-        return BirosHook.job(
-            self.service_id, self.document_id, self.include_validation_errors, self.wait_for_review
-        )
+    def job_for(self, reference: str) -> dict[str, Any]:
+        return BirosHook.job(self.service_id, reference, self.include_validation_errors, self.wait_for_review)

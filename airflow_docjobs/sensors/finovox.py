@@ -18,19 +18,20 @@ class FinovoxResultSensor(DocJobSensor):
     Wait for a Finovox analysis and return its result JSON. Finovox deletes results 60 minutes after
     processing; in deferrable mode the result is stored the moment it is fetched.
 
-    :param retrieve_token: token returned by the submit operator (masked in logs).
+    :param retrieve_token: token returned by the submit operator (masked in logs), or a list of them.
     :param analysis: ``"document"`` or ``"case"``.
     :param finovox_conn_id: Finovox connection id.
     """
 
     hook_class = FinovoxHook
+    reference_field = "retrieve_token"
     template_fields: Sequence[str] = ("retrieve_token", "analysis")
     operator_extra_links = (FinovoxShareLink(),)
 
     def __init__(
         self,
         *,
-        retrieve_token: str,
+        retrieve_token: str | Sequence[str | None],
         analysis: str = "document",
         finovox_conn_id: str = FinovoxHook.default_conn_name,
         **kwargs: Any,
@@ -41,5 +42,5 @@ class FinovoxResultSensor(DocJobSensor):
         self.analysis = analysis
         self.finovox_conn_id = finovox_conn_id
 
-    def job_reference(self) -> dict[str, Any]:
-        return FinovoxHook.job(self.retrieve_token, self.analysis)
+    def job_for(self, reference: str) -> dict[str, Any]:
+        return FinovoxHook.job(reference, self.analysis)

@@ -13,7 +13,7 @@ class MindeeJobSensor(DocJobSensor):
     """
     Wait for a Mindee asynchronous prediction and return the document JSON (``document`` and ``job``).
 
-    :param job_id: job id returned by the submit operator.
+    :param job_id: job id returned by the submit operator, or a list of them (one trigger waits for all).
     :param product: product name, e.g. ``"invoices"``.
     :param version: product version, e.g. ``"v4"``.
     :param account: ``"mindee"`` for off-the-shelf products.
@@ -21,13 +21,14 @@ class MindeeJobSensor(DocJobSensor):
     """
 
     hook_class = MindeeHook
+    reference_field = "job_id"
     default_poke_interval = 5.0
     template_fields: Sequence[str] = ("job_id", "product", "version", "account")
 
     def __init__(
         self,
         *,
-        job_id: str,
+        job_id: str | Sequence[str | None],
         product: str,
         version: str,
         account: str = "mindee",
@@ -41,5 +42,5 @@ class MindeeJobSensor(DocJobSensor):
         self.account = account
         self.mindee_conn_id = mindee_conn_id
 
-    def job_reference(self) -> dict[str, Any]:
-        return MindeeHook.job(self.job_id, self.product, self.version, self.account)
+    def job_for(self, reference: str) -> dict[str, Any]:
+        return MindeeHook.job(reference, self.product, self.version, self.account)

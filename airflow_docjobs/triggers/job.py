@@ -1,47 +1,62 @@
-"""One trigger for every vendor: poll a job through its hook's async path until it ends or the deadline."""
+"""One trigger for every vendor: poll one job, or a whole batch, through one shared pool until they end."""
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import pendulum
 from airflow.providers.common.compat.module_loading import import_string
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_docjobs.exceptions import DocJobsError, VendorTransientError
-from airflow_docjobs.hooks.base import FAILED, SUCCEEDED, DocJobsHook
+from airflow_docjobs.exceptions import DocJobsError, VendorAuthError, VendorTransientError
+from airflow_docjobs.hooks.base import DocJobsHook, JobStatus
+from airflow_docjobs.results import (
+    JOB_LISTS,
+    ResultsStore,
+    job_key,
+    landed_record,
+    read_json,
+    write_json,
+)
 
 # The closed set of statuses a DocJobTrigger event carries back to the sensor.
 EVENT_STATUSES = frozenset({"success", "failed", "error", "timeout"})
 MAX_BACKOFF = 300.0
+# Polls of one batch in flight at once: the pool and the vendor see a steady trickle, never a burst.
+MAX_IN_FLIGHT = 16
+# A packed job list longer than this goes to the results store: trigger rows stay small whatever the batch.
+INLINE_LIMIT = 4096
 
 
 class DocJobTrigger(BaseTrigger):
     """
-    Poll a vendor job every ``poll_interval`` seconds until it succeeds, fails, or ``deadline`` passes.
+    Poll one vendor job (``job``) or a batch of them (``jobs``) every ``poll_interval`` seconds until every
+    one has ended, or ``deadline`` passes.
 
-    Every outcome resumes the sensor with a small event, ``{"status": "success" | "failed" | "error" |
-    "timeout", ...}``; on success the sensor fetches the result once more and returns it. The result is
-    never carried in the event: the triggerer logs every event payload, and document results hold
-    personal data. Nor does the trigger end the task itself with ``TaskSuccessEvent(xcoms=...)``: Airflow
-    3.3.2 stores such XComs JSON-encoded twice, so downstream tasks would receive the result as a string
-    (``tests/test_standalone.py`` shows it on a real deployment).
+    Each result is written to the results store (``results``) the moment it is fetched, with its state;
+    a trigger re-created after a triggerer restart skips what is already landed, so nothing is fetched
+    twice and nothing is lost. The events are small and closed (:data:`EVENT_STATUSES`); they never carry a
+    result, since the triggerer logs event payloads and results hold personal data.
 
-    Polls that hit transient trouble (429, 5xx, network, timeouts, garbled bodies; already retried by
-    the hook) are counted; the wait ends only after ``max_consecutive_failures`` of them in a row, and a
-    healthy poll resets the count. The kwargs are JSON and hold no credential: the hook reads the API
-    key from the connection in the triggerer. They do hold the job reference, which for Finovox is the
-    retrieve token; Airflow stores trigger kwargs encrypted.
+    The first poll waits one interval (the sensor has just polled before deferring), and a batch's polls
+    are spread evenly over the interval, at most :data:`MAX_IN_FLIGHT` at a time. Every trigger of one
+    connection in a triggerer shares one pooled client (``hooks/transport.py``), and a ``429`` from the
+    vendor pauses all of them. Transient poll failures (already retried by the hook) are counted; the wait
+    ends after ``max_consecutive_failures`` in a row, and a healthy poll resets the count. A permanent
+    error about one job of a batch lands that job as failed; a refused key ends the wait.
 
     :param hook_class: import path of a :class:`~airflow_docjobs.hooks.base.DocJobsHook` subclass.
     :param conn_id: Airflow connection id.
-    :param job: the vendor job reference, as the hook's ``job(...)`` builds it.
-    :param deadline: ISO 8601 time after which the wait fails as a sensor timeout; absolute, so a
-        restarted triggerer keeps it.
-    :param poll_interval: seconds between polls.
+    :param deadline: ISO 8601 time after which the wait ends as a timeout; absolute, so a restarted
+        triggerer keeps it.
+    :param poll_interval: seconds between two polls of one job.
+    :param job: one job reference, as the hook's ``job(...)`` builds it (single mode).
+    :param jobs: a batch, as :meth:`pack` builds it (list mode).
+    :param results: the results store, as ``ResultsStore.spec()`` gives it.
     :param max_consecutive_failures: transient poll failures in a row that end the wait.
     """
 
@@ -50,84 +65,265 @@ class DocJobTrigger(BaseTrigger):
         *,
         hook_class: str,
         conn_id: str,
-        job: dict[str, Any],
         deadline: str,
         poll_interval: float,
+        job: dict[str, Any] | None = None,
+        jobs: dict[str, Any] | None = None,
+        results: dict[str, str] | None = None,
         max_consecutive_failures: int = 10,
     ) -> None:
         super().__init__()
-        json.dumps(job)  # fail at defer time, not in the triggerer, if the reference is not JSON
+        if (job is None) == (jobs is None):
+            raise TypeError("give exactly one of job (one reference) or jobs (a packed batch)")
+        json.dumps([job, jobs, results])  # fail at defer time, not in the triggerer, if not JSON
         self.hook_class = hook_class
         self.conn_id = conn_id
-        self.job = dict(job)
         self.deadline = pendulum.parse(deadline).isoformat()
         self.poll_interval = float(poll_interval)
+        self.job = dict(job) if job is not None else None
+        self.jobs = jobs
+        self.results = dict(results) if results else None
         self.max_consecutive_failures = int(max_consecutive_failures)
         hook_type = import_string(hook_class)
         if not (isinstance(hook_type, type) and issubclass(hook_type, DocJobsHook)):
             raise TypeError(f"hook_class must name a DocJobsHook subclass, got {hook_class!r}")
         self._hook_type: type[DocJobsHook] = hook_type
 
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "hook_class": self.hook_class,
-                "conn_id": self.conn_id,
-                "job": self.job,
-                "deadline": self.deadline,
-                "poll_interval": self.poll_interval,
-                "max_consecutive_failures": self.max_consecutive_failures,
-            },
-        )
+    @staticmethod
+    def pack(jobs: Sequence[Mapping[str, Any]], store: ResultsStore | None = None) -> dict[str, Any]:
+        """
+        A batch in a few bytes per job: the fields every job shares once, the rest as rows. Past
+        :data:`INLINE_LIMIT` the rows go to the results store, encrypted with Airflow's Fernet key as
+        trigger rows are (a Finovox token grants access to a result).
+        """
+        keys = list(jobs[0]) if jobs else []
+        common = {k: jobs[0][k] for k in keys if all(job.get(k) == jobs[0][k] for job in jobs)}
+        varying = [k for k in keys if k not in common]
+        packed: dict[str, Any] = {
+            "common": common,
+            "keys": varying,
+            "rows": [[job.get(k) for k in varying] for job in jobs],
+        }
+        if store is None or len(json.dumps(packed["rows"])) <= INLINE_LIMIT:
+            return packed
+        text = json.dumps(packed["rows"])
+        uri = store.named(JOB_LISTS, f"{job_key({'rows': text})}.json")
+        write_json(uri, {"fernet": _fernet().encrypt(text.encode()).decode()})
+        return {"common": common, "keys": varying, "rows_uri": uri, "count": len(jobs)}
 
-    def _seconds_left(self) -> float:
-        return (pendulum.parse(self.deadline) - pendulum.now("UTC")).total_seconds()
+    @staticmethod
+    def unpack(packed: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The job references of a packed batch (reads the store when the rows were spilled there)."""
+        rows = packed.get("rows")
+        if rows is None:
+            token = read_json(packed["rows_uri"])["fernet"]
+            rows = json.loads(_fernet().decrypt(token.encode()))
+        return [{**packed["common"], **dict(zip(packed["keys"], row, strict=True))} for row in rows]
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        kwargs: dict[str, Any] = {
+            "hook_class": self.hook_class,
+            "conn_id": self.conn_id,
+            "deadline": self.deadline,
+            "poll_interval": self.poll_interval,
+            "results": self.results,
+            "max_consecutive_failures": self.max_consecutive_failures,
+        }
+        kwargs |= {"job": self.job} if self.job is not None else {"jobs": self.jobs}
+        return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = self._hook_type(**{self._hook_type.conn_name_attr: self.conn_id})
-        label = f"{hook.vendor} job ({hook.describe_job(self.job)})"
-        failures = 0
-        last_progress: str | None = None
         async with hook:
-            while True:
-                try:
-                    status = await hook.aget_job_status(self.job)
-                except VendorTransientError as exc:
-                    failures += 1
-                    if failures >= self.max_consecutive_failures:
-                        yield _event("error", exc, f"{failures} polls in a row failed")
-                        return
-                    self.log.warning("Poll %d of %s failed, will retry: %s", failures, label, exc)
-                except DocJobsError as exc:
-                    yield _event("error", exc)
-                    return
-                else:
-                    failures = 0
-                    if status.state == SUCCEEDED:
-                        self.log.info("%s succeeded", label)
-                        yield TriggerEvent({"status": "success"})
-                        return
-                    if status.state == FAILED:
-                        yield TriggerEvent({"status": "failed", "message": status.message})
-                        return
-                    if status.progress != last_progress:
-                        self.log.info("%s: %s", label, status.progress or "pending")
-                        last_progress = status.progress
-                left = self._seconds_left()
-                if left <= 0:
-                    yield TriggerEvent(
-                        {
-                            "status": "timeout",
-                            "message": f"{label} still pending at the deadline {self.deadline}",
-                        }
-                    )
-                    return
-                # After failed polls, back off from the poll interval: 2x, 4x, ... up to MAX_BACKOFF.
-                delay = min(MAX_BACKOFF, self.poll_interval * 2**failures) if failures else self.poll_interval
-                await asyncio.sleep(min(delay, left))
+            event = await _Batch(self, hook).run()
+        yield TriggerEvent(event)
 
 
-def _event(status: str, exc: DocJobsError, note: str | None = None) -> TriggerEvent:
-    message = f"{note}: {exc}" if note else str(exc)
-    return TriggerEvent({"status": status, "error_type": type(exc).__name__, "message": message})
+class _Batch:
+    """One run of a trigger: the schedule of polls, the landing of results, the event that ends it."""
+
+    def __init__(self, trigger: DocJobTrigger, hook: DocJobsHook) -> None:
+        self.trigger = trigger
+        self.hook = hook
+        self.single = trigger.job is not None
+        self.store = ResultsStore(**trigger.results) if trigger.results else None
+        self.interval = trigger.poll_interval
+        self.loop = asyncio.get_running_loop()
+        self.deadline = self.loop.time() + _seconds_until(trigger.deadline)
+        self.failures = 0  # transient poll failures in a row, whichever job they hit
+        self.ended: dict[str, Any] | None = None  # an event that ends the whole wait
+        self.counts = {"succeeded": 0, "failed": 0}
+        self.last_status: JobStatus | None = None
+        self.last_progress: str | None = None
+        self.logged_at = 0.0
+        self.schedule: list[tuple[float, int]] = []
+        self.wake: asyncio.Future[None] | None = None
+
+    async def run(self) -> dict[str, Any]:
+        trigger = self.trigger
+        try:
+            jobs = (
+                [trigger.job]
+                if trigger.job is not None
+                else await asyncio.to_thread(trigger.unpack, trigger.jobs)
+            )
+            landed = await asyncio.to_thread(self.store.landed_keys) if self.store else set()
+        except (OSError, ValueError, KeyError) as exc:
+            return {
+                "status": "error",
+                "error_type": "DocJobsError",
+                "message": f"cannot read the batch: {exc}",
+            }
+        self.jobs = jobs
+        todo = [i for i, job in enumerate(jobs) if job_key(job) not in landed]
+        self.log(
+            "Waiting for %d %s jobs (%d already landed), polling every %ss",
+            len(todo),
+            self.hook.vendor,
+            len(jobs) - len(todo),
+            self.interval,
+        )
+        # The first poll waits one interval: the sensor polled just before deferring.
+        start = self.loop.time() + self.interval
+        self.schedule = [(start + self.interval * n / max(1, len(todo)), i) for n, i in enumerate(todo)]
+        heapq.heapify(self.schedule)
+        await self._drive()
+        if self.ended is not None:
+            return self.ended
+        if self.schedule:
+            return {
+                "status": "timeout",
+                "pending": len(self.schedule),
+                "message": f"{len(self.schedule)} {self.hook.vendor} job(s) still pending at the deadline "
+                f"{trigger.deadline} (connection {trigger.conn_id!r})",
+            }
+        if self.single and self.last_status is not None and self.last_status.state == "failed":
+            return {"status": "failed", "message": self.last_status.message, "code": self.last_status.code}
+        return {"status": "success"} if self.single else {"status": "success", **self.counts}
+
+    def log(self, message: str, *args: Any) -> None:
+        self.trigger.log.info(message, *args)
+
+    async def _drive(self) -> None:
+        """Start each poll when it is due, at most MAX_IN_FLIGHT at a time, until nothing is left to poll."""
+        slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        running: set[asyncio.Task[None]] = set()
+        while self.ended is None and (self.schedule or running):
+            if not self.schedule:
+                await self._sleep(None)
+                continue
+            due, index = self.schedule[0]
+            now = self.loop.time()
+            if now >= self.deadline:
+                break
+            if due > now:
+                await self._sleep(min(due, self.deadline) - now)
+                continue
+            heapq.heappop(self.schedule)
+            await slots.acquire()
+            task = self.loop.create_task(self._poll(index))
+            running.add(task)
+            task.add_done_callback(lambda t: self._done(t, running, slots))
+        for task in list(running):
+            task.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+
+    def _done(
+        self, task: asyncio.Task[None], running: set[asyncio.Task[None]], slots: asyncio.Semaphore
+    ) -> None:
+        running.discard(task)
+        slots.release()
+        if self.wake is not None:
+            _settle(self.wake)
+
+    async def _sleep(self, seconds: float | None) -> None:
+        """Sleep until ``seconds`` pass or a poll puts an earlier one on the schedule."""
+        self.wake = self.loop.create_future()
+        timer = self.loop.call_later(seconds, _settle, self.wake) if seconds is not None else None
+        try:
+            await self.wake
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self.wake = None
+
+    def _again(self, index: int, delay: float) -> None:
+        heapq.heappush(self.schedule, (self.loop.time() + delay, index))
+        if self.wake is not None:
+            _settle(self.wake)
+
+    async def _poll(self, index: int) -> None:
+        job = self.jobs[index]
+        try:
+            status = await self.hook.aget_job_status(job)
+        except VendorTransientError as exc:
+            self.failures += 1
+            if self.failures >= self.trigger.max_consecutive_failures:
+                self._end("error", exc, f"{self.failures} polls in a row failed")
+                return
+            self.trigger.log.warning("Poll failed (%d in a row), will retry: %s", self.failures, exc)
+            # Back off from the poll interval: 2x, 4x, ... up to MAX_BACKOFF.
+            self._again(index, min(MAX_BACKOFF, self.interval * 2**self.failures))
+            return
+        except DocJobsError as exc:
+            if self.single or isinstance(exc, VendorAuthError):
+                self._end("error", exc)
+                return
+            # One job the vendor does not know (expired, never existed) or refuses: the rest go on.
+            status = JobStatus("failed", message=str(exc), code=type(exc).__name__)
+        self.failures = 0
+        if not status.terminal:
+            self._progress(status)
+            self._again(index, self.interval)
+            return
+        if self.store is not None:
+            # Persist before anything else: the vendor may delete the result (Finovox, after 60 minutes).
+            record = landed_record(self.hook.vendor, self.hook.public_job(job), status)
+            await asyncio.to_thread(self.store.land, job, record)
+        self.counts[status.state] += 1
+        self.last_status = status
+        if not self.single:
+            self._progress(None)
+
+    def _progress(self, status: JobStatus | None) -> None:
+        """
+        Log progress when it changes: one job's own words; a batch's counts, at most once per interval
+        (and when the last job ends), so a batch of 10,000 does not write 10,000 lines.
+        """
+        if status is not None and not self.single:
+            return
+        if status is not None:
+            text = status.progress or "pending"
+        else:
+            ended = sum(self.counts.values())
+            if ended < len(self.jobs) and self.loop.time() - self.logged_at < self.interval:
+                return
+            text = f"{ended}/{len(self.jobs)} ended ({self.counts['failed']} failed)"
+        if text != self.last_progress:
+            described = self.hook.describe_job(self.jobs[0]) if self.single else f"batch of {len(self.jobs)}"
+            self.log("%s %s: %s", self.hook.vendor, described, text)
+            self.last_progress, self.logged_at = text, self.loop.time()
+
+    def _end(self, status: str, exc: DocJobsError, note: str | None = None) -> None:
+        message = f"{note}: {exc}" if note else str(exc)
+        self.ended = {"status": status, "error_type": type(exc).__name__, "message": message}
+        if self.wake is not None:
+            _settle(self.wake)
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _seconds_until(deadline: str) -> float:
+    return (pendulum.parse(deadline) - pendulum.now("UTC")).total_seconds()
+
+
+def _fernet() -> Any:
+    try:
+        from airflow.sdk.crypto import get_fernet
+    except ImportError:  # Airflow 2
+        from airflow.models.crypto import get_fernet
+    return get_fernet()

@@ -1,0 +1,181 @@
+"""
+The results store: every vendor result lands here the moment it is fetched, before anything else can go wrong.
+
+Finovox deletes a result 60 minutes after processing while a nightly batch may wait for hours, so the
+trigger writes each result as soon as it has it; the sensor, its retries and the ingestion read it back
+from here instead of asking the vendor again. It is also the raw landing zone of a pipeline::
+
+    {results_uri}/{vendor}/{dag_id}/{run_id}/{key}.json            one landed job (see ``land``)
+    {results_uri}/{vendor}/{dag_id}/{run_id}/{task}.outcomes.json  a list sensor's outcomes, in input order
+    {results_uri}/{vendor}/{dag_id}/{run_id}/_submitted/{batch}.json  a list submit's inputs and rejections
+    {results_uri}/{vendor}/{dag_id}/{run_id}/_jobs/{batch}.json     a large batch's job list (encrypted)
+
+``results_uri`` is any ``ObjectStoragePath`` URI (``file://``, ``s3://``, ``gs://``...); the default is the
+``[docjobs] results_uri`` option, else ``file://$AIRFLOW_HOME/docjobs/results``. Local files are written
+atomically (a temporary file renamed into place) with mode 0600; an object store's single PUT is atomic
+already. ``{key}`` is a hash of the job reference, so a Finovox retrieve token never shows in a path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+SUBMITTED = "_submitted"
+JOB_LISTS = "_jobs"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._:+=-]")
+
+
+def default_results_uri() -> str:
+    """``[docjobs] results_uri``, else ``file://$AIRFLOW_HOME/docjobs/results``."""
+    from airflow.providers.common.compat.sdk import conf
+
+    configured = conf.get("docjobs", "results_uri", fallback="") or ""
+    if configured.strip():
+        return configured.strip()
+    home = os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
+    return f"file://{Path(home).resolve()}/docjobs/results"
+
+
+def job_key(job: Mapping[str, Any]) -> str:
+    """A stable name for a job reference that reveals nothing of it (Finovox tokens are secrets)."""
+    return hashlib.sha256(json.dumps(dict(job), sort_keys=True).encode()).hexdigest()[:32]
+
+
+def batch_key(references: Sequence[str | None]) -> str:
+    """A stable name for a list of references (``None`` for rejected inputs), as a list submit returned it."""
+    text = "\n".join("" if r is None else r for r in references)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def landed_record(vendor: str, job: Mapping[str, Any], status: Any) -> dict[str, Any]:
+    """
+    What lands for a terminal job: its state, the vendor's error (code and message) or its result JSON,
+    unchanged. ``job`` is the reference without secret tokens (``DocJobsHook.public_job``).
+    """
+    failed = status.state == "failed"
+    return {
+        "vendor": vendor,
+        "job": dict(job),
+        "state": status.state,
+        "error": {"code": status.code, "message": status.message} if failed else None,
+        "finished_at": now_iso(),
+        "result": None if failed else status.result,
+    }
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _local(uri: str) -> Path | None:
+    if uri.startswith("file://"):
+        return Path(uri.removeprefix("file://"))
+    return None if "://" in uri else Path(uri).expanduser()
+
+
+def write_json(uri: str, payload: Any) -> None:
+    """Write JSON atomically where the store allows it; local files are private to their owner (0600)."""
+    data = json.dumps(payload, separators=(",", ":"), default=str).encode()
+    path = _local(uri)
+    if path is None:
+        from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+        target = ObjectStoragePath(uri)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("wb") as out:
+            out.write(data)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # mode 0600
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(uri: str) -> Any:
+    """Read a JSON file of the store; ``FileNotFoundError`` when it is not there."""
+    path = _local(uri)
+    if path is not None:
+        return json.loads(path.read_bytes())
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+    with ObjectStoragePath(uri).open("rb") as source:
+        return json.loads(source.read())
+
+
+@dataclass(frozen=True)
+class ResultsStore:
+    """
+    The part of the store one DAG run of one vendor writes to.
+
+    :param base: the results URI (see the module docstring).
+    :param vendor: the vendor's connection type, e.g. ``mindee``.
+    :param dag_id: the DAG id.
+    :param run_id: the DAG run id.
+    """
+
+    base: str
+    vendor: str
+    dag_id: str
+    run_id: str
+
+    @classmethod
+    def for_run(cls, base: str | None, vendor: str, context: Any) -> ResultsStore:
+        """The store of the running task's DAG run (``base`` defaults to ``[docjobs] results_uri``)."""
+        return cls(base or default_results_uri(), vendor, context["ti"].dag_id, context["run_id"])
+
+    @property
+    def prefix(self) -> str:
+        parts = (self.vendor, self.dag_id, self.run_id)
+        return "/".join([self.base.rstrip("/"), *(_UNSAFE.sub("_", p) for p in parts)])
+
+    def spec(self) -> dict[str, str]:
+        """JSON kwargs that rebuild this store (for a trigger)."""
+        return {"base": self.base, "vendor": self.vendor, "dag_id": self.dag_id, "run_id": self.run_id}
+
+    def uri(self, key: str) -> str:
+        return f"{self.prefix}/{key}.json"
+
+    def land(self, job: Mapping[str, Any], record: Mapping[str, Any]) -> str:
+        """Write one job's terminal record (``state``, ``error``, ``result``...); return its URI."""
+        uri = self.uri(job_key(job))
+        write_json(uri, {**record, "landed_at": now_iso()})
+        return uri
+
+    def landed(self, job: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The record landed for a job, or ``None``."""
+        try:
+            return read_json(self.uri(job_key(job)))
+        except FileNotFoundError:
+            return None
+
+    def landed_keys(self) -> set[str]:
+        """Keys of every job landed in this run, in one listing (a restarted trigger skips them)."""
+        path = _local(self.prefix)
+        try:
+            if path is not None:
+                names = [p.name for p in path.iterdir()]
+            else:
+                from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+                names = [p.name for p in ObjectStoragePath(self.prefix).iterdir()]
+        except FileNotFoundError:
+            return set()
+        return {n.removesuffix(".json") for n in names if n.endswith(".json") and "." not in n[:-5]}
+
+    def named(self, *parts: str) -> str:
+        """The URI of a file of this run's own (a manifest, a job list)."""
+        return "/".join([self.prefix, *parts])
