@@ -99,7 +99,10 @@ class DocimprintHook(DocJobsHook):
         if status == "complete":
             return JobStatus(SUCCEEDED, result=body)
         if status == "failed":
-            return JobStatus(FAILED, message=vendor_message(body.get("error")) or "the job failed")
+            error = body.get("error") if isinstance(body.get("error"), dict) else {}
+            return JobStatus(
+                FAILED, message=vendor_message(body.get("error")) or "the job failed", code=error.get("code")
+            )
         pct, note = body.get("progress_pct"), body.get("progress_message")
         progress = " ".join(str(p) for p in (f"{pct}%" if pct is not None else None, note) if p)
         return JobStatus(PENDING, progress=progress or status)

@@ -113,5 +113,7 @@ class MindeeHook(DocJobsHook):
         if isinstance(body, dict) and body.get("document"):
             return JobStatus(SUCCEEDED, result=body)
         if state == "failed":
-            return JobStatus(FAILED, message=vendor_message(body["job"].get("error")) or "the job failed")
+            error = body["job"].get("error") or {}
+            code = error.get("code") if isinstance(error, dict) else None
+            return JobStatus(FAILED, message=vendor_message(error) or "the job failed", code=code)
         return JobStatus(PENDING, progress=state)

@@ -176,11 +176,12 @@ class _Batch:
             }
         self.jobs = jobs
         todo = [i for i, job in enumerate(jobs) if job_key(job) not in landed]
+        self.already_landed = len(jobs) - len(todo)
         self.log(
             "Waiting for %d %s jobs (%d already landed), polling every %ss",
             len(todo),
             self.hook.vendor,
-            len(jobs) - len(todo),
+            self.already_landed,
             self.interval,
         )
         # The first poll waits one interval: the sensor polled just before deferring.
@@ -199,7 +200,9 @@ class _Batch:
             }
         if self.single and self.last_status is not None and self.last_status.state == "failed":
             return {"status": "failed", "message": self.last_status.message, "code": self.last_status.code}
-        return {"status": "success"} if self.single else {"status": "success", **self.counts}
+        if self.single:
+            return {"status": "success"}
+        return {"status": "success", **self.counts, "already_landed": self.already_landed}
 
     def log(self, message: str, *args: Any) -> None:
         self.trigger.log.info(message, *args)

@@ -1,0 +1,107 @@
+"""
+List-mode DAGs the test suite runs with ``dag.test()``: one submit task sends every input of the run conf
+(``files``: a list of paths or a folder; ``sources`` for docimprint), one sensor waits for all of them.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.providers.common.compat.sdk import DAG
+
+from airflow_docjobs.operators.biros import BirosSubmitOperator
+from airflow_docjobs.operators.docimprint import DocimprintSubmitOperator
+from airflow_docjobs.operators.finovox import FinovoxSubmitCaseOperator, FinovoxSubmitDocumentOperator
+from airflow_docjobs.operators.mindee import MindeeSubmitOperator
+from airflow_docjobs.sensors.biros import BirosDocumentSensor
+from airflow_docjobs.sensors.docimprint import DocimprintJobSensor
+from airflow_docjobs.sensors.finovox import FinovoxResultSensor
+from airflow_docjobs.sensors.mindee import MindeeJobSensor
+
+FILES = "{{ params.files }}"
+MINDEE = {"product": "invoices", "version": "v4"}
+
+
+def finovox(wait):
+    submit = FinovoxSubmitDocumentOperator(task_id="submit", file=FILES)
+    return submit, FinovoxResultSensor(task_id="wait", retrieve_token=submit.output, **wait)
+
+
+def finovox_case(wait):
+    submit = FinovoxSubmitCaseOperator(task_id="submit", cases=FILES, use_case="rental")
+    return submit, FinovoxResultSensor(task_id="wait", retrieve_token=submit.output, analysis="case", **wait)
+
+
+def mindee(wait):
+    submit = MindeeSubmitOperator(task_id="submit", document=FILES, **MINDEE)
+    return submit, MindeeJobSensor(task_id="wait", job_id=submit.output, **MINDEE, **wait)
+
+
+def biros(wait):
+    submit = BirosSubmitOperator(task_id="submit", file=FILES, service_id="svc-1")
+    return submit, BirosDocumentSensor(task_id="wait", service_id="svc-1", document_id=submit.output, **wait)
+
+
+def docimprint(wait):
+    # docimprint batches natively; here each source is its own job and one sensor waits for the list.
+    submit = DocimprintSubmitOperator.partial(task_id="submit").expand(
+        source=["https://example.com/a.pdf", "https://example.com/fail_b.pdf", "https://example.com/c.pdf"]
+    )
+    return submit, DocimprintJobSensor(task_id="wait", job_id=submit.output, **wait)
+
+
+class SubmitDiesAfterTheFirstTry(MindeeSubmitOperator):
+    """Its first try fails after submitting, as a worker lost mid-batch would."""
+
+    def execute(self, context):
+        references = super().execute(context)
+        if context["ti"].try_number == 1:
+            raise RuntimeError("worker lost after submitting")
+        return references
+
+
+def mindee_retried(wait):
+    submit = SubmitDiesAfterTheFirstTry(task_id="submit", document=FILES, **MINDEE)
+    return submit, MindeeJobSensor(task_id="wait", job_id=submit.output, **MINDEE, **wait)
+
+
+def make_dag(dag_id, build, **wait):
+    with DAG(
+        dag_id,
+        schedule=None,
+        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+        params={"files": []},
+        render_template_as_native_obj=True,
+        default_args={"retries": 1, "retry_delay": timedelta(seconds=0)},
+    ) as dag:
+        submit, sensor = build({"poke_interval": 0.2, "timeout": 60, "max_failed": 10, **wait})
+        submit >> sensor
+    return dag
+
+
+BUILDS = {
+    "finovox": finovox,
+    "finovox_case": finovox_case,
+    "mindee": mindee,
+    "biros": biros,
+    "docimprint": docimprint,
+}
+DAGS = {
+    f"docjobs_list_{vendor}_{mode}": make_dag(
+        f"docjobs_list_{vendor}_{mode}", build, deferrable=mode == "deferrable"
+    )
+    for vendor, build in BUILDS.items()
+    for mode in ("deferrable", "poke")
+}
+DAGS["docjobs_list_strict"] = make_dag("docjobs_list_strict", mindee, deferrable=True, max_failed=0)
+DAGS["docjobs_list_retried"] = make_dag("docjobs_list_retried", mindee_retried, deferrable=True)
+DAGS["docjobs_list_serial"] = make_dag(
+    "docjobs_list_serial",
+    lambda wait: (
+        submit := MindeeSubmitOperator(task_id="submit", document=FILES, max_in_flight=1, **MINDEE),
+        MindeeJobSensor(task_id="wait", job_id=submit.output, **MINDEE, **wait),
+    ),
+    deferrable=True,
+)
+globals().update(DAGS)

@@ -1,0 +1,177 @@
+"""
+List mode in real ``dag.test()`` runs against the emulator: one submit task sends a batch, one sensor (one
+trigger) waits for all of it, results land in the results store, and one bad input never sinks the rest.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import FIXTURES, load_dags
+from test_dags import xcoms
+
+from airflow_docjobs.emulator import Fault
+from airflow_docjobs.results import read_json
+
+DAG_FILE = Path(__file__).parent / "dags" / "docjobs_list_dags.py"
+SUBMIT_PATHS = {
+    "finovox": "/finovox/analyse",
+    "finovox_case": "/finovox/case",
+    "mindee": "/predict_async",
+    "biros": "/async-predict",
+    "docimprint": "/docimprint/v1/extract",
+}
+
+
+@pytest.fixture(scope="module")
+def dags(airflow_db):
+    return load_dags(DAG_FILE)
+
+
+@pytest.fixture
+def results_uri(tmp_path, monkeypatch):
+    """Every run of the test lands its results in its own store."""
+    uri = f"file://{tmp_path / 'results'}"
+    monkeypatch.setenv("AIRFLOW__DOCJOBS__RESULTS_URI", uri)
+    return uri
+
+
+def pdf(folder: Path, name: str) -> str:
+    """The sample PDF under ``name``, with its own content (the same content would be submitted once)."""
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes((FIXTURES / "invoice.pdf").read_bytes() + f"\n% {name}\n".encode())
+    return str(path)
+
+
+def inputs_for(vendor: str, folder: Path) -> tuple[list[str], list[str]]:
+    """The batch given to the submit and the outcome states expected, in input order."""
+    if vendor == "finovox_case":
+        for name in ("case_ok/payslip.pdf", "case_ok/id_card.pdf", "case_fail/fail.pdf"):
+            pdf(folder, name)
+        (folder / "case_empty").mkdir()
+        cases = [str(folder / c) for c in ("case_ok", "case_fail", "case_empty", "case_missing")]
+        return cases, ["succeeded", "failed", "rejected", "rejected"]
+    files = [pdf(folder, "ok_1.pdf"), pdf(folder, "fail.pdf"), str(folder / "missing.pdf")]
+    (folder / "notes.txt").write_text("not a document")
+    files += [str(folder / "notes.txt"), pdf(folder, "ok_2.pdf")]
+    # Finovox document analysis has no failed state: "fail" only reads as a high risk.
+    second = "succeeded" if vendor == "finovox" else "failed"
+    return files, ["succeeded", second, "rejected", "rejected", "succeeded"]
+
+
+def run(dags, dag_id, files):
+    dag_run = dags[dag_id].test(run_conf={"files": files})
+    return dag_run, {ti.task_id: ti for ti in dag_run.get_task_instances()}
+
+
+@pytest.mark.parametrize("mode", ["deferrable", "poke"])
+@pytest.mark.parametrize("vendor", ["finovox", "finovox_case", "mindee", "biros"])
+def test_a_batch_ends_with_one_outcome_per_input(dags, emulator, results_uri, tmp_path, capfd, vendor, mode):
+    files, expected = inputs_for(vendor, tmp_path / "inbox")
+    dag_run, tis = run(dags, f"docjobs_list_{vendor}_{mode}", files)
+    assert dag_run.state == "success", {t: ti.state for t, ti in tis.items()}
+    values = xcoms(dag_run)
+    references = values[("submit", "return_value")]
+    outcomes = values[("wait", "return_value")]
+    assert [o["state"] for o in outcomes] == expected
+    assert [r is None for r in references] == [s == "rejected" for s in expected]
+    assert [o["input"] for o in outcomes] == [str(f) for f in files]
+    for outcome in outcomes:
+        assert set(outcome) == {"reference", "input", "sha256", "state", "error", "result_uri"}
+        if outcome["state"] == "succeeded":
+            landed = read_json(outcome["result_uri"])
+            assert landed["state"] == "succeeded" and landed["result"] and outcome["error"] is None
+        else:
+            assert outcome["error"]["message"] and outcome["result_uri"] is None
+    # Rejected inputs never reached the vendor: one submit per accepted input, nothing more.
+    submits = [
+        r
+        for r in emulator.state.requests
+        if r["method"] == "POST" and r["path"].endswith(SUBMIT_PATHS[vendor])
+    ]
+    assert len(submits) == sum(r is not None for r in references)
+    logs = capfd.readouterr()
+    if mode == "deferrable":
+        assert "DocJobTrigger" in logs.out + logs.err  # one trigger waited for the batch
+        assert (logs.out + logs.err).count("Waiting for") == 1
+
+
+@pytest.mark.parametrize("mode", ["deferrable", "poke"])
+def test_one_sensor_waits_for_mapped_docimprint_jobs(dags, emulator, results_uri, mode):
+    dag_run, tis = run(dags, f"docjobs_list_docimprint_{mode}", [])
+    assert dag_run.state == "success", {t: ti.state for t, ti in tis.items()}
+    outcomes = xcoms(dag_run)[("wait", "return_value")]
+    assert [o["state"] for o in outcomes] == ["succeeded", "failed", "succeeded"]
+    assert outcomes[1]["error"]["code"] == "extract_failed"
+
+
+def test_results_stay_out_of_xcom_events_and_logs(dags, emulator, results_uri, tmp_path, capfd):
+    files = [pdf(tmp_path, "a.pdf"), pdf(tmp_path, "b.pdf")]
+    dag_run, _ = run(dags, "docjobs_list_mindee_deferrable", files)
+    assert dag_run.state == "success"
+    outcomes = xcoms(dag_run)[("wait", "return_value")]
+    # Document ids exist only in the vendor's results: they must show up nowhere but the store.
+    markers = [read_json(o["result_uri"])["result"]["document"]["id"] for o in outcomes]
+    logs = capfd.readouterr()
+    text = logs.out + logs.err + json.dumps(list(xcoms(dag_run).values()), default=str)
+    assert markers and not any(marker in text for marker in markers)
+
+
+def test_too_many_failures_fail_the_task_after_recording_every_outcome(
+    dags, emulator, results_uri, tmp_path, capfd
+):
+    files = [pdf(tmp_path, "ok.pdf"), pdf(tmp_path, "fail.pdf")]
+    _, tis = run(dags, "docjobs_list_strict", files)
+    assert tis["wait"].state == "failed"
+    manifest = next(Path(results_uri.removeprefix("file://")).rglob("wait.outcomes.json"))
+    assert [o["state"] for o in json.loads(manifest.read_text())] == ["succeeded", "failed"]
+    logs = capfd.readouterr()
+    assert "1 of 2 items failed or were rejected" in logs.out + logs.err
+    assert str(manifest) in logs.out + logs.err  # the error says where the outcomes are
+
+
+def test_a_retried_batch_submit_pays_nothing_twice(dags, emulator, results_uri, tmp_path):
+    files = [pdf(tmp_path, f"doc_{i}.pdf") for i in range(4)]
+    dag_run, tis = run(dags, "docjobs_list_retried", files)
+    assert dag_run.state == "success" and tis["submit"].try_number == 2
+    submits = [r for r in emulator.state.requests if r["path"].endswith("/predict_async")]
+    assert len(submits) == 4  # the second try reused every reference
+
+
+def test_a_retry_submits_only_what_the_vendor_did_not_take(dags, emulator, results_uri, tmp_path):
+    files = [pdf(tmp_path, f"doc_{i}.pdf") for i in range(4)]
+    # The first upload meets three 503s in a row: the hook's three attempts are spent on that document.
+    emulator.state.faults.append(Fault(vendor="mindee", path="/predict_async", status=503, times=3))
+    dag_run, tis = run(dags, "docjobs_list_serial", files)
+    assert dag_run.state == "success" and tis["submit"].try_number == 2
+    accepted = [r for r in emulator.state.requests if r["path"].endswith("/predict_async")]
+    assert len(accepted) == 3 + 4  # three refused attempts, then each document accepted once
+
+
+def test_duplicates_in_a_batch_are_submitted_once(dags, emulator, results_uri, tmp_path):
+    one = pdf(tmp_path, "a.pdf")
+    copy = tmp_path / "copy_of_a.pdf"
+    copy.write_bytes(Path(one).read_bytes())
+    dag_run, _ = run(dags, "docjobs_list_mindee_deferrable", [one, str(copy), one])
+    assert dag_run.state == "success"
+    references = xcoms(dag_run)[("submit", "return_value")]
+    assert len(set(references)) == 1 and len(references) == 3
+    assert len([r for r in emulator.state.requests if r["path"].endswith("/predict_async")]) == 1
+
+
+def test_a_folder_is_a_batch_of_its_documents(dags, emulator, results_uri, tmp_path):
+    inbox = tmp_path / "inbox"
+    for name in ("b.pdf", "sub/c.pdf", "a.pdf", ".hidden/x.pdf"):
+        pdf(inbox, name)
+    dag_run, _ = run(dags, "docjobs_list_biros_deferrable", str(inbox) + "/")
+    assert dag_run.state == "success"
+    outcomes = xcoms(dag_run)[("wait", "return_value")]
+    assert [Path(o["input"]).relative_to(inbox).as_posix() for o in outcomes] == [
+        "a.pdf",
+        "b.pdf",
+        "sub/c.pdf",
+    ]
+    assert all(o["state"] == "succeeded" for o in outcomes)

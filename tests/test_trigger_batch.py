@@ -1,0 +1,160 @@
+"""
+One trigger for a whole batch, run for real against the emulator: results land the moment they are
+fetched, a re-created trigger fetches nothing twice, and every trigger of a connection shares one pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+
+import pendulum
+from conftest import copy_sample
+
+from airflow_docjobs.emulator import Fault
+from airflow_docjobs.hooks.docimprint import DocimprintHook
+from airflow_docjobs.hooks.finovox import FinovoxHook
+from airflow_docjobs.results import ResultsStore, job_key
+from airflow_docjobs.triggers.job import INLINE_LIMIT, DocJobTrigger
+
+DOCIMPRINT = "airflow_docjobs.hooks.docimprint.DocimprintHook"
+FINOVOX = "airflow_docjobs.hooks.finovox.FinovoxHook"
+
+
+def store_in(tmp_path) -> ResultsStore:
+    return ResultsStore(f"file://{tmp_path / 'results'}", "docimprint", "dag", "run")
+
+
+def batch_trigger(jobs, store, *, hook=DOCIMPRINT, conn_id="docimprint_default", interval=0.05, seconds=30):
+    return DocJobTrigger(
+        hook_class=hook,
+        conn_id=conn_id,
+        deadline=pendulum.now("UTC").add(seconds=seconds).isoformat(),
+        poll_interval=interval,
+        jobs=DocJobTrigger.pack(jobs, store),
+        results=store.spec(),
+    )
+
+
+def submit_docimprint(*names: str) -> list[dict]:
+    with DocimprintHook() as hook:
+        return [hook.job(hook.submit_source(f"https://example.com/{name}")) for name in names]
+
+
+async def first_event(trigger: DocJobTrigger):
+    return (await asyncio.wait_for(anext(trigger.run()), timeout=30)).payload
+
+
+async def test_a_batch_lands_every_result_and_ends_with_counts(emulator, tmp_path):
+    jobs = submit_docimprint("a.pdf", "fail_b.pdf", "c.pdf")
+    store = store_in(tmp_path)
+    event = await first_event(batch_trigger(jobs, store))
+    assert event == {"status": "success", "succeeded": 2, "failed": 1, "already_landed": 0}
+    records = [store.landed(job) for job in jobs]
+    assert [r["state"] for r in records] == ["succeeded", "failed", "succeeded"]
+    assert records[0]["result"]["status"] == "complete" and records[1]["error"]["code"] == "extract_failed"
+    assert (
+        oct(
+            (tmp_path / "results")
+            .joinpath(store.uri(job_key(jobs[0])).split("results/", 1)[1])
+            .stat()
+            .st_mode
+        )[-3:]
+        == "600"
+    )
+
+
+async def test_a_recreated_trigger_fetches_nothing_twice(emulator, tmp_path):
+    emulator.state.settings.update({"processing_seconds": 0.2})
+    early = submit_docimprint("a.pdf", "b.pdf")
+    emulator.state.settings.update({"processing_seconds": 3})
+    late = submit_docimprint("c.pdf", "d.pdf")
+    store = store_in(tmp_path)
+    trigger = batch_trigger(early + late, store)
+    run = trigger.run()
+    waiting = asyncio.ensure_future(anext(run))
+    while len(store.landed_keys()) < 2:  # noqa: ASYNC110 - the early jobs land; then the triggerer "dies"
+        await asyncio.sleep(0.05)
+    waiting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiting
+    await run.aclose()
+    restart = len(emulator.state.requests)
+    _, kwargs = trigger.serialize()
+    emulator.state.advance(3)
+    event = await first_event(DocJobTrigger(**json.loads(json.dumps(kwargs))))
+    assert event == {"status": "success", "succeeded": 2, "failed": 0, "already_landed": 2}
+    polled_again = {r["path"].rsplit("/", 1)[1] for r in emulator.state.requests[restart:]}
+    assert polled_again == {job["job_id"] for job in late}  # the landed jobs were never asked for again
+
+
+async def test_results_land_before_a_finovox_result_expires(emulator, tmp_path):
+    emulator.state.settings.update({"processing_seconds": 0.2, "result_ttl_seconds": 0.5})
+    with FinovoxHook() as hook:
+        quick = hook.job(hook.submit_document(str(copy_sample(tmp_path, "quick.pdf"))))
+        emulator.state.settings.update({"processing_seconds": 2})
+        slow = hook.job(hook.submit_document(str(copy_sample(tmp_path, "slow.pdf"))))
+    store = ResultsStore(f"file://{tmp_path / 'results'}", "finovox", "dag", "run")
+    event = await first_event(batch_trigger([quick, slow], store, hook=FINOVOX, conn_id="finovox_default"))
+    assert event == {"status": "success", "succeeded": 2, "failed": 0, "already_landed": 0}
+    with FinovoxHook() as hook:
+        assert hook.get_job_status(quick).state == "pending"  # gone at the vendor by the end of the batch
+    assert store.landed(quick)["result"]["name"] == "quick.pdf"  # but landed when it was fetched
+    assert quick["retrieve_token"] not in json.dumps(store.landed(quick))  # only its hash is kept
+
+
+async def test_the_first_poll_waits_one_interval_and_polls_spread_over_it(emulator, tmp_path):
+    emulator.state.settings.update({"processing_seconds": 60})
+    jobs = submit_docimprint(*(f"{i}.pdf" for i in range(10)))
+    emulator.state.requests.clear()
+    trigger = batch_trigger(jobs, store_in(tmp_path), interval=1.0, seconds=1.45)
+    started = asyncio.get_running_loop().time()
+    event = await first_event(trigger)
+    assert event["status"] == "timeout" and event["pending"] == 10
+    polls = len(emulator.state.requests)
+    # No poll in the first interval, then about half the batch in the next 0.45 s: spread, not a burst.
+    assert 2 <= polls <= 7, polls
+    assert asyncio.get_running_loop().time() - started >= 1.45
+
+
+async def test_a_429_slows_the_whole_batch(emulator, tmp_path):
+    jobs = submit_docimprint(*(f"{i}.pdf" for i in range(6)))
+    emulator.state.requests.clear()
+    emulator.state.faults.append(
+        Fault(vendor="docimprint", path="/v1/jobs/", status=429, retry_after="1", times=1)
+    )
+    started = asyncio.get_running_loop().time()
+    event = await first_event(batch_trigger(jobs, store_in(tmp_path), interval=0.05))
+    assert event["status"] == "success"
+    # The 429 paused every poll of the pool: each job was asked once after the pause, not every 50 ms
+    # for the 0.5 s its processing took (about 50 requests).
+    assert 7 <= len(emulator.state.requests) <= 12, len(emulator.state.requests)
+    assert asyncio.get_running_loop().time() - started >= 1.0
+
+
+async def test_every_trigger_of_a_connection_shares_one_pool(emulator, tmp_path):
+    jobs = submit_docimprint(*(f"{i}.pdf" for i in range(20)))
+    hooks = [DocimprintHook() for _ in jobs]
+    pools = {id(await hook.apool()) for hook in hooks}
+    assert len(pools) == 1
+    statuses = await asyncio.gather(
+        *(hook.aget_job_status(job) for hook, job in zip(hooks, jobs, strict=True))
+    )
+    assert len(statuses) == 20
+    for hook in hooks:
+        await hook.aclose()
+    assert (await DocimprintHook().apool()) is not None  # the last user closed it; a new one opens again
+
+
+def test_a_large_batch_keeps_its_trigger_row_small(emulator, tmp_path):
+    store = store_in(tmp_path)
+    token = "gAAAAAB" + "x" * 150
+    jobs = [FinovoxHook.job(f"{token}{i}") for i in range(1000)]
+    trigger = batch_trigger(jobs, store, hook=FINOVOX, conn_id="finovox_default")
+    _, kwargs = trigger.serialize()
+    row = json.dumps(kwargs)
+    assert len(row) < INLINE_LIMIT and token not in row
+    spilled = (tmp_path / "results").rglob("_jobs/*.json")
+    assert token not in next(spilled).read_text()  # encrypted with Airflow's Fernet key
+    assert DocJobTrigger.unpack(kwargs["jobs"]) == jobs
