@@ -7,33 +7,63 @@ import asyncio
 import signal
 import socket
 import sys
+import tempfile
+from pathlib import Path
 
 import uvicorn
 
 from airflow_docjobs.emulator.app import EmulatorSettings, create_app
+from airflow_docjobs.emulator.serving import uvicorn_config
+from airflow_docjobs.emulator.tls import make_certificate
+
+# The options that set EmulatorSettings fields: flag, field, help. Their defaults are the settings' own.
+SETTING_OPTIONS = (
+    ("--api-key", "api_key", "the secret every vendor accepts"),
+    ("--processing-seconds", "processing_seconds", "how long a job processes once it has a slot"),
+    ("--result-ttl", "result_ttl_seconds", "Finovox result lifetime, in seconds"),
+    ("--review-seconds", "review_seconds", "how long a myBiros human review takes"),
+    (
+        "--concurrency",
+        "concurrency",
+        "jobs processing at once per vendor, later ones queue; 0 means unlimited",
+    ),
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     defaults = EmulatorSettings()
-    parser = argparse.ArgumentParser(prog="python -m airflow_docjobs.emulator", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
+    parser = argparse.ArgumentParser(
+        prog="python -m airflow_docjobs.emulator",
+        description=__doc__,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="the address to listen on")
     parser.add_argument("--port", type=int, default=8080, help="0 picks a free port (printed at startup)")
-    parser.add_argument("--api-key", default=defaults.api_key, help="the secret every vendor accepts")
-    parser.add_argument("--processing-seconds", type=float, default=defaults.processing_seconds)
-    parser.add_argument("--result-ttl", type=float, default=defaults.result_ttl_seconds, help="Finovox")
-    parser.add_argument("--review-seconds", type=float, default=defaults.review_seconds, help="myBiros")
+    for flag, name, text in SETTING_OPTIONS:
+        default = getattr(defaults, name)
+        parser.add_argument(flag, dest=name, type=type(default), default=default, help=text)
+    parser.add_argument(
+        "--tls", action="store_true", help="serve HTTPS with a throwaway certificate (its path is printed)"
+    )
     parser.add_argument("--log-level", default="warning", help="'info' logs every request")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for flag, name, _ in SETTING_OPTIONS:
+        value = getattr(args, name)
+        if isinstance(value, int | float) and value < 0:
+            parser.error(f"{flag} must not be negative")
+    return args
 
 
 async def serve(args: argparse.Namespace) -> int:
-    settings = EmulatorSettings(
-        api_key=args.api_key,
-        processing_seconds=args.processing_seconds,
-        result_ttl_seconds=args.result_ttl,
-        review_seconds=args.review_seconds,
-    )
-    config = uvicorn.Config(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+    if not args.tls:
+        return await _serve(args, None)
+    with tempfile.TemporaryDirectory(prefix="docjobs-emulator-tls-") as tls_dir:
+        return await _serve(args, make_certificate(Path(tls_dir)))
+
+
+async def _serve(args: argparse.Namespace, certificate: tuple[Path, Path] | None) -> int:
+    settings = EmulatorSettings(**{name: getattr(args, name) for _, name, _ in SETTING_OPTIONS})
+    config = uvicorn_config(create_app(settings), args.host, args.port, certificate, log_level=args.log_level)
     server = uvicorn.Server(config)
 
     def stop(signum: int, frame: object) -> None:
@@ -63,7 +93,10 @@ async def serve(args: argparse.Namespace) -> int:
             return 1  # uvicorn could not start serving; it has logged why
         await asyncio.sleep(0.02)
     host = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"emulator listening on http://{host}:{sock.getsockname()[1]}", flush=True)
+    if certificate is not None:
+        print(f"emulator CA certificate: {certificate[0]}", flush=True)
+    scheme = "https" if certificate is not None else "http"
+    print(f"emulator listening on {scheme}://{host}:{sock.getsockname()[1]}", flush=True)
     await task
     return 0
 

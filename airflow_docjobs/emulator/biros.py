@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mimetypes
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,14 +12,17 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from airflow_docjobs.emulator.app import (
+from airflow_docjobs.emulator.core import (
+    Bulk,
     Emulator,
     Job,
+    Seeded,
     Vendor,
     file_extension,
     pdf_page_count,
     read_form,
     scenarios_of,
+    seed_of,
     vendor_route,
 )
 
@@ -30,6 +34,10 @@ SERVICE_FIELDS = {
     "name_1": {"tag_alias": "Name", "tag_multiple_values": True},
     "fiscal_code_1": {"tag_alias": "FiscalCode", "tag_multiple_values": False},
 }
+SURNAMES = ("VERDI", "ROSSI", "BIANCHI", "ESPOSITO", "ROMANO", "COLOMBO", "RICCI", "MARINO", "GRECO")
+NAMES = ("GIUSEPPE", "MARIA", "GIOVANNI", "ANNA", "LUCA", "FRANCESCA", "MARCO", "GIULIA", "PAOLO")
+MONTHS = "ABCDEHLMPRST"  # the fiscal code's letter for January to December
+BULK_OPTIONS = {"service_id": "svc-1"}
 
 
 def _error(request: Request, status: int, detail: str) -> Response:
@@ -53,11 +61,32 @@ def _entity(entity_id: int, text: str, confidence: float, box: tuple[int, int, i
     return {"id": entity_id, "text": text, "confidence": confidence, "bounding_boxes": _box(*box)}
 
 
-def _page(index: int, with_entities: bool, errors: list[dict[str, Any]]) -> dict[str, Any]:
-    words = [("VERDI", 99.43, (120, 80, 90, 24)), ("GIUSEPPE", 99.47, (120, 120, 120, 24))]
-    words.append(("VRDGPP13R10B293P", 90.97, (120, 160, 260, 24)))
+def _code(word: str, first_name: bool = False) -> str:
+    """A name's three letters in an Italian fiscal code: its consonants, then its vowels, then X."""
+    consonants = [c for c in word if c not in "AEIOU"]
+    if first_name and len(consonants) > 3:
+        consonants = [consonants[0], *consonants[2:4]]
+    return ("".join(consonants) + "".join(c for c in word if c in "AEIOU") + "XXX")[:3]
+
+
+def person(values: Seeded) -> tuple[str, str, str]:
+    """Surname, name and fiscal code of the person on the document (the checksum letter is not real)."""
+    surname, name = values.choice("surname", SURNAMES), values.choice("name", NAMES)
+    born = (
+        f"{values.integer('year', 40, 99)}{values.choice('month', MONTHS)}{values.integer('day', 1, 28):02d}"
+    )
+    place = f"{values.choice('place', 'ABCDEFGHILM')}{values.integer('place number', 100, 999)}"
+    return surname, name, f"{_code(surname)}{_code(name, True)}{born}{place}{values.choice('check', MONTHS)}"
+
+
+def _page(index: int, values: Seeded | None, errors: list[dict[str, Any]]) -> dict[str, Any]:
+    """A page; only the first one, given ``values``, holds the entities."""
     entities: dict[str, Any] = {}
-    if with_entities:
+    words: list[tuple[str, float, tuple[int, int, int, int]]] = []
+    if values is not None:
+        surname, name, fiscal_code = person(values)
+        words = [(surname, 99.43, (120, 80, 90, 24)), (name, 99.47, (120, 120, 120, 24))]
+        words.append((fiscal_code, 90.97, (120, 160, 260, 24)))
         entities = {
             "surname_1": [_entity(0, *words[0])],
             "name_1": [_entity(1, *words[1])],
@@ -68,7 +97,7 @@ def _page(index: int, with_entities: bool, errors: list[dict[str, Any]]) -> dict
         "page_layout": {"height": 600, "width": 1000, "rotation_angle": 0},
         "ocr": [
             {"text": text, "confidence": confidence, "bounding_boxes": _box(*box)}
-            for text, confidence, box in (words if with_entities else [])
+            for text, confidence, box in words
         ],
         "entities_index": len(entities),
         "entities": entities,
@@ -98,23 +127,10 @@ async def async_predict(request: Request, emulator: Emulator) -> Response:
     if not isinstance(upload, UploadFile) or not upload.filename:
         return _error(request, 422, "Field 'file' is required")
     content = await upload.read()
-    content_type = upload.content_type
-    if not content_type or content_type == "application/octet-stream":
-        content_type = mimetypes.guess_type(upload.filename)[0] or "application/octet-stream"
     pdf = file_extension(upload.filename) == ".pdf"
-    document_id, job_id = str(uuid.uuid4()), str(uuid.uuid4())
-    emulator.new_job(
-        "biros",
-        "inference",
-        document_id,
-        scenarios_of(upload.filename),
-        service_id=service_id,
-        job_id=job_id,
-        original_name=upload.filename,
-        content_type=content_type,
-        page_count=pdf_page_count(content) if pdf else 1,
-    )
-    return JSONResponse({"job": job_id, "resource": document_id})
+    page_count = pdf_page_count(content) if pdf else 1
+    job = inference_job(emulator, service_id, upload.filename, content, upload.content_type, page_count)
+    return JSONResponse({"job": job.data["job_id"], "resource": job.key})
 
 
 async def predicted_document(request: Request, emulator: Emulator) -> Response:
@@ -155,7 +171,8 @@ async def predicted_document(request: Request, emulator: Emulator) -> Response:
         "content_type": data["content_type"],
         "page_count": data["page_count"],
     }
-    pages = [_page(i, i == 0, errors if i == 0 else []) for i in range(data["page_count"])]
+    pages = [_page(0, job.values, errors)]
+    pages += [_page(i, None, []) for i in range(1, data["page_count"])]
     return JSONResponse(
         out
         | {
@@ -165,6 +182,43 @@ async def predicted_document(request: Request, emulator: Emulator) -> Response:
             "document_pages": pages,
         }
     )
+
+
+# -- job creation, shared by async_predict and /_emulator/bulk -----------------------------------------
+
+
+def inference_job(
+    emulator: Emulator,
+    service_id: str,
+    filename: str,
+    content: bytes | None,
+    content_type: str | None = None,
+    page_count: int = 1,
+    duration: float | None = None,
+) -> Job:
+    """A job keyed by its document id, the reference clients poll with."""
+    if not content_type or content_type == "application/octet-stream":
+        content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+    return emulator.new_job(
+        "biros",
+        "inference",
+        str(uuid.uuid4()),
+        scenarios_of(filename),
+        seed_of(filename, content),
+        duration,
+        service_id=service_id,
+        job_id=str(uuid.uuid4()),
+        original_name=filename,
+        content_type=content_type,
+        page_count=page_count,
+    )
+
+
+def bulk_job(emulator: Emulator, bulk: Bulk) -> Callable[[], Job]:
+    service_id, name, seconds = bulk.options["service_id"], bulk.name, bulk.processing_seconds
+    if service_id == UNKNOWN_SERVICE:
+        raise ValueError(f"service {service_id!r} does not exist")
+    return lambda: inference_job(emulator, service_id, name, None, duration=seconds)
 
 
 ROUTES = [

@@ -7,16 +7,25 @@ and an emulator calling out to the network would break the "everything runs offl
 
 from __future__ import annotations
 
-import hashlib
 import math
 import uuid
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from airflow_docjobs.emulator.app import Emulator, Job, Vendor, read_json, scenarios_of, vendor_route
+from airflow_docjobs.emulator.core import (
+    Bulk,
+    Emulator,
+    Job,
+    Seeded,
+    Vendor,
+    read_json,
+    scenarios_of,
+    vendor_route,
+)
 
 PAGES_PER_SOURCE = 12
 ERROR_CODES = {
@@ -27,6 +36,9 @@ ERROR_CODES = {
     429: "rate_limited",
     503: "service_unavailable",
 }
+BULK_OPTIONS: dict[str, str] = {}
+# Bulk jobs have no upload: their file name is read from this site, reserved for examples (RFC 2606).
+BULK_SITE = "https://example.com/"
 
 
 def _error(request: Request, status: int, message: str, code: str | None = None) -> Response:
@@ -52,11 +64,12 @@ def _is_http_url(value: Any) -> bool:
     return url.scheme in ("http", "https") and bool(url.netloc)
 
 
-def _bundle(job: Job, index: int | None = None) -> dict[str, str]:
-    seed = f"{job.key}:{index}".encode()
+def _bundle(*sources: str) -> dict[str, str]:
+    """The stored evidence bundle of ``sources``: the same sources always make the same bundle."""
+    values = Seeded("\n".join(sources))
     return {
-        "bundle_id": "ev_" + hashlib.sha1(seed).hexdigest()[:16],
-        "manifest_sha256": hashlib.sha256(seed).hexdigest(),
+        "bundle_id": "ev_" + values.hexdigest("bundle")[:16],
+        "manifest_sha256": values.hexdigest("manifest"),
     }
 
 
@@ -71,7 +84,10 @@ def _job_json(job: Job, now: float) -> dict[str, Any]:
     sources = job.data["sources"]
     failing = ["fail" in scenarios_of(source) for source in sources]
     out: dict[str, Any] = {"job_id": job.key}
-    if not job.done(now):
+    if job.queued(now):
+        # "processing" is the only status documented before the end; the message tells a queue apart.
+        out |= {"status": "processing", "progress_pct": 0, "progress_message": "Queued"}
+    elif not job.done(now):
         pages = PAGES_PER_SOURCE * len(sources)
         pct = math.floor(job.progress(now) * 100)
         page = min(pages, math.floor(job.progress(now) * pages) + 1)  # the page being read now
@@ -81,16 +97,16 @@ def _job_json(job: Job, now: float) -> dict[str, Any]:
         out["error"] = _item_error(sources[failing.index(True)])
     else:
         out |= {"status": "complete", "progress_pct": 100, "progress_message": "Evidence bundle stored"}
-        out |= _bundle(job)
+        out |= _bundle(*sources)
     if job.kind == "batch":
         items = []
-        for index, (source, fails) in enumerate(zip(sources, failing, strict=True)):
+        for source, fails in zip(sources, failing, strict=True):
             item: dict[str, Any] = {"source": source, "status": "processing"}
             if job.done(now):
                 item |= (
                     {"status": "failed", "error": _item_error(source)} if fails else {"status": "complete"}
                 )
-                item |= {} if fails else _bundle(job, index)
+                item |= {} if fails else _bundle(source)
             items.append(item)
         out["items"] = items
     return out
@@ -103,18 +119,14 @@ async def extract(request: Request, emulator: Emulator) -> Response:
     if body.get("webhook") is not None and not _is_http_url(body["webhook"]):
         return _error(request, 422, "webhook must be an http(s) URL")
     source = body["source"]
-    job_id = "job_" + uuid.uuid4().hex[:16]
     if request.query_params.get("sync", "").lower() == "true":
         if "fail" in scenarios_of(source):
             return _error(request, 422, _item_error(source)["message"], code="extract_failed")
         # Inline processing: the job is recorded already complete so GET /v1/jobs/{id} agrees.
-        job = emulator.new_job("docimprint", "extract", job_id, frozenset(), sources=[source])
-        job.duration = 0.0
+        job = extraction_job(emulator, "extract", [source], inline=True)
         return JSONResponse(_job_json(job, emulator.now()) | {"source": source})
-    emulator.new_job(
-        "docimprint", "extract", job_id, scenarios_of(source), sources=[source], webhook=body.get("webhook")
-    )
-    return JSONResponse({"job_id": job_id, "status": "processing"}, status_code=202)
+    job = extraction_job(emulator, "extract", [source], webhook=body.get("webhook"))
+    return JSONResponse({"job_id": job.key, "status": "processing"}, status_code=202)
 
 
 async def batch(request: Request, emulator: Emulator) -> Response:
@@ -130,17 +142,8 @@ async def batch(request: Request, emulator: Emulator) -> Response:
     if not isinstance(mode, str) or not mode:
         return _error(request, 422, "mode must be a string such as 'extract'")
     sources = [item["source"] for item in items]
-    job_id = "job_" + uuid.uuid4().hex[:16]
-    emulator.new_job(
-        "docimprint",
-        "batch",
-        job_id,
-        scenarios_of(*sources),
-        sources=sources,
-        mode=mode,
-        webhook=body.get("webhook"),
-    )
-    return JSONResponse({"job_id": job_id, "status": "processing"}, status_code=202)
+    job = extraction_job(emulator, "batch", sources, mode=mode, webhook=body.get("webhook"))
+    return JSONResponse({"job_id": job.key, "status": "processing"}, status_code=202)
 
 
 async def job_status(request: Request, emulator: Emulator) -> Response:
@@ -148,6 +151,32 @@ async def job_status(request: Request, emulator: Emulator) -> Response:
     if job is None:
         return _error(request, 404, f"No job {request.path_params['job_id']}")
     return JSONResponse(_job_json(job, emulator.now()))
+
+
+# -- job creation, shared by the submit handlers and /_emulator/bulk -----------------------------------
+
+
+def extraction_job(
+    emulator: Emulator,
+    kind: str,
+    sources: list[str],
+    duration: float | None = None,
+    inline: bool = False,
+    **data: Any,
+) -> Job:
+    """
+    An ``extract`` (one source) or ``batch`` job; ``data`` keeps the request's other fields. An
+    ``inline`` job was processed within its request: complete at once, whatever its scenarios.
+    """
+    job_id = "job_" + uuid.uuid4().hex[:16]
+    scenarios = frozenset() if inline else scenarios_of(*sources)
+    duration = 0.0 if inline else duration
+    return emulator.new_job("docimprint", kind, job_id, scenarios, duration=duration, sources=sources, **data)
+
+
+def bulk_job(emulator: Emulator, bulk: Bulk) -> Callable[[], Job]:
+    sources, seconds = [BULK_SITE + bulk.name], bulk.processing_seconds
+    return lambda: extraction_job(emulator, "extract", sources, seconds, webhook=None)
 
 
 ROUTES = [

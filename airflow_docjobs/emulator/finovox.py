@@ -5,14 +5,18 @@ from __future__ import annotations
 import html
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from airflow_docjobs.emulator.app import (
+from airflow_docjobs.emulator.core import (
+    Bulk,
     Emulator,
+    Job,
+    Seeded,
     Vendor,
     fernet_like_token,
     file_extension,
@@ -20,6 +24,7 @@ from airflow_docjobs.emulator.app import (
     read_form,
     read_json,
     scenarios_of,
+    seed_of,
     vendor_route,
 )
 
@@ -29,6 +34,9 @@ CASE_EXTENSIONS = DOCUMENT_EXTENSIONS | frozenset(
 )
 CASE_ANALYSE_TYPES = ("decision", "explanation", "share_link")
 FOLDER_FAILED = "The async folder failed and could not produce a final result."
+# Producers of clean documents; a tampered one (scenario "fraud" or "fail") always reads "photoshop".
+SOFTWARE = ("Microsoft Word", "LibreOffice", "Adobe Acrobat", "Google Docs", "Quartz PDFContext", "iText")
+BULK_OPTIONS = {"kind": "document"}
 
 
 def _error(request: Request, status: int, detail: str) -> Response:
@@ -64,26 +72,28 @@ def _unsupported(upload: UploadFile, allowed: frozenset[str]) -> str | None:
     return f"Unsupported file format for '{upload.filename}'; accepted: {', '.join(sorted(allowed))}"
 
 
-def _document_result(filename: str, scenarios: frozenset[str]) -> dict[str, Any]:
-    # Document analysis documents no failure, so "fail" shows up as a high risk like "fraud".
+def _document_result(filename: str, scenarios: frozenset[str], values: Seeded) -> dict[str, Any]:
+    # Document analysis documents no failure, so "fail" shows up as a high risk like "fraud". The scenario
+    # fixes the global risk and the tampering signs; the other sub-scores vary with the document.
     risky = bool(scenarios & {"fraud", "fail"})
     level = "high" if risky else "low"
     return {
         "name": filename,
         "global_risk": level,
         "software_risk": level,
-        "metadata_risk": "medium" if risky else "low",
-        "datastructure_risk": "low",
+        "metadata_risk": values.choice("metadata", ("medium", "high") if risky else ("low", "medium")),
+        "datastructure_risk": values.choice("datastructure", ("low", "medium")),
         "vision_risk": level,
-        "coherence_risk": "medium" if risky else "low",
+        "coherence_risk": values.choice("coherence", ("medium", "high") if risky else ("low", "medium")),
         "document_quality": "acceptable",
-        "software": "photoshop" if risky else "Microsoft Word",
+        "software": "photoshop" if risky else values.choice("software", SOFTWARE),
     }
 
 
 def _case_result(
     request: Request, names: list[str], payload: dict[str, Any], share_id: str, scenarios: frozenset[str]
 ) -> dict[str, Any]:
+    """The case result; built when it is read, so the share link names the host the client polls."""
     fraud = "high" if "fraud" in scenarios else "low"
     validation = "non_compliant" if "noncompliant" in scenarios else "compliant"
     result: dict[str, Any] = {}
@@ -130,13 +140,10 @@ async def analyse(request: Request, emulator: Emulator) -> Response:
     analyse_type = payload.get("analyse_type", ["risk"])
     if not isinstance(analyse_type, list) or not all(isinstance(t, str) for t in analyse_type):
         return _error(request, 422, "analyse_type must be a list of strings")
-    scenarios = scenarios_of(upload.filename)
-    result = _document_result(upload.filename, scenarios)
+    seed = seed_of(upload.filename, await upload.read())
     if not payload.get("asynchronous"):
-        return JSONResponse(result)
-    token = fernet_like_token()
-    emulator.new_job("finovox", "document", token, scenarios, result=result)
-    return JSONResponse({"retrieve_token": token})
+        return JSONResponse(_document_result(upload.filename, scenarios_of(upload.filename), Seeded(seed)))
+    return JSONResponse({"retrieve_token": document_job(emulator, upload.filename, seed).key})
 
 
 async def _token(request: Request) -> str | None:
@@ -160,7 +167,7 @@ async def retrieve(request: Request, emulator: Emulator) -> Response:
         # The docs only promise "an error message" and a non-200 status. 425 Too Early says exactly
         # "ask again later" and is used nowhere else, so a client cannot mistake it for a real error.
         return _error(request, 425, "Result not ready, retry later")
-    return JSONResponse(job.data["result"])
+    return JSONResponse(_document_result(job.data["name"], job.scenarios, job.values))
 
 
 async def case(request: Request, emulator: Emulator) -> Response:
@@ -192,18 +199,12 @@ async def case(request: Request, emulator: Emulator) -> Response:
         return _error(request, 422, "share_link_settings must be an object")
 
     names = [d.filename for d in documents]
+    if payload.get("asynchronous"):
+        return JSONResponse({"retrieve_token": case_job(emulator, names, payload).key}, status_code=202)
     scenarios = scenarios_of(*names)
-    share_id = uuid.uuid4().hex
-    result = _case_result(request, names, payload, share_id, scenarios)
-    if not payload.get("asynchronous"):
-        if "fail" in scenarios:
-            return _error(request, 500, FOLDER_FAILED)
-        return JSONResponse(result)
-    token = fernet_like_token()
-    job = emulator.new_job("finovox", "case", token, scenarios, result=result, names=names)
-    job.data["run_id"] = job.issued_at.strftime("%m_%d_%H_%M_%S_") + uuid.uuid4().hex
-    emulator.alias(job, f"share:{share_id}")
-    return JSONResponse({"retrieve_token": token}, status_code=202)
+    if "fail" in scenarios:
+        return _error(request, 500, FOLDER_FAILED)
+    return JSONResponse(_case_result(request, names, payload, uuid.uuid4().hex, scenarios))
 
 
 async def case_retrieve(request: Request, emulator: Emulator) -> Response:
@@ -225,7 +226,7 @@ async def case_retrieve(request: Request, emulator: Emulator) -> Response:
         return JSONResponse({"status": "processing", "run_id": job.data["run_id"]}, status_code=202)
     if job.failed:
         return _error(request, 500, FOLDER_FAILED)
-    return JSONResponse(job.data["result"])
+    return JSONResponse(_case_json(request, job))
 
 
 async def share(request: Request, emulator: Emulator) -> Response:
@@ -233,8 +234,50 @@ async def share(request: Request, emulator: Emulator) -> Response:
     if job is None or not job.done(emulator.now()) or job.failed:
         return HTMLResponse("<h1>Report not found</h1>", status_code=404)
     items = "".join(f"<li>{html.escape(name)}</li>" for name in job.data["names"])
-    decision = html.escape(json.dumps(job.data["result"].get("decision", {})))
+    decision = html.escape(json.dumps(_case_json(request, job).get("decision", {})))
     return HTMLResponse(f"<h1>Finovox case report (emulator)</h1><ul>{items}</ul><pre>{decision}</pre>")
+
+
+def _case_json(request: Request, job: Job) -> dict[str, Any]:
+    data = job.data
+    return _case_result(request, data["names"], data["payload"], data["share_id"], job.scenarios)
+
+
+# -- job creation, shared by the submit handlers and /_emulator/bulk -----------------------------------
+
+
+def document_job(emulator: Emulator, name: str, seed: str, duration: float | None = None) -> Job:
+    token = fernet_like_token()
+    return emulator.new_job("finovox", "document", token, scenarios_of(name), seed, duration, name=name)
+
+
+def case_job(
+    emulator: Emulator, names: list[str], payload: dict[str, Any], duration: float | None = None
+) -> Job:
+    share_id = uuid.uuid4().hex
+    job = emulator.new_job(
+        "finovox",
+        "case",
+        fernet_like_token(),
+        scenarios_of(*names),
+        duration=duration,
+        names=names,
+        payload=payload,
+        share_id=share_id,
+    )
+    job.data["run_id"] = job.issued_at.strftime("%m_%d_%H_%M_%S_") + uuid.uuid4().hex
+    emulator.alias(job, f"share:{share_id}")
+    return job
+
+
+def bulk_job(emulator: Emulator, bulk: Bulk) -> Callable[[], Job]:
+    kind, name, seconds = bulk.options["kind"], bulk.name, bulk.processing_seconds
+    if kind == "document":
+        return lambda: document_job(emulator, name, seed_of(name), seconds)
+    if kind == "case":
+        payload = {"analyse_type": ["decision"], "use_case": "rental", "asynchronous": True}
+        return lambda: case_job(emulator, [name], payload, seconds)
+    raise ValueError("kind must be 'document' or 'case'")
 
 
 ROUTES = [

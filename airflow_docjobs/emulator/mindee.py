@@ -10,7 +10,8 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from datetime import datetime
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlparse
 
@@ -18,14 +19,17 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from airflow_docjobs.emulator.app import (
+from airflow_docjobs.emulator.core import (
+    Bulk,
     Emulator,
     Job,
+    Seeded,
     Vendor,
     pdf_page_count,
     read_form,
     read_json,
     scenarios_of,
+    seed_of,
     vendor_route,
 )
 
@@ -38,6 +42,7 @@ ERROR_CODES = {
     413: "FileTooLarge",
     429: "TooManyRequests",
 }
+BULK_OPTIONS = {"product": "mindee/invoices/v4"}
 
 
 def _iso(moment: datetime) -> str:
@@ -82,6 +87,7 @@ def _job_json(job: Job, now: float) -> dict[str, Any]:
     if done:
         status = "failed" if job.failed else "completed"
     else:
+        # Queued jobs (elapsed 0) wait too.
         status = "waiting" if job.elapsed(now) < job.duration / 4 else "processing"
     error = {}
     if done and job.failed:
@@ -91,7 +97,7 @@ def _job_json(job: Job, now: float) -> dict[str, Any]:
             "details": "The document could not be processed",
         }
     return {
-        "available_at": _iso(job.at(job.duration)) if done else None,
+        "available_at": _iso(job.wall(job.finished)) if done else None,
         "error": error,
         "id": job.key,
         "issued_at": _iso(job.issued_at),
@@ -116,23 +122,21 @@ async def predict_async(request: Request, emulator: Emulator) -> Response:
     if isinstance(document, UploadFile):
         content = await document.read()
         name = document.filename or "document"
-        scenarios, n_pages = (
-            scenarios_of(name),
-            pdf_page_count(content) if name.lower().endswith(".pdf") else 1,
-        )
+        seed, scenarios = seed_of(name, content), scenarios_of(name)
+        n_pages = pdf_page_count(content) if name.lower().endswith(".pdf") else 1
     elif isinstance(document, str) and "://" in document:
         url = urlparse(document)
         if url.scheme.lower() != "https" or not url.netloc:
             return _error(request, 400, "Invalid document URL", "Only public HTTPS URLs are accepted")
         name = url.path.rsplit("/", 1)[-1] or url.netloc
-        scenarios, n_pages = scenarios_of(document), 1
+        seed, scenarios, n_pages = seed_of(document), scenarios_of(document), 1
     elif isinstance(document, str) and document:
         try:
             content = base64.b64decode(document, validate=True)
         except (binascii.Error, ValueError):
             return _error(request, 400, "Invalid fields in form", {"document": ["Invalid base64 content."]})
         name = filename if isinstance(filename, str) and filename else "document"
-        scenarios = scenarios_of(name, content)
+        seed, scenarios = seed_of(name, content), scenarios_of(name, content)
         n_pages = pdf_page_count(content) if content.startswith(b"%PDF") else 1
     else:
         return _error(
@@ -140,17 +144,7 @@ async def predict_async(request: Request, emulator: Emulator) -> Response:
         )
 
     p = request.path_params
-    job = emulator.new_job(
-        "mindee",
-        "prediction",
-        str(uuid.uuid4()),
-        scenarios,
-        product=(p["account"], p["name"], p["version"]),
-        document_id=str(uuid.uuid4()),
-        name=name,
-        n_pages=n_pages,
-    )
-    emulator.alias(job, "document:" + job.data["document_id"])
+    job = prediction_job(emulator, (p["account"], p["name"], p["version"]), name, seed, scenarios, n_pages)
     body = _envelope(request, 202, ["job"]) | {"job": _job_json(job, emulator.now())}
     return JSONResponse(body, status_code=202)
 
@@ -179,21 +173,24 @@ async def document(request: Request, emulator: Emulator) -> Response:
         return _error(request, 404, "Document not found", f"No document with id {document_id}")
     account, name, version = job.data["product"]
     invoice = (account, name) == ("mindee", "invoices")
+    values = invoice_values(job.values) if invoice else generic_values(job.values)
     pages = [
         {
             "extras": {},
             "id": page,
             "orientation": {"value": 0},
-            "prediction": invoice_prediction(None, filled=page == 0) if invoice else generic_prediction(None),
+            "prediction": invoice_prediction(None, values, filled=page == 0)
+            if invoice
+            else generic_prediction(None, values),
         }
         for page in range(job.data["n_pages"])
     ]
     inference = {
         "extras": {},
-        "finished_at": _iso(job.at(job.duration)),
+        "finished_at": _iso(job.wall(job.finished)),
         "is_rotation_applied": True,
         "pages": pages,
-        "prediction": invoice_prediction(0) if invoice else generic_prediction(0),
+        "prediction": invoice_prediction(0, values) if invoice else generic_prediction(0, values),
         "processing_time": round(job.duration, 3),
         "product": {
             "features": list(INVOICE_FEATURES if invoice else ("date", "total_amount", "locale")),
@@ -201,7 +198,7 @@ async def document(request: Request, emulator: Emulator) -> Response:
             "type": "standard" if account == "mindee" else "custom",
             "version": "4.11" if invoice else version.removeprefix("v") + ".0",
         },
-        "started_at": _iso(job.issued_at),
+        "started_at": _iso(job.wall(job.started)),
     }
     doc = {
         "id": document_id,
@@ -249,6 +246,51 @@ INVOICE_FEATURES = (
 )
 
 
+SUPPLIERS = (
+    "Acme Corporation",
+    "Globex Inc",
+    "Initech LLC",
+    "Umbrella Supplies",
+    "Stark Industries",
+    "Wayne Logistics",
+    "Hooli Cloud",
+    "Vandelay Imports",
+)
+TAX_RATES = (5.0, 8.25, 10.0, 20.0)
+# description, product code, most units, unit price range, polygon on the page
+LINE_ITEMS = (
+    ("Consulting services (hours)", "CONS-01", 40, (50.0, 200.0), (0.05, 0.45, 0.95, 0.48)),
+    ("Hosting, monthly plan", "HOST-12", 12, (9.0, 99.0), (0.05, 0.49, 0.95, 0.52)),
+)
+
+
+def invoice_values(values: Seeded) -> dict[str, Any]:
+    """The invoice fields that tell documents apart, consistent with each other (total = net + tax)."""
+    lines = []
+    for description, code, most, (low, high), box in LINE_ITEMS:
+        quantity = float(values.integer(f"{code} quantity", 1, most))
+        unit_price = values.amount(f"{code} unit price", low, high)
+        lines.append((description, code, quantity, unit_price, round(quantity * unit_price, 2), box))
+    net = round(sum(line[4] for line in lines), 2)
+    rate = values.choice("tax rate", TAX_RATES)
+    tax = round(net * rate / 100, 2)
+    issued = date(2024, 1, 1) + timedelta(days=values.integer("date", 0, 365))
+    supplier = values.choice("supplier", SUPPLIERS)
+    return {
+        "supplier": supplier,
+        "domain": supplier.split()[0].lower() + ".example",
+        "invoice_number": f"INV-{issued.year}-{values.integer('invoice number', 1, 9999):04d}",
+        "po_number": f"PO-{values.integer('po number', 1000, 9999)}",
+        "date": issued.isoformat(),
+        "due_date": (issued + timedelta(days=30)).isoformat(),
+        "lines": lines,
+        "total_net": net,
+        "tax_rate": rate,
+        "total_tax": tax,
+        "total_amount": round(net + tax, 2),
+    }
+
+
 def _box(x0: float, y0: float, x1: float, y1: float) -> list[list[float]]:
     return [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]
 
@@ -267,8 +309,11 @@ def _field(
     return out | extra
 
 
-def invoice_prediction(page_id: int | None, filled: bool = True) -> dict[str, Any]:
-    """An InvoiceV4 prediction; ``page_id`` is set on document-level fields only, as Mindee does."""
+def invoice_prediction(page_id: int | None, v: dict[str, Any], filled: bool = True) -> dict[str, Any]:
+    """
+    An InvoiceV4 prediction of the values ``v`` (see ``invoice_values``); ``page_id`` is set on
+    document-level fields only, as Mindee does. An unfilled prediction has every field empty.
+    """
 
     def f(value: Any, box: tuple[float, float, float, float] | None = None, **extra: Any) -> dict:
         return _field(value if filled else None, box, page_id, **(extra if filled else {}))
@@ -276,10 +321,6 @@ def invoice_prediction(page_id: int | None, filled: bool = True) -> dict[str, An
     address = "123 Market Street, San Francisco, CA 94105, USA"
     parts = {"street_number": "123", "street_name": "Market Street", "city": "San Francisco"}
     parts |= {"postal_code": "94105", "state": "CA", "country": "USA"}
-    lines = [
-        ("Consulting services (hours)", "CONS-01", 10.0, 150.0, 1500.0, (0.05, 0.45, 0.95, 0.48)),
-        ("Hosting, monthly plan", "HOST-12", 1.0, 49.0, 49.0, (0.05, 0.49, 0.95, 0.52)),
-    ]
     line_items = [
         {
             "confidence": 0.98,
@@ -288,15 +329,16 @@ def invoice_prediction(page_id: int | None, filled: bool = True) -> dict[str, An
             "product_code": code,
             "quantity": quantity,
             "tax_amount": None,
-            "tax_rate": 8.25,
+            "tax_rate": v["tax_rate"],
             "total_amount": total,
             "unit_measure": None,
             "unit_price": unit_price,
         }
         | ({"page_id": page_id} if page_id is not None else {})
-        for description, code, quantity, unit_price, total, box in (lines if filled else [])
+        for description, code, quantity, unit_price, total, box in (v["lines"] if filled else [])
     ]
-    taxes = [_field(127.79, (0.7, 0.62, 0.95, 0.64), page_id, base=1549.0, code="SALES", rate=8.25)]
+    tax_box = (0.7, 0.62, 0.95, 0.64)
+    taxes = [_field(v["total_tax"], tax_box, page_id, base=v["total_net"], code="SALES", rate=v["tax_rate"])]
     return {
         "billing_address": f("456 Oak Avenue, Springfield, IL 62701, USA", (0.05, 0.25, 0.35, 0.3)),
         "category": {"confidence": 0.95 if filled else 0.0, "value": "miscellaneous" if filled else None},
@@ -304,29 +346,29 @@ def invoice_prediction(page_id: int | None, filled: bool = True) -> dict[str, An
         "customer_company_registrations": [],
         "customer_id": f("CUST-0042", (0.6, 0.2, 0.75, 0.22)),
         "customer_name": f("JOHN DOE", (0.05, 0.22, 0.2, 0.24), raw_value="John Doe"),
-        "date": f("2024-03-14", (0.8, 0.15, 0.95, 0.17)),
+        "date": f(v["date"], (0.8, 0.15, 0.95, 0.17)),
         "document_type": {"value": "INVOICE" if filled else None},
         "document_type_extended": {
             "confidence": 0.99 if filled else 0.0,
             "value": "INVOICE" if filled else None,
         },
-        "due_date": f("2024-04-13", (0.8, 0.18, 0.95, 0.2), is_computed=False),
-        "invoice_number": f("INV-2024-0042", (0.8, 0.12, 0.95, 0.14)),
+        "due_date": f(v["due_date"], (0.8, 0.18, 0.95, 0.2), is_computed=False),
+        "invoice_number": f(v["invoice_number"], (0.8, 0.12, 0.95, 0.14)),
         "line_items": line_items,
         "locale": {"confidence": 0.94, "country": "US", "currency": "USD", "language": "en"}
         if filled
         else {"confidence": 0.0, "country": None, "currency": None, "language": None},
-        "payment_date": f("2024-04-13", (0.8, 0.18, 0.95, 0.2)),
-        "po_number": f("PO-7781", (0.6, 0.12, 0.75, 0.14)),
-        "reference_numbers": [f("PO-7781", (0.6, 0.12, 0.75, 0.14))] if filled else [],
+        "payment_date": f(v["due_date"], (0.8, 0.18, 0.95, 0.2)),
+        "po_number": f(v["po_number"], (0.6, 0.12, 0.75, 0.14)),
+        "reference_numbers": [f(v["po_number"], (0.6, 0.12, 0.75, 0.14))] if filled else [],
         "shipping_address": _field(None, None, page_id),
         "subcategory": {"confidence": 0.0, "value": None},
         "supplier_address": f(address, (0.05, 0.06, 0.4, 0.1), **parts),
         "supplier_company_registrations": [f("12-3456789", (0.05, 0.11, 0.2, 0.12), type="EIN")]
         if filled
         else [],
-        "supplier_email": f("billing@acme.example", (0.6, 0.06, 0.8, 0.08)),
-        "supplier_name": f("ACME CORPORATION", (0.05, 0.03, 0.3, 0.05), raw_value="Acme Corporation"),
+        "supplier_email": f(f"billing@{v['domain']}", (0.6, 0.06, 0.8, 0.08)),
+        "supplier_name": f(v["supplier"].upper(), (0.05, 0.03, 0.3, 0.05), raw_value=v["supplier"]),
         "supplier_payment_details": [
             {
                 "account_number": "000123456789",
@@ -341,20 +383,65 @@ def invoice_prediction(page_id: int | None, filled: bool = True) -> dict[str, An
         if filled
         else [],
         "supplier_phone_number": f("+14155550100", (0.6, 0.08, 0.8, 0.1)),
-        "supplier_website": f("https://acme.example", (0.6, 0.1, 0.8, 0.11)),
+        "supplier_website": f(f"https://{v['domain']}", (0.6, 0.1, 0.8, 0.11)),
         "taxes": taxes if filled else [],
-        "total_amount": f(1676.79, (0.8, 0.66, 0.95, 0.68)),
-        "total_net": f(1549.0, (0.8, 0.6, 0.95, 0.62)),
-        "total_tax": f(127.79, (0.8, 0.62, 0.95, 0.64)),
+        "total_amount": f(v["total_amount"], (0.8, 0.66, 0.95, 0.68)),
+        "total_net": f(v["total_net"], (0.8, 0.6, 0.95, 0.62)),
+        "total_tax": f(v["total_tax"], tax_box),
     }
 
 
-def generic_prediction(page_id: int | None) -> dict[str, Any]:
+def generic_values(values: Seeded) -> dict[str, Any]:
+    issued = date(2024, 1, 1) + timedelta(days=values.integer("date", 0, 365))
+    return {"date": issued.isoformat(), "total_amount": values.amount("total amount", 5.0, 500.0)}
+
+
+def generic_prediction(page_id: int | None, v: dict[str, Any]) -> dict[str, Any]:
     return {
-        "date": _field("2024-03-14", (0.7, 0.1, 0.9, 0.12), page_id),
+        "date": _field(v["date"], (0.7, 0.1, 0.9, 0.12), page_id),
         "locale": {"confidence": 0.9, "country": "US", "currency": "USD", "language": "en"},
-        "total_amount": _field(42.5, (0.7, 0.8, 0.9, 0.82), page_id),
+        "total_amount": _field(v["total_amount"], (0.7, 0.8, 0.9, 0.82), page_id),
     }
+
+
+# -- job creation, shared by predict_async and /_emulator/bulk -----------------------------------------
+
+
+def prediction_job(
+    emulator: Emulator,
+    product: tuple[str, str, str],
+    name: str,
+    seed: str,
+    scenarios: frozenset[str],
+    n_pages: int = 1,
+    duration: float | None = None,
+) -> Job:
+    """A job of ``product`` (account, name, version); its document is also reachable by its own id."""
+    document_id = str(uuid.uuid4())
+    job = emulator.new_job(
+        "mindee",
+        "prediction",
+        str(uuid.uuid4()),
+        scenarios,
+        seed,
+        duration,
+        product=product,
+        document_id=document_id,
+        name=name,
+        n_pages=n_pages,
+    )
+    emulator.alias(job, "document:" + document_id)
+    return job
+
+
+def bulk_job(emulator: Emulator, bulk: Bulk) -> Callable[[], Job]:
+    parts = bulk.options["product"].split("/")
+    if len(parts) != 3 or not all(parts):
+        raise ValueError("product must read 'account/name/version', e.g. 'mindee/invoices/v4'")
+    product = (parts[0], parts[1], parts[2])
+    name, seconds = bulk.name, bulk.processing_seconds
+    seed, scenarios = seed_of(name), scenarios_of(name)
+    return lambda: prediction_job(emulator, product, name, seed, scenarios, duration=seconds)
 
 
 ROUTES = [

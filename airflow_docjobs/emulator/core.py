@@ -1,0 +1,527 @@
+"""
+The emulator's shared core: settings, state, auth check, fault injection, request journal, job timing and
+the vendor-independent half of bulk job creation.
+
+Each vendor module imports this one and only declares its routes and response shapes; everything that must
+behave the same for every vendor lives here so the vendors cannot drift apart. This module never imports a
+vendor module: ``app.py`` assembles them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import dataclasses
+import hashlib
+import heapq
+import json
+import math
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+# The vendors, in the order they are served; each name is also its URL prefix and its module's name.
+VENDORS = ("finovox", "mindee", "docimprint", "biros")
+# Substrings of a file name, URL or content that select a deterministic outcome (see the vendor modules).
+SCENARIOS = ("fail", "never", "fraud", "reject", "noncompliant")
+# Redacted from the journal for every vendor, so a test can see that a secret was sent but never its value.
+SECRET_HEADERS = frozenset({"api-key", "authorization", "x-payment", "x-api-key"})
+JOURNAL_LIMIT = 10_000
+BULK_LIMIT = 1_000_000
+
+T = TypeVar("T")
+
+
+@dataclass
+class EmulatorSettings:
+    """
+    :param api_key: the secret every vendor accepts.
+    :param processing_seconds: how long a job processes once it has a slot.
+    :param result_ttl_seconds: how long Finovox keeps a result after processing.
+    :param review_seconds: how long a myBiros human review takes after processing.
+    :param concurrency: jobs processing at once per vendor, later ones queue; 0 means unlimited.
+    :param frozen_clock: the clock only moves through ``Emulator.advance()``, not with wall time.
+    """
+
+    api_key: str = "emulator"
+    processing_seconds: float = 2.0
+    result_ttl_seconds: float = 3600.0
+    review_seconds: float = 2.0
+    concurrency: int = 0
+    frozen_clock: bool = False
+
+    def update(self, changes: dict[str, Any]) -> None:
+        """Apply a JSON override; raise ``ValueError`` naming the first bad field and change nothing."""
+        kinds = {f.name: type(f.default) for f in dataclasses.fields(self)}
+        checked: dict[str, Any] = {}
+        for name, value in changes.items():
+            kind = kinds.get(name)
+            if kind is None:
+                raise ValueError(f"unknown setting {name!r}; known: {', '.join(kinds)}")
+            if kind is str or kind is bool:
+                if not isinstance(value, kind):
+                    raise ValueError(f"{name} must be a {'string' if kind is str else 'boolean'}")
+            elif kind is int:
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise ValueError(f"{name} must be a non-negative integer")
+            elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ValueError(f"{name} must be a non-negative number of seconds")
+            else:
+                value = float(value)
+            checked[name] = value
+        for name, value in checked.items():
+            setattr(self, name, value)
+
+
+@dataclass
+class Fault:
+    """
+    Answer matching requests with an error (or slow them down) instead of the vendor's real behaviour.
+
+    ``path`` is a substring of the path after the vendor prefix ("" matches any). With neither ``status``
+    nor ``body`` the fault only sleeps ``delay`` seconds and then lets the real handler answer. ``times``
+    counts matching requests before the fault is used up; ``None`` means forever.
+    """
+
+    vendor: str = "*"
+    path: str = ""
+    method: str | None = None
+    status: int | None = None
+    retry_after: str | None = None
+    delay: float = 0.0
+    body: str | None = None
+    times: int | None = None
+    hits: int = 0
+
+    def used_up(self) -> bool:
+        return self.times is not None and self.hits >= self.times
+
+    def matches(self, vendor: str, path: str, method: str) -> bool:
+        return (
+            not self.used_up()
+            and self.vendor in ("*", vendor)
+            and self.path in path
+            and (self.method is None or self.method.upper() == method)
+        )
+
+    @classmethod
+    def from_json(cls, data: Any) -> Fault:
+        if not isinstance(data, dict):
+            raise ValueError("expected a JSON object")
+        known = {f.name for f in dataclasses.fields(cls)} - {"hits"}
+        if unknown := sorted(set(data) - known):
+            raise ValueError(f"unknown fault fields {unknown}; known: {', '.join(sorted(known))}")
+        fault = cls(**data)
+        if fault.vendor not in (*VENDORS, "*"):
+            raise ValueError(f"vendor must be one of {', '.join(VENDORS)} or '*'")
+        if not isinstance(fault.path, str):
+            raise ValueError("path must be a string")
+        if fault.method is not None and not isinstance(fault.method, str):
+            raise ValueError("method must be a string or null")
+        if fault.status is not None and (
+            isinstance(fault.status, bool)
+            or not isinstance(fault.status, int)
+            or not 100 <= fault.status <= 599
+        ):
+            raise ValueError("status must be an HTTP status code or null")
+        if isinstance(fault.retry_after, int | float) and not isinstance(fault.retry_after, bool):
+            fault.retry_after = str(fault.retry_after)
+        if fault.retry_after is not None and not isinstance(fault.retry_after, str):
+            raise ValueError("retry_after must be a header value or null")
+        if isinstance(fault.delay, bool) or not isinstance(fault.delay, int | float) or fault.delay < 0:
+            raise ValueError("delay must be a non-negative number of seconds")
+        if fault.body is not None and not isinstance(fault.body, str):
+            raise ValueError("body must be a string or null")
+        if fault.times is not None and (
+            isinstance(fault.times, bool) or not isinstance(fault.times, int) or fault.times < 1
+        ):
+            raise ValueError("times must be a positive integer or null")
+        return fault
+
+    def as_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Job:
+    """
+    One submitted piece of work. Its outcome is fixed at submit time by ``scenarios``; its state is a pure
+    function of the clock, so polling never mutates anything and tests can jump through time. A job waits
+    in its vendor's queue from ``submitted`` to ``started``, then processes for ``duration`` seconds.
+    """
+
+    key: str
+    vendor: str
+    kind: str
+    api_key: str
+    scenarios: frozenset[str]
+    submitted: float  # Emulator.now() at submit
+    started: float  # Emulator.now() when a processing slot is free: ``submitted`` unless queued
+    issued_at: datetime  # wall clock at submit, for the timestamps vendors print
+    duration: float  # processing_seconds at submit: later config changes do not move running jobs
+    seed: str = ""  # what the emulated values derive from (see ``seed_of``)
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return "fail" in self.scenarios
+
+    def queued(self, now: float) -> bool:
+        return now < self.started
+
+    def elapsed(self, now: float) -> float:
+        """Seconds spent processing so far: zero while queued."""
+        return max(0.0, now - self.started)
+
+    @property
+    def finished(self) -> float:
+        return self.started + self.duration
+
+    def done(self, now: float) -> bool:
+        return "never" not in self.scenarios and now >= self.finished
+
+    def since_done(self, now: float) -> float:
+        return now - self.finished
+
+    def progress(self, now: float) -> float:
+        if self.done(now):
+            return 1.0
+        return min(0.99, self.elapsed(now) / self.duration) if self.duration > 0 else 0.0
+
+    def expired(self, now: float, ttl: float) -> bool:
+        return self.done(now) and self.since_done(now) >= ttl
+
+    def wall(self, moment: float) -> datetime:
+        """The wall-clock time of ``moment`` on the emulator's clock, e.g. ``job.started``."""
+        return self.issued_at + timedelta(seconds=moment - self.submitted)
+
+    @property
+    def values(self) -> Seeded:
+        return Seeded(self.seed)
+
+
+class Emulator:
+    """State of one emulator app, reachable as ``app.state.emulator``."""
+
+    def __init__(self, settings: EmulatorSettings | None = None) -> None:
+        self.settings = settings or EmulatorSettings()
+        self.faults: list[Fault] = []
+        self.requests: list[dict[str, Any]] = []
+        self.jobs: dict[tuple[str, str], Job] = {}
+        # Counted since the last reset. ``connections`` stays None unless a server counts them (see serving.py).
+        self.request_count = 0
+        self.job_count = 0
+        self.connections: int | None = None
+        # Per vendor, a min-heap of the times its busy processing slots free up (settings.concurrency).
+        self._slots: dict[str, list[float]] = {}
+        self._skew = 0.0
+        self._frozen_at: float | None = None
+
+    def now(self) -> float:
+        # settings.frozen_clock may be flipped from anywhere (/_emulator/config): catch up here, so the
+        # clock never jumps when it freezes or thaws.
+        if self.settings.frozen_clock and self._frozen_at is None:
+            # Up to the next 1/1024 s: a few bits only, so the sums of a test's steps such as 0.5 or 1.0
+            # are exact and a job due at ``advance(1.0)`` is done then, not one rounding error later.
+            self._frozen_at = math.ceil(time.monotonic() * 1024) / 1024
+        elif not self.settings.frozen_clock and self._frozen_at is not None:
+            self._skew += self._frozen_at - time.monotonic()
+            self._frozen_at = None
+        return (time.monotonic() if self._frozen_at is None else self._frozen_at) + self._skew
+
+    def advance(self, seconds: float) -> None:
+        """Move the emulator's clock forward, so tests need not sleep through processing or expiry."""
+        self._skew += seconds
+
+    def freeze(self) -> None:
+        """Stop the clock where it is: from now on only ``advance()`` moves it."""
+        self.settings.frozen_clock = True
+        self.now()
+
+    def reset(self) -> None:
+        # In place: tests may hold references to these lists.
+        self.jobs.clear()
+        self.faults.clear()
+        self.requests.clear()
+        self._slots.clear()
+        self.reset_counters()
+
+    def reset_counters(self) -> None:
+        self.request_count = self.job_count = 0
+        if self.connections is not None:
+            self.connections = 0
+
+    def stats(self) -> dict[str, int]:
+        counted = {"connections": self.connections} if self.connections is not None else {}
+        return counted | {"requests": self.request_count, "jobs": self.job_count}
+
+    def _start_time(self, vendor: str, now: float, duration: float) -> float:
+        """When a job submitted ``now`` gets a processing slot, which it then holds for ``duration``."""
+        limit = self.settings.concurrency
+        if limit <= 0 or duration <= 0:  # a job that takes no time never holds a slot
+            return now
+        busy = self._slots.setdefault(vendor, [])
+        start = now
+        # Wait for the earliest slot to free up; a loop, as the limit may have been lowered since.
+        while len(busy) >= limit:
+            start = max(start, heapq.heappop(busy))
+        heapq.heappush(busy, start + duration)
+        return start
+
+    def new_job(
+        self,
+        vendor: str,
+        kind: str,
+        key: str,
+        scenarios: frozenset[str],
+        seed: str = "",
+        duration: float | None = None,
+        **data: Any,
+    ) -> Job:
+        """Record a job; ``duration`` defaults to ``settings.processing_seconds``."""
+        now = self.now()
+        duration = max(0.0, self.settings.processing_seconds if duration is None else duration)
+        job = Job(
+            key=key,
+            vendor=vendor,
+            kind=kind,
+            api_key=self.settings.api_key,
+            scenarios=scenarios,
+            submitted=now,
+            started=self._start_time(vendor, now, duration),
+            issued_at=datetime.now(UTC),
+            duration=duration,
+            seed=seed,
+            data=data,
+        )
+        self.jobs[(vendor, key)] = job
+        self.job_count += 1
+        return job
+
+    def alias(self, job: Job, key: str) -> None:
+        self.jobs[(job.vendor, key)] = job
+
+    def get(self, vendor: str, key: str, kind: str | None = None) -> Job | None:
+        job = self.jobs.get((vendor, key))
+        return job if job is not None and kind in (None, job.kind) else None
+
+    def drop(self, job: Job) -> None:
+        for key in [k for k, j in self.jobs.items() if j is job]:
+            del self.jobs[key]
+
+    def take_fault(self, vendor: str, path: str, method: str) -> Fault | None:
+        for fault in self.faults:
+            if fault.matches(vendor, path, method):
+                fault.hits += 1
+                return fault
+        return None
+
+    def record(self, vendor: str, request: Request, authorized: bool) -> None:
+        headers = {
+            k.lower(): ("***" if k.lower() in SECRET_HEADERS else v) for k, v in request.headers.items()
+        }
+        self.requests.append(
+            {
+                "vendor": vendor,
+                "method": request.method,
+                "path": request.url.path,
+                "query": request.url.query,
+                "authorized": authorized,
+                "headers": headers,
+            }
+        )
+        del self.requests[:-JOURNAL_LIMIT]
+        self.request_count += 1
+
+
+Handler = Callable[[Request, Emulator], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Vendor:
+    """How one vendor authenticates and shapes its error bodies."""
+
+    name: str
+    secret_header: str
+    secret_prefix: str
+    error: Callable[[Request, int, str], Response]
+    unauthorized: Callable[[Request], Response]
+
+    def authorized(self, request: Request, api_key: str) -> bool:
+        return request.headers.get(self.secret_header) == f"{self.secret_prefix}{api_key}"
+
+
+def vendor_route(
+    vendor: Vendor, path: str, handler: Handler, methods: list[str], public: bool = False
+) -> Route:
+    """
+    A route under ``/<vendor>``: journal, then fault injection, then auth, then the vendor's handler.
+
+    Faults come before auth because a gateway's 429/503 reaches the client whatever its credentials.
+    ``public`` routes need no secret (documented as free or unauthenticated), but still record whether a
+    valid one was sent.
+    """
+    prefix = f"/{vendor.name}"
+
+    async def endpoint(request: Request) -> Response:
+        emulator: Emulator = request.app.state.emulator
+        authorized = vendor.authorized(request, emulator.settings.api_key)
+        emulator.record(vendor.name, request, authorized)
+        fault = emulator.take_fault(vendor.name, request.url.path.removeprefix(prefix), request.method)
+        if fault is not None:
+            if fault.delay > 0:
+                await asyncio.sleep(fault.delay)
+            if fault.status is not None or fault.body is not None:
+                return fault_response(vendor, request, fault)
+        if not (authorized or public):
+            return vendor.unauthorized(request)
+        return await handler(request, emulator)
+
+    return Route(prefix + path, endpoint, methods=methods)
+
+
+def fault_response(vendor: Vendor, request: Request, fault: Fault) -> Response:
+    status = fault.status or 500
+    headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+    if fault.body is not None:
+        # Gateways and load balancers answer with HTML pages: clients must cope with a non-JSON error.
+        return HTMLResponse(fault.body, status_code=status, headers=headers)
+    response = vendor.error(request, status, f"Emulated fault: HTTP {status}")
+    response.headers.update(headers)
+    return response
+
+
+# -- bulk job creation ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bulk:
+    """
+    A ``POST /_emulator/bulk`` request: ``count`` jobs of one vendor, made at once without uploads.
+
+    ``name`` stands for the uploaded file name (it selects the scenarios and seeds the values);
+    ``options`` are the vendor's own fields, each vendor module's ``BULK_OPTIONS`` filled in for the
+    ones not given.
+    """
+
+    vendor: str
+    count: int
+    name: str = "doc.pdf"
+    processing_seconds: float | None = None
+    options: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: Any, vendor_options: Mapping[str, Mapping[str, str]]) -> Bulk:
+        if not isinstance(data, dict):
+            raise ValueError("expected a JSON object")
+        vendor = data.get("vendor")
+        if vendor not in vendor_options:
+            raise ValueError(f"vendor must be one of {', '.join(vendor_options)}")
+        defaults = vendor_options[vendor]
+        common = {"vendor", "count", "name", "processing_seconds"}
+        if unknown := sorted(set(data) - common - set(defaults)):
+            raise ValueError(f"unknown fields {unknown} for {vendor}")
+        count = data.get("count")
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= BULK_LIMIT:
+            raise ValueError(f"count must be an integer from 1 to {BULK_LIMIT}")
+        name = data.get("name", "doc.pdf")
+        if not isinstance(name, str) or not name:
+            raise ValueError("name must be a non-empty string")
+        seconds = data.get("processing_seconds")
+        if seconds is not None and (
+            isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0
+        ):
+            raise ValueError("processing_seconds must be a non-negative number of seconds or null")
+        options = {key: data.get(key, default) for key, default in defaults.items()}
+        if bad := [key for key, value in options.items() if not isinstance(value, str) or not value]:
+            raise ValueError(f"{bad[0]} must be a non-empty string")
+        return cls(vendor, count, name, seconds, options)
+
+
+# -- emulated values ------------------------------------------------------------------------------------
+
+
+def seed_of(name: str, content: bytes | None = None) -> str:
+    """What a job's emulated values derive from: a file's name plus its content's SHA-256, or a URL."""
+    return name if content is None else f"{name}\n{hashlib.sha256(content).hexdigest()}"
+
+
+@dataclass(frozen=True)
+class Seeded:
+    """
+    Values derived from one input: the same input always reads the same, different inputs read
+    differently. Each value hashes its own label, so adding a field never changes the others.
+    """
+
+    seed: str
+
+    def hexdigest(self, label: str) -> str:
+        return hashlib.sha256(f"{label}\n{self.seed}".encode()).hexdigest()
+
+    def integer(self, label: str, low: int, high: int) -> int:
+        return low + int(self.hexdigest(label)[:16], 16) % (high - low + 1)
+
+    def amount(self, label: str, low: float, high: float) -> float:
+        """A money amount with two decimals."""
+        return self.integer(label, round(low * 100), round(high * 100)) / 100
+
+    def choice(self, label: str, options: Sequence[T]) -> T:
+        return options[self.integer(label, 0, len(options) - 1)]
+
+
+# -- helpers shared by the vendor modules -------------------------------------------------------------
+
+
+def scenarios_of(*texts: str | bytes | None) -> frozenset[str]:
+    """The scenario keywords found, case-insensitively, in any of ``texts``."""
+    blob = " ".join(t.decode("latin-1") if isinstance(t, bytes) else t for t in texts if t).lower()
+    return frozenset(s for s in SCENARIOS if s in blob)
+
+
+async def read_json(request: Request) -> Any:
+    """The JSON body, or ``None`` when it is absent or malformed."""
+    try:
+        return json.loads(await request.body())
+    except ValueError:
+        return None
+
+
+async def read_form(request: Request) -> FormData | None:
+    """The form body, or ``None`` when it is malformed."""
+    try:
+        return await request.form()
+    except Exception:  # Starlette raises several types for a broken multipart body.
+        return None
+
+
+def file_extension(filename: str | None) -> str:
+    return os.path.splitext(filename or "")[1].lower()
+
+
+def pdf_page_count(content: bytes) -> int:
+    # Good enough for the small PDFs tests send; never less than one page.
+    return max(1, len(re.findall(rb"/Type\s*/Page(?![a-z])", content)))
+
+
+def fernet_like_token() -> str:
+    """An opaque token shaped like a Fernet token (``gAAAAAB...``), as Finovox issues."""
+    raw = b"\x80" + int(time.time()).to_bytes(8, "big") + os.urandom(96)
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def is_fernet_like(token: str) -> bool:
+    try:
+        raw = base64.b64decode(token.encode(), altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return len(raw) >= 57 and raw[0] == 0x80
