@@ -92,6 +92,23 @@ def get_provider_info() -> dict:
             {"integration-name": integrations[0], "python-modules": ["airflow_docjobs.triggers.job"]},
         ],
         "extra-links": ["airflow_docjobs.links.FinovoxShareLink"],
+        "config": {
+            "docjobs": {
+                "description": "Settings of the airflow-docjobs provider.",
+                "options": {
+                    "results_uri": {
+                        "description": "Where the triggers land every vendor result the moment they fetch "
+                        "it, and where sensors and ingestion read it: any ObjectStoragePath URI. Empty means "
+                        "file://$AIRFLOW_HOME/docjobs/results, which only works when the triggerer and the "
+                        "workers share that disk.",
+                        "version_added": "0.2.0",
+                        "type": "string",
+                        "example": "s3://my-bucket/docjobs/results",
+                        "default": "",
+                    }
+                },
+            }
+        },
         "connection-types": [
             {
                 "connection-type": conn_type,

@@ -144,7 +144,8 @@ async def test_every_trigger_of_a_connection_shares_one_pool(emulator, tmp_path)
     assert len(statuses) == 20
     for hook in hooks:
         await hook.aclose()
-    assert (await DocimprintHook().apool()) is not None  # the last user closed it; a new one opens again
+    async with DocimprintHook() as again:  # the last user closed it; a new one opens again
+        assert (await again.apool()).users == 1
 
 
 def test_a_large_batch_keeps_its_trigger_row_small(emulator, tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import pendulum
 from airflow.providers.common.compat.sdk import (
@@ -35,6 +35,7 @@ from airflow_docjobs.results import (
 )
 from airflow_docjobs.triggers.job import EVENT_STATUSES, DocJobTrigger
 
+E = TypeVar("E", bound=DocJobsError)
 # How long past the trigger's own deadline the defer timeout waits: a backstop if the triggerer is gone.
 DEFER_GRACE = timedelta(minutes=5)
 OUTCOME_STATES = ("succeeded", "failed", "rejected")
@@ -81,6 +82,11 @@ class DocJobSensor(BaseSensorOperator):
         max_failed: int = 0,
         **kwargs: Any,
     ) -> None:
+        # Retries are cheap here (a retry reads landed results, never resubmits) and they absorb Airflow's
+        # stale-executor-event race on resumed deferrable tasks (docs/design.md); a vendor-reported failure
+        # and a timeout still fail at once.
+        kwargs.setdefault("retries", 2)
+        kwargs.setdefault("retry_delay", timedelta(seconds=10))
         super().__init__(
             poke_interval=self.default_poke_interval if poke_interval is None else poke_interval, **kwargs
         )
@@ -192,6 +198,9 @@ class DocJobSensor(BaseSensorOperator):
             )
             with self.hook:
                 return self._read(self.hook.get_job_status(self.job), context).xcom_value
+        return self._landed_result(record)
+
+    def _landed_result(self, record: Mapping[str, Any]) -> Any:
         if record["state"] == FAILED:
             raise self._job_failed(record["error"]["message"], record["error"]["code"])
         return record["result"]
@@ -200,6 +209,9 @@ class DocJobSensor(BaseSensorOperator):
 
     def poke(self, context: Any) -> PokeReturnValue | bool:
         if not self.batch:
+            # A retried sensor (or one resumed on another worker) takes a landed result from the store.
+            if (record := self.store(context).landed(self.job)) is not None:
+                return PokeReturnValue(is_done=True, xcom_value=self._landed_result(record))
             status = self._poll(self.job)
             return False if status is None else self._read(status, context)
         store = self.store(context)
@@ -298,14 +310,15 @@ class DocJobSensor(BaseSensorOperator):
                 f"{message or 'the batch did not end before the timeout'}; outcomes at {uri}"
             )
         if len(bad) > self.max_failed:
+            # Terminal like a single job's failure: a retry would read the same outcomes again.
             raise self._error(
-                DocJobsError,
+                VendorJobFailedError,
                 f"{len(bad)} of {len(outcomes)} items failed or were rejected (max_failed={self.max_failed}); "
                 f"every outcome is recorded at {uri}",
             )
         return outcomes
 
-    def _error(self, cls: type[DocJobsError], summary: str) -> DocJobsError:
+    def _error(self, cls: type[E], summary: str) -> E:
         return cls(summary, vendor=self.hook.vendor, conn_id=self.conn_id)
 
     def _job_failed(self, message: str | None, code: str | None = None) -> VendorJobFailedError:

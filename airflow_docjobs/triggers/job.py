@@ -286,7 +286,9 @@ class _Batch:
             await asyncio.to_thread(self.store.land, job, record)
         self.counts[status.state] += 1
         self.last_status = status
-        if not self.single:
+        if self.single:
+            self.log("%s job (%s) %s", self.hook.vendor, self.hook.describe_job(job), status.state)
+        else:
             self._progress(None)
 
     def _progress(self, status: JobStatus | None) -> None:
