@@ -9,10 +9,12 @@ import asyncio
 import contextlib
 import json
 
+import httpx
 import pendulum
 from conftest import copy_sample
 
-from airflow_docjobs.emulator import Fault
+from airflow_docjobs.emulator import EmulatorSettings, Fault
+from airflow_docjobs.emulator.testing import EmulatorServer
 from airflow_docjobs.hooks.docimprint import DocimprintHook
 from airflow_docjobs.hooks.finovox import FinovoxHook
 from airflow_docjobs.results import ResultsStore, job_key
@@ -159,3 +161,36 @@ def test_a_large_batch_keeps_its_trigger_row_small(emulator, tmp_path):
     spilled = (tmp_path / "results").rglob("_jobs/*.json")
     assert token not in next(spilled).read_text()  # encrypted with Airflow's Fernet key
     assert DocJobTrigger.unpack(kwargs["jobs"]) == jobs
+
+
+async def test_many_single_triggers_share_one_pool_over_tls(tmp_path, monkeypatch):
+    """A hundred deferred sensors of one connection: a hundred polls per round over a few kept-alive sockets."""
+    with EmulatorServer(EmulatorSettings(processing_seconds=0.6), tls=True) as server:
+        monkeypatch.setenv("AIRFLOW_CONN_DOCIMPRINT_DEFAULT", server.connection_json("docimprint"))
+        response = await asyncio.to_thread(
+            httpx.post,
+            f"{server.url}/_emulator/bulk",
+            json={"vendor": "docimprint", "count": 100},
+            verify=str(server.ca_file),
+        )
+        jobs = [DocimprintHook.job(ref) for ref in response.json()["references"]]
+        server.reset_counters()
+        store = store_in(tmp_path)
+        triggers = [
+            DocJobTrigger(
+                hook_class=DOCIMPRINT,
+                conn_id="docimprint_default",
+                deadline=pendulum.now("UTC").add(seconds=30).isoformat(),
+                poll_interval=0.2,
+                job=job,
+                results=store.spec(),
+            )
+            for job in jobs
+        ]
+        events = await asyncio.gather(*(first_event(trigger) for trigger in triggers))
+        assert all(event == {"status": "success"} for event in events)
+        polls = server.state.stats()["requests"]
+        assert polls >= 200  # every trigger polled more than once
+        # One pool for all of them: a handful of TLS connections (bounded by concurrency), not one per trigger.
+        assert server.connections <= 32, server.connections
+        assert len(store.landed_keys()) == 100
