@@ -6,6 +6,7 @@ Errors raised by airflow-docjobs.
     DocJobsError                      every error carries vendor, conn_id, status_code, job_id, vendor_message
      ├── DocJobsInputError            bad parameter, raised before any network call (also a ValueError)
      ├── VendorTransientError         429 / 5xx / network / timeout / non-JSON body, still failing after retries
+     │    └── VendorUnreachableError  the vendor's host name does not resolve: not retried within a call
      ├── VendorAPIError               a permanent HTTP answer: retrying the same request cannot help
      │    ├── VendorAuthError         401 / 403
      │    ├── VendorRequestError      400 / 422 and other 4xx
@@ -72,6 +73,10 @@ class DocJobsInputError(DocJobsError, ValueError):
 
 class VendorTransientError(DocJobsError):
     """Trouble that may pass (rate limit, server error, network, timeout, garbled body)."""
+
+
+class VendorUnreachableError(VendorTransientError):
+    """The vendor's host name does not resolve (a typo in the connection's host, or no DNS)."""
 
 
 class VendorAPIError(DocJobsError):

@@ -15,6 +15,7 @@ import functools
 import hashlib
 import json
 import random
+import socket
 import ssl
 import time
 from collections.abc import Iterator, Mapping
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit
 
+import aiohttp
 import httpx
 from airflow.providers.common.compat.sdk import BaseHook
 
@@ -35,6 +37,7 @@ from airflow_docjobs.exceptions import (
     VendorNotFoundError,
     VendorRequestError,
     VendorTransientError,
+    VendorUnreachableError,
 )
 from airflow_docjobs.hooks import transport
 from airflow_docjobs.hooks.inputs import InputRules, Upload
@@ -47,6 +50,8 @@ TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
 # read timeout the job may exist: resending could pay for it twice.
 NOT_TAKEN_STATUSES = frozenset({429, 503})
 NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Answers that mean "this key is refused" (docimprint says 402 Payment Required for a bad token).
+REFUSED_KEY_STATUSES = frozenset({401, 402, 403})
 # Requests one poll may take: the poll and the redirects to its result (Mindee needs one).
 MAX_POLL_REQUESTS = 4
 
@@ -387,13 +392,39 @@ class DocJobsHook(BaseHook):
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
+    def probe_call(self) -> Call:
+        """A free, authenticated request that cannot create a job: a poll of a job that cannot exist."""
+        raise NotImplementedError
+
     def test_connection(self) -> tuple[bool, str]:
-        """Check that the connection is complete; the vendors have no free endpoint to call."""
+        """
+        Ask the vendor, for free, whether it takes the key: ``airflow connections test`` and the UI's Test
+        button tell a refused key and an unreachable host from a working connection, never showing the key.
+        """
         try:
-            self.get_conn()
-        except Exception as exc:
+            settings = self.settings
+            response = self.send(self.probe_call())
+        except DocJobsInputError as exc:
             return False, str(exc)
-        return True, f"{self.vendor} connection is complete, base URL {self.base_url}"
+        except DocJobsError as exc:
+            return (
+                False,
+                f"cannot reach {settings.base_url}: {exc}",
+            )
+        finally:
+            self.close()
+        if response.status_code in REFUSED_KEY_STATUSES:
+            message = vendor_message(parse_body(response))
+            return False, self.error(
+                VendorAuthError,
+                f"{settings.base_url} refused the {self.secret_label}",
+                status_code=response.status_code,
+                vendor_message=message,
+            ).args[0]
+        return True, (
+            f"{self.vendor}: {settings.base_url} accepted the {self.secret_label} (HTTP {response.status_code} "
+            "for a job that cannot exist)"
+        )
 
     # ---- sending ------------------------------------------------------------------------------------
 
@@ -423,12 +454,25 @@ class DocJobsHook(BaseHook):
         """Seconds to wait before the next attempt, or raise once retries are spent."""
         attempts.count += 1
         policy = attempts.policy
+        origin = _origin_text(str(outcome.request.url))
         if isinstance(outcome, httpx.Response):
             delay = policy.delay(attempts.count, retry_after_seconds(outcome))
-            status, what = outcome.status_code, f"HTTP {outcome.status_code}"
+            status, what = outcome.status_code, f"{origin} answered HTTP {outcome.status_code}"
         else:
             delay = policy.delay(attempts.count, None)
-            status, what = None, type(outcome).__name__
+            status = None
+            if isinstance(outcome, NOT_SENT_ERRORS):
+                what = f"could not connect to {origin} ({type(outcome).__name__})"
+            else:
+                what = f"no complete answer from {origin} ({type(outcome).__name__})"
+            if _name_not_known(outcome):
+                # A host name that does not resolve is a typo or a missing DNS: five retries will not help.
+                raise self.error(
+                    VendorUnreachableError,
+                    f"could not resolve the host of {origin}",
+                    job_id=attempts.call.job_id,
+                    vendor_message=str(outcome) or None,
+                ) from outcome
         remaining = policy.deadline - (time.monotonic() - attempts.started)
         ambiguous = not attempts.call.repeatable and not (
             outcome.status_code in NOT_TAKEN_STATUSES
@@ -438,7 +482,7 @@ class DocJobsHook(BaseHook):
         if ambiguous:
             raise self.error(
                 VendorTransientError,
-                f"failed with {what} after the request was sent: the job may exist, so it is not resent",
+                f"{what} after the request was sent: the job may exist, so it is not resent",
                 status_code=status,
                 job_id=attempts.call.job_id,
                 vendor_message=str(outcome) if isinstance(outcome, Exception) else None,
@@ -455,7 +499,7 @@ class DocJobsHook(BaseHook):
                 vendor_message=message,
             ) from (outcome if isinstance(outcome, Exception) else None)
         self.log.warning(
-            "%s answered %s on %s %s; retry %d in %.1fs",
+            "%s: %s on %s %s; retry %d in %.1fs",
             self.vendor,
             what,
             attempts.call.method,
@@ -637,6 +681,22 @@ def _tls_context(ca_bundle: str | None) -> ssl.SSLContext:
 def _origin(url: str) -> tuple[str, str | None, int | None]:
     parts = urlsplit(url)
     return parts.scheme, parts.hostname, parts.port
+
+
+def _origin_text(url: str) -> str:
+    """``https://api.mindee.net`` of a URL: where a request went, without its path or query."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _name_not_known(exc: BaseException) -> bool:
+    """Whether a transport failure comes from a host name that does not resolve."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, socket.gaierror | aiohttp.ClientConnectorDNSError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _path_only(path: str) -> str:

@@ -54,6 +54,10 @@ class BirosHook(DocJobsHook):
     async def asubmit_document(self, file: str, service_id: str) -> str:
         return await self.asubmit(self.predict_call(file, service_id), "resource")
 
+    def probe_call(self) -> Call:
+        # A service and document that cannot exist: a good key gets 404, a bad one 401.
+        return Call("GET", "inference/service/airflow-docjobs-connection-test/predicted-documents/none")
+
     @staticmethod
     def job(
         service_id: str,

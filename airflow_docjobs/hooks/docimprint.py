@@ -83,6 +83,11 @@ class DocimprintHook(DocJobsHook):
             return self.extract_call(source, webhook)
         return self.batch_call(source, mode, webhook)
 
+    def probe_call(self) -> Call:
+        # Polls are free and need no token, so they cannot test it. An empty batch is refused before any
+        # work (422) with a good token and is never billed; a bad token gets 401/402.
+        return Call("POST", "v1/jobs", json={"items": []}, idempotent=True)
+
     @staticmethod
     def job(job_id: str) -> dict[str, str]:
         return {"job_id": job_id}

@@ -100,6 +100,12 @@ class FinovoxHook(DocJobsHook):
     async def asubmit_case(self, documents: str | Sequence[str], use_case: str, **options: Any) -> str:
         return await self.asubmit(self.case_call(documents, use_case, **options), "retrieve_token")
 
+    def probe_call(self) -> Call:
+        # A token that cannot exist: a good key reads "not ready" or "not found", a bad one 401/403.
+        return Call(
+            "POST", "retrieve", json={"retrieve_token": "airflow-docjobs-connection-test"}, idempotent=True
+        )
+
     @staticmethod
     def job(retrieve_token: str, analysis: str = "document") -> dict[str, str]:
         return {"retrieve_token": retrieve_token, "analysis": analysis}

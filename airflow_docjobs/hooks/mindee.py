@@ -89,6 +89,13 @@ class MindeeHook(DocJobsHook):
     async def aenqueue(self, document: Any, product: str, version: str, account: str = "mindee") -> str:
         return await self.asubmit(self.predict_call(document, product, version, account), "job.id")
 
+    def probe_call(self) -> Call:
+        # A job id that cannot exist on an off-the-shelf product: a good key gets 404, a bad one 401.
+        return Call(
+            "GET",
+            f"{self.product_path('invoices', 'v4')}/documents/queue/{'0' * 8}-0000-0000-0000-{'0' * 12}",
+        )
+
     @staticmethod
     def job(job_id: str, product: str, version: str, account: str = "mindee") -> dict[str, str]:
         return {"job_id": job_id, "product": product, "version": version, "account": account}

@@ -1,0 +1,74 @@
+"""
+``test_connection`` (``airflow connections test``, the UI's Test button) and where errors say they tried:
+a real request per vendor, against the emulator, for a good key, a refused key, a refused port and a
+host name that does not resolve.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from conftest import FAST_RETRIES, SECRET, VENDORS
+
+from airflow_docjobs.exceptions import VendorTransientError, VendorUnreachableError
+from airflow_docjobs.hooks.biros import BirosHook
+from airflow_docjobs.hooks.docimprint import DocimprintHook
+from airflow_docjobs.hooks.finovox import FinovoxHook
+from airflow_docjobs.hooks.mindee import MindeeHook
+
+HOOKS = dict(zip(VENDORS, (FinovoxHook, MindeeHook, DocimprintHook, BirosHook), strict=True))
+
+
+def hook_for(vendor: str, monkeypatch, **conn) -> object:
+    monkeypatch.setenv("AIRFLOW_CONN_PROBE", json.dumps({"conn_type": vendor, "extra": FAST_RETRIES} | conn))
+    return HOOKS[vendor]("probe")
+
+
+@pytest.mark.parametrize("vendor", VENDORS)
+def test_a_good_key_is_accepted_without_creating_a_job(emulator, monkeypatch, vendor):
+    hook = hook_for(vendor, monkeypatch, host=emulator.vendor_url(vendor), password=SECRET)
+    ok, message = hook.test_connection()
+    assert ok, message
+    assert emulator.vendor_url(vendor) in message and SECRET not in message
+    assert emulator.state.stats()["jobs"] == 0  # nothing was submitted, nothing billed
+    assert [r["authorized"] for r in emulator.state.requests] == [True]
+
+
+@pytest.mark.parametrize("vendor", VENDORS)
+def test_a_wrong_key_is_refused_naming_the_url_not_the_key(emulator, monkeypatch, vendor):
+    wrong = "sk-wrong-5d1c9a"
+    hook = hook_for(vendor, monkeypatch, host=emulator.vendor_url(vendor), password=wrong)
+    ok, message = hook.test_connection()
+    assert not ok and "refused" in message and emulator.vendor_url(vendor) in message
+    assert wrong not in message and "'probe'" in message
+
+
+@pytest.mark.parametrize("vendor", VENDORS)
+def test_a_host_that_does_not_answer_is_named(monkeypatch, vendor):
+    hook = hook_for(vendor, monkeypatch, host="http://127.0.0.1:9/x", password=SECRET)
+    ok, message = hook.test_connection()
+    assert not ok and "cannot reach http://127.0.0.1:9/x" in message
+    assert "could not connect to http://127.0.0.1:9" in message
+
+
+@pytest.mark.parametrize("vendor", VENDORS)
+def test_a_host_name_that_does_not_resolve_fails_at_once(monkeypatch, vendor):
+    hook = hook_for(vendor, monkeypatch, host="https://api.no-such-vendor.invalid", password=SECRET)
+    ok, message = hook.test_connection()
+    assert not ok and "could not resolve the host of https://api.no-such-vendor.invalid" in message
+    with pytest.raises(VendorUnreachableError) as err:
+        hook.send(hook.probe_call())
+    assert "retry" not in str(err.value)  # no second attempt was made
+
+
+async def test_the_async_path_names_the_origin_and_does_not_retry_a_dns_failure(monkeypatch):
+    hook = hook_for("mindee", monkeypatch, host="https://api.no-such-vendor.invalid", password=SECRET)
+    async with hook:
+        with pytest.raises(VendorUnreachableError, match=r"no-such-vendor\.invalid"):
+            await asyncio.wait_for(hook.asend(hook.probe_call()), 10)
+    refused = hook_for("mindee", monkeypatch, host="http://127.0.0.1:9", password=SECRET)
+    async with refused:
+        with pytest.raises(VendorTransientError, match=r"could not connect to http://127\.0\.0\.1:9"):
+            await refused.asend(refused.probe_call())
