@@ -128,3 +128,15 @@ def test_reschedule_mode_frees_the_worker_between_polls(dags, emulator, tmp_path
             select(TaskReschedule).where(TaskReschedule.ti_id == tis["wait"].id)
         ).all()
     assert reschedules, "the sensor never gave its worker slot back"
+
+
+def test_a_vendor_that_stays_down_ends_a_rescheduling_sensor(dags, emulator, tmp_path, capfd):
+    """Every poke of a rescheduling sensor is a new instance: the count of failed polls must outlive it."""
+    emulator.state.faults.append(Fault(vendor="docimprint", path="/v1/jobs/", status=503))
+    _, tis = run(dags, "docjobs_reschedule_vendor_down", tmp_path)
+    assert tis["wait"].state == "failed"
+    logs = capfd.readouterr()
+    assert "VendorTransientError" in logs.out + logs.err and "AirflowSensorTimeout" not in logs.out + logs.err
+    polls = [r for r in emulator.state.requests if r["method"] == "GET"]
+    # Two failed pokes (three attempts each) per try: the count survived the reschedule, not the timeout.
+    assert len(polls) == 2 * 3 * tis["wait"].try_number

@@ -38,7 +38,7 @@ from airflow_docjobs.triggers.job import EVENT_STATUSES, DocJobTrigger
 E = TypeVar("E", bound=DocJobsError)
 # How long past the trigger's own deadline the defer timeout waits: a backstop if the triggerer is gone.
 DEFER_GRACE = timedelta(minutes=5)
-OUTCOME_STATES = ("succeeded", "failed", "rejected")
+FAILURES_KEY = "docjobs_failed_polls"
 
 
 class DocJobSensor(BaseSensorOperator):
@@ -212,12 +212,16 @@ class DocJobSensor(BaseSensorOperator):
             # A retried sensor (or one resumed on another worker) takes a landed result from the store.
             if (record := self.store(context).landed(self.job)) is not None:
                 return PokeReturnValue(is_done=True, xcom_value=self._landed_result(record))
-            status = self._poll(self.job)
+            status = self._poll(self.job, context)
             return False if status is None else self._read(status, context)
         store = self.store(context)
         landed = store.landed_keys()
         for job in self.jobs:
-            if job_key(job) not in landed and (status := self._poll(job)) is not None and status.terminal:
+            if (
+                job_key(job) not in landed
+                and (status := self._poll(job, context)) is not None
+                and status.terminal
+            ):
                 store.land(job, landed_record(self.hook.vendor, self.hook.public_job(job), status))
                 landed.add(job_key(job))
         if all(job_key(job) in landed for job in self.jobs):
@@ -230,22 +234,38 @@ class DocJobSensor(BaseSensorOperator):
         )
         return False
 
-    def _poll(self, job: dict[str, Any]) -> JobStatus | None:
+    def _poll(self, job: dict[str, Any], context: Any) -> JobStatus | None:
         """Poll once; ``None`` after a transient failure that does not end the wait yet."""
         try:
             status = self.hook.get_job_status(job)
         except VendorTransientError as exc:
-            self._failures += 1
-            if self._failures >= self.max_consecutive_failures:
+            failures = self._failures_in_a_row(context, 1)
+            if failures >= self.max_consecutive_failures:
                 raise
-            self.log.warning("Poll %d failed, will retry: %s", self._failures, exc)
+            self.log.warning("Poll %d failed, will retry: %s", failures, exc)
             return None
         except DocJobsError as exc:
             if not self.batch or isinstance(exc, VendorAuthError):
                 raise
             status = JobStatus(FAILED, message=str(exc), code=type(exc).__name__)
-        self._failures = 0
+        self._failures_in_a_row(context, 0)
         return status
+
+    def _failures_in_a_row(self, context: Any, add: int) -> int:
+        """
+        Count failed polls in a row (``add=0`` resets). In reschedule mode every poke runs on a new
+        instance, so the count lives in the task's state store (Airflow >= 3.3), which outlives a poke.
+        """
+        store = context.get("task_state_store") if self.reschedule else None
+        if store is None:
+            self._failures = self._failures + 1 if add else 0
+            return self._failures
+        key = f"{FAILURES_KEY}_{context['ti'].try_number}"  # a new try starts from zero
+        before = int(store.get(key) or 0)
+        count = before + 1 if add else 0
+        if count != before:
+            store.set(key, count)
+        return count
 
     def _read(self, status: JobStatus, context: Any) -> PokeReturnValue | bool:
         """A single job's poll: land and return a result, fail on a failed job, log progress."""

@@ -91,6 +91,13 @@ DAGS = {
 DAGS["docjobs_docimprint_reschedule"] = make_dag(
     "docjobs_docimprint_reschedule", docimprint, deferrable=False, mode="reschedule"
 )
+DAGS["docjobs_reschedule_vendor_down"] = make_dag(
+    "docjobs_reschedule_vendor_down",
+    docimprint,
+    deferrable=False,
+    mode="reschedule",
+    max_consecutive_failures=2,
+)
 DAGS["docjobs_timeout_deferrable"] = make_dag(
     "docjobs_timeout_deferrable", docimprint, deferrable=True, timeout=2
 )
