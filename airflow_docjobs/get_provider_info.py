@@ -59,6 +59,22 @@ CONN_FIELDS = {
         "description": "Attempts per request on transient errors (429, 502-504, network, timeout).",
         "schema": {"type": ["integer", "null"], "default": 5},
     },
+    "retry_base_delay": {
+        "label": "Retry base delay (s)",
+        "description": "First backoff delay; it doubles per attempt, with jitter, up to the max delay.",
+        "schema": {"type": ["number", "null"], "default": 1},
+    },
+    "retry_max_delay": {
+        "label": "Retry max delay (s)",
+        "description": "Longest backoff delay between two attempts, in seconds.",
+        "schema": {"type": ["number", "null"], "default": 30},
+    },
+    "resend_ambiguous_submits": {
+        "label": "Resend ambiguous submits",
+        "description": "Resend a submit after a 502, a 504 or a lost answer, which may have created a job "
+        "(logged as a warning). Off: fail the task instead of risking a second charge.",
+        "schema": {"type": ["boolean", "null"], "default": True},
+    },
     "retry_deadline": {
         "label": "Retry deadline (s)",
         "description": "Wall-clock limit of one request with its retries, in seconds.",

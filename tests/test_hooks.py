@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
-from conftest import SECRET, copy_sample
+from conftest import FAST_RETRIES, SECRET, copy_sample
 
 from airflow_docjobs.emulator import Fault
 from airflow_docjobs.exceptions import (
@@ -377,11 +378,30 @@ def test_a_vendor_echoing_the_secret_does_not_leak_it(emulator, tmp_path):
     assert SECRET not in str(err.value) and "invalid key *** for service" in str(err.value)
 
 
-def test_a_submit_is_not_resent_when_the_vendor_may_have_taken_it(emulator):
-    emulator.state.faults.append(Fault(vendor="docimprint", path="/v1/extract", status=504, times=1))
-    with DocimprintHook() as hook, pytest.raises(VendorTransientError, match="may exist"):
-        hook.submit_source("https://example.com/a.pdf")
-    assert len(emulator.state.requests) == 1  # one job paid for at most
+AMBIGUOUS = {
+    "502": Fault(vendor="docimprint", path="/v1/extract", status=502, times=1),
+    "504": Fault(vendor="docimprint", path="/v1/extract", status=504, times=1),
+    "read timeout": Fault(vendor="docimprint", path="/v1/extract", delay=1.0, times=1),
+}
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["default", "strict"])
+@pytest.mark.parametrize("answer", list(AMBIGUOUS))
+def test_a_submit_after_an_answer_that_may_have_created_a_job(emulator, monkeypatch, capfd, answer, strict):
+    """Resent by default, with a warning; with resend_ambiguous_submits=false the task fails instead."""
+    extra = FAST_RETRIES | {"timeout": 0.5, "resend_ambiguous_submits": "false" if strict else "true"}
+    monkeypatch.setenv("AIRFLOW_CONN_DOCIMPRINT_DEFAULT", emulator.connection_json("docimprint", **extra))
+    emulator.state.faults.append(dataclasses.replace(AMBIGUOUS[answer]))
+    with DocimprintHook() as hook:
+        if strict:
+            with pytest.raises(VendorTransientError, match="may exist, so it is not resent"):
+                hook.submit_source("https://example.com/a.pdf")
+        else:
+            assert hook.submit_source("https://example.com/a.pdf")
+            assert hook.last_resends() == 1
+    assert len(emulator.state.requests) == (1 if strict else 2)
+    warned = [line for line in capfd.readouterr().out.splitlines() if "may have created a job" in line]
+    assert len(warned) == (0 if strict else 1) and all("warning" in line for line in warned)
 
 
 def test_a_submit_is_resent_when_the_vendor_did_not_take_it(emulator):

@@ -71,6 +71,9 @@ def run(dags, dag_id, files):
 @pytest.mark.parametrize("vendor", ["finovox", "finovox_case", "mindee", "biros"])
 def test_a_batch_ends_with_one_outcome_per_input(dags, emulator, results_uri, tmp_path, capfd, vendor, mode):
     files, expected = inputs_for(vendor, tmp_path / "inbox")
+    # Long enough that the sensor's first round of polls finds the jobs pending even on a loaded machine,
+    # so that a deferrable sensor really defers.
+    emulator.state.settings.update({"processing_seconds": 2.0 if mode == "deferrable" else 0.5})
     dag_run, tis = run(dags, f"docjobs_list_{vendor}_{mode}", files)
     assert dag_run.state == "success", {t: ti.state for t, ti in tis.items()}
     values = xcoms(dag_run)

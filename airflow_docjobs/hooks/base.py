@@ -17,6 +17,7 @@ import json
 import random
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -144,6 +145,7 @@ class ConnSettings:
     backoff: Backoff = field(default_factory=Backoff)
     verify: bool = True
     ca_bundle: str | None = None
+    resend_ambiguous: bool = True
 
 
 @dataclass
@@ -154,6 +156,7 @@ class _Attempts:
     policy: Backoff
     started: float = field(default_factory=time.monotonic)
     count: int = 0
+    resent_ambiguous: int = 0
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
@@ -215,6 +218,8 @@ class DocJobsHook(BaseHook):
         self.conn_id = conn_id or self.default_conn_name
         self._settings: ConnSettings | None = None
         self._client: httpx.Client | None = None
+        # Per thread, what the last sync call went through (a list submit runs calls in threads).
+        self._calls = threading.local()
         self._pool: transport.AsyncPool | None = None
         self._async_client: httpx.AsyncClient | None = None
 
@@ -264,9 +269,7 @@ class DocJobsHook(BaseHook):
         prefix = f"extra__{self.conn_type}__"
         extra = {k.removeprefix(prefix): v for k, v in (conn.extra_dejson or {}).items()}
         number = functools.partial(self._extra_number, extra)
-        verify = extra.get("verify", True)
-        if isinstance(verify, str):
-            verify = verify.strip().lower() not in ("false", "0", "no")
+        flag = functools.partial(_extra_flag, extra)
         return ConnSettings(
             base_url=self._base_url(conn),
             auth={self.auth_header: f"{self.auth_scheme}{secret}"},
@@ -278,8 +281,9 @@ class DocJobsHook(BaseHook):
                 max_delay=number("retry_max_delay", Backoff.max_delay),
                 deadline=number("retry_deadline", Backoff.deadline),
             ),
-            verify=bool(verify),
+            verify=flag("verify"),
             ca_bundle=extra.get("ca_bundle"),
+            resend_ambiguous=flag("resend_ambiguous_submits"),
         )
 
     def _extra_number(self, extra: Mapping[str, Any], key: str, default: float) -> float:
@@ -479,10 +483,11 @@ class DocJobsHook(BaseHook):
             if isinstance(outcome, httpx.Response)
             else isinstance(outcome, NOT_SENT_ERRORS)
         )
-        if ambiguous:
+        if ambiguous and not self.settings.resend_ambiguous:
             raise self.error(
                 VendorTransientError,
-                f"{what} after the request was sent: the job may exist, so it is not resent",
+                f"{what} after the request was sent: the job may exist, so it is not resent "
+                "(resend_ambiguous_submits is false)",
                 status_code=status,
                 job_id=attempts.call.job_id,
                 vendor_message=str(outcome) if isinstance(outcome, Exception) else None,
@@ -498,6 +503,16 @@ class DocJobsHook(BaseHook):
                 job_id=attempts.call.job_id,
                 vendor_message=message,
             ) from (outcome if isinstance(outcome, Exception) else None)
+        if ambiguous:
+            # A gateway's 502/504 or a lost answer usually means the vendor never took the job, and a
+            # nightly run that fails on one hiccup pages a person; but it may have: say so, and count it.
+            attempts.resent_ambiguous += 1
+            self.log.warning(
+                "%s: %s after the upload: the vendor may have created a job that will be paid for twice; "
+                "sending it again (connection extra resend_ambiguous_submits=false fails instead)",
+                self.vendor,
+                what,
+            )
         self.log.warning(
             "%s: %s on %s %s; retry %d in %.1fs",
             self.vendor,
@@ -521,6 +536,7 @@ class DocJobsHook(BaseHook):
                 outcome: httpx.Response | httpx.TransportError = exc
             else:
                 if response.status_code not in TRANSIENT_STATUSES:
+                    self._calls.resent_ambiguous = attempts.resent_ambiguous
                     return response
                 outcome = response
             time.sleep(self._next_delay(attempts, outcome))
@@ -624,6 +640,10 @@ class DocJobsHook(BaseHook):
         """Send a submit call and return the job reference found under ``key`` (dotted) in the answer."""
         return self.reference(self.check(self.send(call)), key)
 
+    def last_resends(self) -> int:
+        """How often this thread's last call was resent after an answer that may have created a job."""
+        return getattr(self._calls, "resent_ambiguous", 0)
+
     async def asubmit(self, call: Call, key: str) -> str:
         """Async twin of :meth:`submit`."""
         return self.reference(self.check(await self.asend(call)), key)
@@ -681,6 +701,14 @@ def _tls_context(ca_bundle: str | None) -> ssl.SSLContext:
 def _origin(url: str) -> tuple[str, str | None, int | None]:
     parts = urlsplit(url)
     return parts.scheme, parts.hostname, parts.port
+
+
+def _extra_flag(extra: Mapping[str, Any], key: str, default: bool = True) -> bool:
+    """A boolean connection extra; the form and URIs give text ("false" must stay false)."""
+    value = extra.get(key, default)
+    if isinstance(value, str):
+        return value.strip().lower() not in ("false", "0", "no", "off")
+    return bool(value)
 
 
 def _origin_text(url: str) -> str:

@@ -141,15 +141,16 @@ class DocJobSubmitOperator(BaseOperator):
                     taken[index] = saved["reference"]
             if taken:
                 self.log.info("Reusing %d %s jobs earlier tries submitted", len(taken), hook.vendor)
-            futures: dict[Future[str], int] = {
-                pool.submit(self.submit_one, hook, items[i]): i for i in first.values() if i not in taken
+            futures: dict[Future[tuple[str, int]], int] = {
+                pool.submit(self._submit_counted, hook, items[i]): i for i in first.values() if i not in taken
             }
             not_taken = []
             try:
                 for future in as_completed(futures):
                     index = futures[future]
                     try:
-                        taken[index] = reference = future.result()
+                        reference, entries[index]["resent_after_ambiguous_answer"] = future.result()
+                        taken[index] = reference
                     except (DocJobsInputError, VendorRequestError) as exc:
                         entries[index]["error"] = _error(exc)
                         continue
@@ -178,10 +179,12 @@ class DocJobSubmitOperator(BaseOperator):
         self._record(context, references, entries)
         rejected = sum(e["error"] is not None for e in entries)
         self.log.info(
-            "%s batch of %d: %d submitted, %d rejected, %d still to submit",
+            "%s batch of %d: %d submitted (%d resent after an answer that may have created a job), "
+            "%d rejected, %d still to submit",
             hook.vendor,
             len(items),
             len({r for r in references if r}),
+            sum(e.get("resent_after_ambiguous_answer", 0) for e in entries),
             rejected,
             len(not_taken),
         )
@@ -193,6 +196,10 @@ class DocJobSubmitOperator(BaseOperator):
                 f"{entries[index]['input']}: {exc.summary}); a retry submits only those",
             ) from exc
         return references
+
+    def _submit_counted(self, hook: DocJobsHook, item: Any) -> tuple[str, int]:
+        reference = self.submit_one(hook, item)
+        return reference, hook.last_resends()
 
     def _record(self, context: Any, references: list[str | None], entries: list[dict[str, Any]]) -> None:
         """Which inputs a batch had and why some were rejected, where the sensor finds it by its references."""
