@@ -32,6 +32,8 @@ class DocJobsError(AirflowException):
     :param status_code: HTTP status of the vendor's answer, if there was one.
     :param job_id: vendor job reference (never a secret token).
     :param vendor_message: the vendor's own error message, verbatim.
+    :param code: the vendor's structured error code (docimprint ``error.code``, Mindee
+        ``job.error.code``...), or ours for a failure without one.
     """
 
     def __init__(
@@ -43,8 +45,10 @@ class DocJobsError(AirflowException):
         status_code: int | None = None,
         job_id: str | None = None,
         vendor_message: str | None = None,
+        code: str | None = None,
     ) -> None:
         self.summary = summary
+        self.code = code
         self.vendor = vendor
         self.conn_id = conn_id
         self.status_code = status_code
@@ -60,6 +64,8 @@ class DocJobsError(AirflowException):
             if value
         ]
         message = f"{vendor}: {summary}" if vendor else summary
+        if code:
+            message += f" [{code}]"
         if context:
             message += f" ({', '.join(context)})"
         if vendor_message:

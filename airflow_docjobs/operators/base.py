@@ -19,6 +19,7 @@ from airflow_docjobs.exceptions import (
 from airflow_docjobs.hooks.base import DocJobsHook
 from airflow_docjobs.hooks.inputs import content_sha256, documents_under, is_folder
 from airflow_docjobs.results import SUBMITTED, ResultsStore, batch_key, write_json
+from airflow_docjobs.retry import with_retry_policy
 
 STATE_KEY = "docjobs_submitted"
 ITEM_KEY = "docjobs_item_{sha256}"
@@ -59,7 +60,7 @@ class DocJobSubmitOperator(BaseOperator):
         results_uri: str | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**with_retry_policy(kwargs))
         self.conn_id = conn_id
         self.max_in_flight = max_in_flight or self.default_max_in_flight
         self.results_uri = results_uri

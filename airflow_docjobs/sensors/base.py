@@ -9,7 +9,9 @@ from typing import Any, ClassVar, TypeVar
 
 import pendulum
 from airflow.providers.common.compat.sdk import (
+    AirflowFailException,
     AirflowSensorTimeout,
+    AirflowSkipException,
     BaseSensorOperator,
     PokeReturnValue,
     conf,
@@ -33,6 +35,7 @@ from airflow_docjobs.results import (
     read_json,
     write_json,
 )
+from airflow_docjobs.retry import with_retry_policy
 from airflow_docjobs.triggers.job import EVENT_STATUSES, DocJobTrigger
 
 E = TypeVar("E", bound=DocJobsError)
@@ -88,7 +91,8 @@ class DocJobSensor(BaseSensorOperator):
         kwargs.setdefault("retries", 2)
         kwargs.setdefault("retry_delay", timedelta(seconds=10))
         super().__init__(
-            poke_interval=self.default_poke_interval if poke_interval is None else poke_interval, **kwargs
+            **with_retry_policy(kwargs),
+            poke_interval=self.default_poke_interval if poke_interval is None else poke_interval,
         )
         self.conn_id = conn_id
         self.deferrable = deferrable
@@ -147,10 +151,15 @@ class DocJobSensor(BaseSensorOperator):
 
     def execute(self, context: Any) -> Any:
         if not self.deferrable:
-            return super().execute(context)
+            try:
+                return super().execute(context)
+            except AirflowSensorTimeout as exc:
+                raise AirflowSensorTimeout(
+                    f"{exc} ({self.hook.vendor}, connection {self.conn_id!r})"
+                ).with_traceback(exc.__traceback__) from exc
         # One round of polls first: jobs that already ended need no trigger.
         with self.hook:
-            done = self.poke(context)
+            done = self._first_poke(context)
         if done:
             return done.xcom_value
         store = self.store(context)
@@ -169,6 +178,23 @@ class DocJobSensor(BaseSensorOperator):
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout) + DEFER_GRACE,
         )
+
+    def _first_poke(self, context: Any) -> PokeReturnValue | bool:
+        """The deferrable path's first poke, with soft_fail and never_fail as BaseSensorOperator applies them."""
+        try:
+            return self.poke(context)
+        except AirflowSkipException:
+            raise
+        except (AirflowFailException, AirflowSensorTimeout) as exc:
+            if self.soft_fail or self.never_fail:
+                raise AirflowSkipException(
+                    f"Skipping: {'soft' if self.soft_fail else 'never'}_fail is set"
+                ) from exc
+            raise
+        except Exception as exc:
+            if self.never_fail:
+                raise AirflowSkipException("Skipping: never_fail is set") from exc
+            raise
 
     def execute_complete(self, context: Any, event: Any = None) -> Any:
         """Resume after the trigger: read what it landed (the event never carries a result)."""
@@ -343,11 +369,12 @@ class DocJobSensor(BaseSensorOperator):
 
     def _job_failed(self, message: str | None, code: str | None = None) -> VendorJobFailedError:
         return VendorJobFailedError(
-            "the job failed" + (f" [{code}]" if code else ""),
+            "the job failed",
             vendor=self.hook.vendor,
             conn_id=self.conn_id,
             job_id=self.hook.describe_job(self.job),
             vendor_message=message,
+            code=code,
         )
 
 

@@ -1,0 +1,58 @@
+"""
+A ready ``retry_policy`` for Airflow >= 3.3: fail at once on what a retry cannot fix, retry what may pass.
+
+Airflow 3.3 lets a task decide per exception whether a failure is worth a retry
+(``airflow.sdk.definitions.retry_policy``). Our errors are typed for exactly that split (see
+:mod:`airflow_docjobs.exceptions`): a refused key, a refused request, an unknown job or a bad parameter
+fails the task without spending its retries; a transient vendor failure (still failing after the hook's
+own retries) is retried after ``transient_delay``. Vendor-reported failures are ``AirflowFailException``s,
+which Airflow never retries. Every operator and sensor of this provider uses it by default where
+Airflow has retry policies; pass ``retry_policy=None`` to get Airflow's plain behaviour.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+PERMANENT = (
+    "airflow_docjobs.exceptions.DocJobsInputError",
+    "airflow_docjobs.exceptions.VendorAuthError",
+    "airflow_docjobs.exceptions.VendorRequestError",
+    "airflow_docjobs.exceptions.VendorNotFoundError",
+)
+TRANSIENT = "airflow_docjobs.exceptions.VendorTransientError"
+
+
+def docjobs_retry_policy(transient_delay: timedelta = timedelta(minutes=1)) -> Any:
+    """
+    The provider's retry policy, or ``None`` on Airflow < 3.3 (no retry policies there).
+
+    :param transient_delay: wait before retrying after a transient vendor failure.
+    """
+    try:
+        from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryRule
+    except ImportError:
+        return None
+    return ExceptionRetryPolicy(
+        rules=[
+            RetryRule(
+                exception=list(PERMANENT),
+                action=RetryAction.FAIL,
+                reason="the vendor refused the key, the request or the job: a retry cannot help",
+            ),
+            RetryRule(
+                exception=TRANSIENT,
+                action=RetryAction.RETRY,
+                retry_delay=transient_delay,
+                reason="transient vendor trouble: retrying later",
+            ),
+        ]
+    )
+
+
+def with_retry_policy(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Operator kwargs with the provider's retry policy unless the caller chose one (even ``None``)."""
+    if "retry_policy" not in kwargs and (policy := docjobs_retry_policy()) is not None:
+        kwargs["retry_policy"] = policy
+    return kwargs
