@@ -72,6 +72,15 @@ def landed_record(vendor: str, job: Mapping[str, Any], status: Any) -> dict[str,
     }
 
 
+def fernet() -> Any:
+    """Airflow's Fernet (a no-op one when no key is configured), as it encrypts trigger kwargs."""
+    try:
+        from airflow.sdk.crypto import get_fernet
+    except ImportError:  # Airflow 2
+        from airflow.models.crypto import get_fernet
+    return get_fernet()
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 

@@ -113,7 +113,7 @@ def test_durable_submit_reuses_its_job_on_retry(dags, emulator, tmp_path, capfd)
     assert tis["submit"].try_number == 2
     submits = [r for r in emulator.state.requests if r["method"] == "POST"]
     assert len(submits) == 1, "the retry paid for a second job"
-    assert "Reusing the docimprint job" in capfd.readouterr().out
+    assert "Reconnecting to existing job" in capfd.readouterr().out  # Airflow's ResumableJobMixin reused it
 
 
 def test_reschedule_mode_frees_the_worker_between_polls(dags, emulator, tmp_path):

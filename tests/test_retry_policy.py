@@ -51,3 +51,13 @@ def test_soft_fail_holds_on_the_first_poll_of_a_deferrable_sensor(dags, emulator
     dag_run = dags["docjobs_soft_fail_first_poll"].test(run_conf={"name": "fail.pdf"})
     states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
     assert states == {"submit": "success", "wait": "skipped"}
+
+
+def test_a_retry_submits_again_when_the_stored_job_failed(dags, emulator):
+    """A cleared or retried submit polls its stored job first: a failed job is not handed on again."""
+    emulator.state.settings.update({"processing_seconds": 0})  # the job has failed by the time of the retry
+    dag_run = dags["docjobs_durable_failed_job"].test(run_conf={"name": "fail.pdf"})
+    assert submit_ti(dag_run).try_number == 2
+    submits = [r for r in emulator.state.requests if r["path"].endswith("/v1/extract")]
+    polls = [r for r in emulator.state.requests if "/v1/jobs/" in r["path"]]
+    assert len(submits) == 2 and len(polls) == 1  # one check of the stored job, then a new job

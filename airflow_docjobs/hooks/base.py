@@ -212,6 +212,8 @@ class DocJobsHook(BaseHook):
     secret_label: ClassVar[str] = "API key"
     # Job reference fields that grant access to a result by themselves (Finovox's retrieve token).
     secret_job_keys: ClassVar[frozenset[str]] = frozenset()
+    # Seconds the vendor keeps a result after processing, if it deletes them (Finovox: 60 minutes).
+    result_ttl: ClassVar[float | None] = None
 
     def __init__(self, conn_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)

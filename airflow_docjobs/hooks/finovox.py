@@ -46,6 +46,7 @@ class FinovoxHook(DocJobsHook):
     default_base_url = "https://api-v2.finovox.com"
     auth_header = "api-key"
     secret_job_keys = frozenset({"retrieve_token"})
+    result_ttl = 3600.0
 
     def __init__(self, finovox_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(conn_id=finovox_conn_id, **kwargs)

@@ -4,28 +4,43 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from functools import cached_property
 from typing import Any, ClassVar
 
 from airflow.providers.common.compat.sdk import BaseOperator, mask_secret
 
+try:
+    from airflow.sdk import ResumableJobMixin
+except ImportError:  # Airflow < 3.3: no task_state_store either, so every try submits
+
+    class ResumableJobMixin:  # type: ignore[no-redef]
+        def __init__(self, *, durable: bool = True, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.durable = durable
+
+        def execute_resumable(self, context: Any) -> Any:
+            return self.poll_until_complete(self.submit_job(context), context)  # type: ignore[attr-defined]
+
+
 from airflow_docjobs.exceptions import (
     DocJobsError,
     DocJobsInputError,
+    VendorNotFoundError,
     VendorRequestError,
     VendorTransientError,
 )
-from airflow_docjobs.hooks.base import DocJobsHook
+from airflow_docjobs.hooks.base import PENDING, SUCCEEDED, DocJobsHook
 from airflow_docjobs.hooks.inputs import content_sha256, documents_under, is_folder
-from airflow_docjobs.results import SUBMITTED, ResultsStore, batch_key, write_json
+from airflow_docjobs.results import SUBMITTED, ResultsStore, batch_key, fernet, write_json
 from airflow_docjobs.retry import with_retry_policy
 
-STATE_KEY = "docjobs_submitted"
+# Airflow's ResumableJobMixin stores one input's job under this key; a batch stores one key per document.
 ITEM_KEY = "docjobs_item_{sha256}"
 
 
-class DocJobSubmitOperator(BaseOperator):
+class DocJobSubmitOperator(ResumableJobMixin, BaseOperator):
     """
     Submit one document job and return the vendor's token or job id, or a batch and return a list of them.
 
@@ -48,6 +63,7 @@ class DocJobSubmitOperator(BaseOperator):
     """
 
     hook_class: ClassVar[type[DocJobsHook]]
+    external_id_key = "docjobs_submitted"
     input_field: ClassVar[str]
     default_max_in_flight: ClassVar[int] = 8
     ui_color = "#f2e6d9"
@@ -96,27 +112,73 @@ class DocJobSubmitOperator(BaseOperator):
         items = self.batch_items()
         if items is not None:
             return self._execute_batch(context, items)
-        store = context.get("task_state_store")
-        fingerprint = self._fingerprint()
-        saved = store.get(STATE_KEY) if store is not None else None
-        if isinstance(saved, dict) and saved.get("fingerprint") == fingerprint and saved.get("reference"):
-            reference = saved["reference"]
-            self._mask(reference)
-            self.log.info(
-                "Reusing the %s job an earlier try submitted instead of submitting again", self.hook.vendor
-            )
-            return reference
-        if store is None:
-            self.log.info("No task_state_store (Airflow < 3.3): a retry of this task will submit again")
+        return self.execute_resumable(context)
+
+    # ---- one input: Airflow's ResumableJobMixin decides between reusing a stored job and submitting ------
+
+    def submit_job(self, context: Any) -> dict[str, Any]:
         with self.hook:
             reference = self.submit_one(self.hook, getattr(self, self.input_field))
         self._mask(reference)
-        if store is not None:
-            store.set(STATE_KEY, {"reference": reference, "fingerprint": fingerprint})
         # A secret reference (Finovox's token) is masked where Airflow's masker runs, and never logged here.
         shown = "(token withheld from logs)" if self.hook_class.secret_job_keys else reference
         self.log.info("Submitted %s job %s", self.hook.vendor, shown)
+        return self._stored(reference, self._fingerprint())
+
+    def get_job_status(self, external_id: Any, context: Any) -> str:
+        if not isinstance(external_id, dict) or external_id.get("fingerprint") != self._fingerprint():
+            return "changed"  # other inputs or settings: always a new job
+        with self.hook:
+            return self._check_stored(external_id)
+
+    def is_job_active(self, status: str) -> bool:
+        return status == PENDING
+
+    def is_job_succeeded(self, status: str) -> bool:
+        return status == SUCCEEDED
+
+    def poll_until_complete(self, external_id: Any, context: Any) -> str:
+        # The sensor waits for the job (in the triggerer); the submit only hands its reference on.
+        return self.get_job_result(external_id, context)
+
+    def get_job_result(self, external_id: Any, context: Any) -> str:
+        reference = self._reference(external_id)
+        self._mask(reference)
         return reference
+
+    # ---- what is stored, and the check before a stored job is reused ----------------------------------
+
+    def _stored(self, reference: str, fingerprint: str) -> dict[str, Any]:
+        """What a durable submit keeps: a secret reference only encrypted (Airflow's mixin logs it)."""
+        stored: dict[str, Any] = {"fingerprint": fingerprint, "submitted_at": time.time()}
+        if self.hook_class.secret_job_keys:
+            return stored | {"reference_fernet": fernet().encrypt(reference.encode()).decode()}
+        return stored | {"reference": reference}
+
+    @staticmethod
+    def _reference(stored: dict[str, Any]) -> str:
+        if "reference_fernet" in stored:
+            return fernet().decrypt(stored["reference_fernet"].encode()).decode()
+        return stored["reference"]
+
+    def job_for(self, reference: str) -> dict[str, Any]:
+        """The job reference the hook polls, for a reference this operator returned."""
+        raise NotImplementedError
+
+    def _check_stored(self, stored: dict[str, Any]) -> str:
+        """
+        Poll a stored job once before reusing it: pending or succeeded is reused; failed, unknown to the
+        vendor, or older than the vendor keeps results (a Finovox token then reads "pending" forever) is
+        submitted again.
+        """
+        try:
+            status = self.hook.get_job_status(self.job_for(self._reference(stored)))
+        except VendorNotFoundError:
+            return "not_found"
+        ttl = self.hook.result_ttl
+        if status.state == PENDING and ttl and time.time() - stored.get("submitted_at", 0) > ttl:
+            return "expired"
+        return status.state
 
     def _execute_batch(self, context: Any, items: list[Any]) -> list[str | None]:
         state = context.get("task_state_store")
@@ -133,15 +195,27 @@ class DocJobSubmitOperator(BaseOperator):
             first: dict[str, int] = {}
             for index, sha in enumerate(digests):
                 first.setdefault(sha or f"unreadable:{index}", index)
-            taken: dict[int, str] = {}
-            for index in first.values():
-                saved = (
-                    state.get(ITEM_KEY.format(sha256=digests[index])) if state and digests[index] else None
+            stored = {
+                i: saved
+                for i in first.values()
+                if state is not None
+                and digests[i]
+                and isinstance(saved := state.get(ITEM_KEY.format(sha256=digests[i])), dict)
+                and saved.get("fingerprint") == fingerprint
+            }
+            # Reuse a job an earlier try submitted only if the vendor still has it pending or done.
+            checks = dict(zip(stored, pool.map(self._check_stored, stored.values()), strict=True))
+            taken = {
+                i: self._reference(stored[i]) for i, found in checks.items() if found in (PENDING, SUCCEEDED)
+            }
+            if stored:
+                self.log.info(
+                    "%d %s jobs earlier tries submitted: %d reused, %d submitted again (failed, unknown or expired)",
+                    len(stored),
+                    hook.vendor,
+                    len(taken),
+                    len(stored) - len(taken),
                 )
-                if isinstance(saved, dict) and saved.get("fingerprint") == fingerprint:
-                    taken[index] = saved["reference"]
-            if taken:
-                self.log.info("Reusing %d %s jobs earlier tries submitted", len(taken), hook.vendor)
             futures: dict[Future[tuple[str, int]], int] = {
                 pool.submit(self._submit_counted, hook, items[i]): i for i in first.values() if i not in taken
             }
@@ -162,8 +236,7 @@ class DocJobSubmitOperator(BaseOperator):
                     # Recorded the moment the vendor took it: a retry after a crash reuses it.
                     if state is not None and digests[index]:
                         state.set(
-                            ITEM_KEY.format(sha256=digests[index]),
-                            {"reference": reference, "fingerprint": fingerprint},
+                            ITEM_KEY.format(sha256=digests[index]), self._stored(reference, fingerprint)
                         )
             except BaseException:
                 for future in futures:

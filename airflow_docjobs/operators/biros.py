@@ -38,3 +38,6 @@ class BirosSubmitOperator(DocJobSubmitOperator):
 
     def submit_one(self, hook: BirosHook, item: Any) -> str:
         return hook.submit_document(item, self.service_id)
+
+    def job_for(self, reference: str) -> dict[str, Any]:
+        return BirosHook.job(self.service_id, reference)

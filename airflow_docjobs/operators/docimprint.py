@@ -43,3 +43,6 @@ class DocimprintSubmitOperator(DocJobSubmitOperator):
 
     def submit_one(self, hook: DocimprintHook, item: Any) -> str:
         return hook.submit_source(item, self.mode, self.webhook)
+
+    def job_for(self, reference: str) -> dict[str, Any]:
+        return DocimprintHook.job(reference)

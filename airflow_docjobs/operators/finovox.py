@@ -43,6 +43,9 @@ class FinovoxSubmitDocumentOperator(DocJobSubmitOperator):
     def submit_one(self, hook: FinovoxHook, item: Any) -> str:
         return hook.submit_document(item, self.analyse_type)
 
+    def job_for(self, reference: str) -> dict[str, Any]:
+        return FinovoxHook.job(reference, "document")
+
 
 class FinovoxSubmitCaseOperator(DocJobSubmitOperator):
     """
@@ -96,6 +99,9 @@ class FinovoxSubmitCaseOperator(DocJobSubmitOperator):
         if not cases:
             raise self.hook.bad_input("cases", f"no case folders in {self.cases!r}")
         return cases
+
+    def job_for(self, reference: str) -> dict[str, Any]:
+        return FinovoxHook.job(reference, "case")
 
     def submit_one(self, hook: FinovoxHook, item: Any) -> str:
         return hook.submit_case(

@@ -46,3 +46,6 @@ class MindeeSubmitOperator(DocJobSubmitOperator):
 
     def submit_one(self, hook: MindeeHook, item: Any) -> str:
         return hook.enqueue(item, self.product, self.version, self.account)
+
+    def job_for(self, reference: str) -> dict[str, Any]:
+        return MindeeHook.job(reference, self.product, self.version, self.account)

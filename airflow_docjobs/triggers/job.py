@@ -17,6 +17,7 @@ from airflow_docjobs.hooks.base import DocJobsHook, JobStatus
 from airflow_docjobs.results import (
     JOB_LISTS,
     ResultsStore,
+    fernet,
     job_key,
     landed_record,
     read_json,
@@ -108,7 +109,7 @@ class DocJobTrigger(BaseTrigger):
             return packed
         text = json.dumps(packed["rows"])
         uri = store.named(JOB_LISTS, f"{job_key({'rows': text})}.json")
-        write_json(uri, {"fernet": _fernet().encrypt(text.encode()).decode()})
+        write_json(uri, {"fernet": fernet().encrypt(text.encode()).decode()})
         return {"common": common, "keys": varying, "rows_uri": uri, "count": len(jobs)}
 
     @staticmethod
@@ -117,7 +118,7 @@ class DocJobTrigger(BaseTrigger):
         rows = packed.get("rows")
         if rows is None:
             token = read_json(packed["rows_uri"])["fernet"]
-            rows = json.loads(_fernet().decrypt(token.encode()))
+            rows = json.loads(fernet().decrypt(token.encode()))
         return [{**packed["common"], **dict(zip(packed["keys"], row, strict=True))} for row in rows]
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -324,11 +325,3 @@ def _settle(future: asyncio.Future[None]) -> None:
 
 def _seconds_until(deadline: str) -> float:
     return (pendulum.parse(deadline) - pendulum.now("UTC")).total_seconds()
-
-
-def _fernet() -> Any:
-    try:
-        from airflow.sdk.crypto import get_fernet
-    except ImportError:  # Airflow 2
-        from airflow.models.crypto import get_fernet
-    return get_fernet()

@@ -36,3 +36,17 @@ with dag("docjobs_soft_fail_first_poll") as soft_fail:
     DocimprintJobSensor(
         task_id="wait", job_id=submit.output, deferrable=True, soft_fail=True, poke_interval=0.2
     )
+
+
+class SubmitThenLoseTheWorker(DocimprintSubmitOperator):
+    """Fails its first try right after the vendor accepted the job, as a killed worker would."""
+
+    def execute(self, context):
+        reference = super().execute(context)
+        if context["ti"].try_number == 1:
+            raise RuntimeError("worker lost after submitting")
+        return reference
+
+
+with dag("docjobs_durable_failed_job") as durable_failed_job:
+    SubmitThenLoseTheWorker(task_id="submit", source=SOURCE, retry_policy=None)
