@@ -261,6 +261,11 @@ class DocJobsHook(BaseHook):
 
     def read_settings(self, conn: Any) -> ConnSettings:
         """Everything a request needs, read from the connection in one place."""
+        if conn.conn_type and conn.conn_type != self.conn_type:
+            raise self.error(
+                DocJobsInputError,
+                f"connection is of type {conn.conn_type!r}; a {self.vendor} hook needs a {self.conn_type!r} one",
+            )
         secret = conn.password
         if not secret:
             raise self.error(

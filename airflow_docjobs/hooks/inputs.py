@@ -48,13 +48,23 @@ class InputRules:
     def fail(self, param: str, problem: str) -> DocJobsInputError:
         return DocJobsInputError(f"parameter {param!r}: {problem}", vendor=self.vendor, conn_id=self.conn_id)
 
+    def path(self, location: str, param: str) -> Any:
+        """A path for ``location``; a URI scheme without an installed filesystem is named, not a traceback."""
+        try:
+            return as_path(location)
+        except (ImportError, ValueError) as exc:
+            scheme = location.split("://", 1)[0]
+            raise self.fail(
+                param, f"cannot open {location!r}: no filesystem for {scheme}:// is installed ({exc})"
+            ) from exc
+
     def file(self, value: Any, *, param: str, field: str) -> Upload:
         """Check one document and describe its upload."""
         if isinstance(value, Path):
             value = str(value)
         if not isinstance(value, str) or not value.strip():
             raise self.fail(param, f"expected a file path or object-storage URI, got {value!r}")
-        path = as_path(value.strip())
+        path = self.path(value.strip(), param)
         suffix = PurePosixPath(path.name).suffix.lower()
         if suffix not in self.extensions:
             accepted = ", ".join(sorted(self.extensions))
@@ -76,7 +86,7 @@ class InputRules:
     def files(self, value: Any, *, param: str, field: str) -> tuple[Upload, ...]:
         """Check a folder (its files, hidden ones skipped) or a list of documents."""
         if isinstance(value, (str, Path)):
-            folder = as_path(str(value).strip())
+            folder = self.path(str(value).strip(), param)
             try:
                 is_dir = folder.is_dir()
             except OSError as exc:

@@ -8,6 +8,7 @@ import pendulum
 from airflow.providers.common.compat.sdk import DAG
 
 from airflow_docjobs.operators.docimprint import DocimprintSubmitOperator
+from airflow_docjobs.operators.mindee import MindeeSubmitOperator
 from airflow_docjobs.retry import docjobs_retry_policy
 from airflow_docjobs.sensors.docimprint import DocimprintJobSensor
 
@@ -50,3 +51,13 @@ class SubmitThenLoseTheWorker(DocimprintSubmitOperator):
 
 with dag("docjobs_durable_failed_job") as durable_failed_job:
     SubmitThenLoseTheWorker(task_id="submit", source=SOURCE, retry_policy=None)
+
+
+with DAG(
+    "docjobs_bad_template",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    params={"doc": ""},
+    render_template_as_native_obj=True,
+) as bad_template:
+    MindeeSubmitOperator(task_id="submit", document="{{ params.doc }}", product="invoices", version="v4")

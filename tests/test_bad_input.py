@@ -1,0 +1,105 @@
+"""
+Bad input fails before any network call, with a message naming the parameter and the connection, and
+creates no vendor job (docs/reliability.md, "Bad input"). In list mode the same inputs become
+``rejected`` outcomes instead (tests/test_list_mode.py).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import load_dags
+
+from airflow_docjobs.exceptions import DocJobsInputError
+from airflow_docjobs.hooks.finovox import FinovoxHook
+from airflow_docjobs.hooks.mindee import MindeeHook
+
+DAGS = Path(__file__).parent / "dags" / "docjobs_retry_dags.py"
+
+
+def sample(folder: Path, name: str, content: bytes = b"%PDF-1.4 sample") -> str:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    return str(path)
+
+
+CASES = {
+    "missing file": (
+        lambda d: FinovoxHook().submit_document(str(d / "nope.pdf")),
+        "'file'",
+        "does not exist",
+    ),
+    "empty file": (lambda d: FinovoxHook().submit_document(sample(d, "a.pdf", b"")), "'file'", "is empty"),
+    "folder without documents": (
+        lambda d: FinovoxHook().submit_case(str((d / "case").mkdir() or d / "case"), "rental"),
+        "'documents'",
+        "holds no documents",
+    ),
+    "unsupported extension": (
+        lambda d: FinovoxHook().submit_document(sample(d, "a.docx")),
+        "'file'",
+        "unsupported extension .docx",
+    ),
+    "plain-HTTP Mindee URL": (
+        lambda d: MindeeHook().enqueue("http://example.com/a.pdf", "invoices", "v4"),
+        "'document'",
+        "only fetches public https:// URLs",
+    ),
+    "unknown analyse_type": (
+        lambda d: FinovoxHook().submit_case([sample(d, "a.pdf")], "rental", analyse_type=["verdict"]),
+        "'analyse_type'",
+        "unknown ['verdict']",
+    ),
+    "object store without its filesystem": (
+        lambda d: MindeeHook().enqueue("nosuchfs://bucket/a.pdf", "invoices", "v4"),
+        "'document'",
+        "no filesystem for nosuchfs:// is installed",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_fails_before_any_request(emulator, tmp_path, case):
+    call, param, problem = CASES[case]
+    with pytest.raises(DocJobsInputError) as err:
+        call(tmp_path)
+    message = str(err.value)
+    assert f"parameter {param}" in message and problem in message and "_default'" in message
+    assert emulator.state.requests == []
+
+
+@pytest.mark.parametrize(
+    ("conn", "problem"),
+    [
+        (
+            {"conn_type": "finovox", "password": "k"},
+            "is of type 'finovox'; a Mindee hook needs a 'mindee' one",
+        ),
+        ({"conn_type": "mindee"}, "has no API key in its password field"),
+    ],
+    ids=["wrong type", "no secret"],
+)
+def test_a_connection_that_cannot_work_is_named(emulator, monkeypatch, tmp_path, conn, problem):
+    monkeypatch.setenv("AIRFLOW_CONN_BAD", json.dumps({"host": emulator.vendor_url("mindee")} | conn))
+    with pytest.raises(DocJobsInputError, match=problem) as err:
+        MindeeHook("bad").enqueue(sample(tmp_path, "a.pdf"), "invoices", "v4")
+    assert "connection 'bad'" in str(err.value)
+    assert emulator.state.requests == []
+
+
+@pytest.mark.parametrize(
+    ("rendered", "problem"),
+    [("", "expected a file path or object-storage URI, got ''"), ({"a": 1}, "got {'a': 1}")],
+    ids=["empty", "wrong type"],
+)
+def test_a_template_that_renders_badly_fails_the_task_before_any_request(
+    airflow_db, emulator, capfd, rendered, problem
+):
+    dag_run = load_dags(DAGS)["docjobs_bad_template"].test(run_conf={"doc": rendered})
+    assert dag_run.state == "failed"
+    logs = capfd.readouterr()
+    assert "parameter 'document'" in logs.out + logs.err and problem in logs.out + logs.err
+    assert emulator.state.requests == []
