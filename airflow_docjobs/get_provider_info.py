@@ -104,8 +104,10 @@ def get_provider_info() -> dict:
         "hooks": modules("hooks"),
         "operators": modules("operators"),
         "sensors": modules("sensors"),
+        # One trigger serves every vendor: list it under each, so each integration's page shows it.
         "triggers": [
-            {"integration-name": integrations[0], "python-modules": ["airflow_docjobs.triggers.job"]},
+            {"integration-name": name, "python-modules": ["airflow_docjobs.triggers.job"]}
+            for name in integrations
         ],
         "extra-links": ["airflow_docjobs.links.FinovoxShareLink"],
         "config": {

@@ -87,6 +87,8 @@ def test_a_batch_ends_with_one_outcome_per_input(dags, emulator, results_uri, tm
         if outcome["state"] == "succeeded":
             landed = read_json(outcome["result_uri"])
             assert landed["state"] == "succeeded" and landed["result"] and outcome["error"] is None
+        elif outcome["state"] == "failed":
+            assert outcome["error"]["message"] and read_json(outcome["result_uri"])["state"] == "failed"
         else:
             assert outcome["error"]["message"] and outcome["result_uri"] is None
     # Rejected inputs never reached the vendor: one submit per accepted input, nothing more.

@@ -123,7 +123,9 @@ class DocJobSensor(BaseSensorOperator):
     def references(self) -> list[str | None]:
         """The rendered references: a batch's list, or a list of one."""
         value = getattr(self, self.reference_field)
-        refs = list(value) if self.batch else [value]
+        # By index, not by iterating: iterating a mapped task's lazy XCom sequence probes past its end and
+        # Airflow logs an "XCom not found" error for that probe.
+        refs = [value[i] for i in range(len(value))] if self.batch else [value]
         if not refs:
             raise self.hook.bad_input(self.reference_field, "the list of references is empty")
         for ref in refs:
@@ -212,18 +214,10 @@ class DocJobSensor(BaseSensorOperator):
             raise AirflowSensorTimeout(event.get("message") or "the job did not end before the timeout")
         if status == "failed":
             raise self._job_failed(event.get("message"), event.get("code"))
-        record = self.store(context).landed(self.job)
+        store = self.store(context)
+        record = store.landed(self.job) or self._fetch_missing(self.job, store)
         if record is None:
-            self.log.warning(
-                "The result of %s job %s is not in the results store %s (a file:// store the worker cannot "
-                "see?); fetching it from the vendor again. Set [docjobs] results_uri or the sensor's "
-                "results_uri to a store that the triggerer and the workers share.",
-                self.hook.vendor,
-                self.hook.describe_job(self.job),
-                self.store(context).prefix,
-            )
-            with self.hook:
-                return self._read(self.hook.get_job_status(self.job), context).xcom_value
+            raise self._error(DocJobsError, "the trigger saw the job end but the vendor now reads it pending")
         return self._landed_result(record)
 
     def _landed_result(self, record: Mapping[str, Any]) -> Any:
@@ -333,12 +327,14 @@ class DocJobSensor(BaseSensorOperator):
             }
             if ref is not None:
                 job = self.job_for(ref)
-                record = store.landed(job) or {
+                record = store.landed(job) or (None if timed_out else self._fetch_missing(job, store))
+                record = record or {
                     "state": FAILED,
                     "error": {"code": "timeout", "message": message or "still pending at the deadline"},
                 }
                 outcome |= {"state": record["state"], "error": record.get("error")}
-                outcome["result_uri"] = store.uri(job_key(job)) if record["state"] == SUCCEEDED else None
+                # Failed jobs landed too (their error, when they ended): ingestion reads both.
+                outcome["result_uri"] = store.uri(job_key(job)) if "landed_at" in record else None
             outcomes.append(outcome)
         uri = store.named(f"{_task_name(context)}.outcomes.json")
         write_json(uri, outcomes)
@@ -363,6 +359,26 @@ class DocJobSensor(BaseSensorOperator):
                 f"every outcome is recorded at {uri}",
             )
         return outcomes
+
+    def _fetch_missing(self, job: dict[str, Any], store: ResultsStore) -> dict[str, Any] | None:
+        """
+        A job the trigger reported ended but whose landed result this worker cannot read: fetch it from the
+        vendor once more, land it here, and say which setting to fix.
+        """
+        self.log.warning(
+            "The result of %s job %s is not in the results store %s (a file:// store this worker cannot "
+            "see?); fetching it from the vendor again. Set [docjobs] results_uri or the sensor's "
+            "results_uri to a store that the triggerer and the workers share.",
+            self.hook.vendor,
+            self.hook.describe_job(job),
+            store.prefix,
+        )
+        with self.hook:
+            status = self._poll(job, {})
+        if status is None or not status.terminal:
+            return None
+        store.land(job, landed_record(self.hook.vendor, self.hook.public_job(job), status))
+        return store.landed(job)
 
     def _error(self, cls: type[E], summary: str) -> E:
         return cls(summary, vendor=self.hook.vendor, conn_id=self.conn_id)

@@ -1,0 +1,38 @@
+"""
+A resumed sensor reads what the trigger landed; when this worker cannot see it (a file:// store on
+another machine), it fetches the result from the vendor once more and says which setting to fix.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from airflow_docjobs.hooks.docimprint import DocimprintHook
+from airflow_docjobs.results import ResultsStore
+from airflow_docjobs.sensors.docimprint import DocimprintJobSensor
+
+
+def context_for(task_id: str) -> dict:
+    ti = SimpleNamespace(dag_id="dag", task_id=task_id, map_index=-1, try_number=1)
+    return {"ti": ti, "run_id": "run"}
+
+
+def test_a_missing_landed_result_is_fetched_again_with_a_warning(emulator, tmp_path, capfd):
+    with DocimprintHook() as hook:
+        ids = [hook.submit_source(f"https://example.com/{name}.pdf") for name in ("a", "b")]
+    emulator.state.advance(5)
+    uri = f"file://{tmp_path / 'results'}"
+    single = DocimprintJobSensor(task_id="one", job_id=ids[0], results_uri=uri)
+    batch = DocimprintJobSensor(task_id="all", job_id=ids, results_uri=uri)
+    emulator.state.requests.clear()
+
+    result = single.execute_complete(context_for("one"), {"status": "success"})
+    outcomes = batch.execute_complete(context_for("all"), {"status": "success", "succeeded": 2, "failed": 0})
+
+    assert result["status"] == "complete" and result["job_id"] == ids[0]
+    assert [o["state"] for o in outcomes] == ["succeeded", "succeeded"]
+    # One fetch each for the jobs not yet landed here: the first was landed by the single sensor's fetch.
+    assert len(emulator.state.requests) == 2
+    store = ResultsStore(uri, "docimprint", "dag", "run")
+    assert len(store.landed_keys()) == 2  # landed now, so a retry reads them
+    assert "[docjobs] results_uri" in capfd.readouterr().out
