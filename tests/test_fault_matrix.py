@@ -7,6 +7,7 @@ permanent rows fail at once with the vendor's code and message and the connectio
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email.utils
 import json
 import socket
@@ -49,9 +50,8 @@ TRANSIENT_POLLS = {
     "429 + Retry-After seconds": [
         Fault(vendor="docimprint", path=POLL, status=429, retry_after="1", times=1)
     ],
-    "429 + Retry-After date": [
-        Fault(vendor="docimprint", path=POLL, status=429, retry_after=http_date(3), times=1)
-    ],
+    # The date is written when the fault is added (see the test), so it is still ahead then.
+    "429 + Retry-After date": [Fault(vendor="docimprint", path=POLL, status=429, retry_after="+3", times=1)],
     "429 without Retry-After": [Fault(vendor="docimprint", path=POLL, status=429, times=1)],
     "502 503 504 burst": [Fault(vendor="docimprint", path=POLL, status=s, times=1) for s in (502, 503, 504)],
     "slower than the timeout": [Fault(vendor="docimprint", path=POLL, delay=1.5, times=1)],
@@ -71,7 +71,10 @@ async def test_transient_answers_on_a_poll_end_in_success(emulator, monkeypatch,
     monkeypatch.setenv("AIRFLOW_CONN_DOCIMPRINT_DEFAULT", emulator.connection_json("docimprint", **extra))
     job = docimprint_job()
     emulator.state.advance(5)
-    emulator.state.faults.extend(TRANSIENT_POLLS[row])
+    for fault in TRANSIENT_POLLS[row]:
+        dated = fault.retry_after and fault.retry_after.startswith("+")
+        retry_after = http_date(float(fault.retry_after)) if dated else fault.retry_after
+        emulator.state.faults.append(dataclasses.replace(fault, retry_after=retry_after))
     trigger = DocJobTrigger(
         hook_class="airflow_docjobs.hooks.docimprint.DocimprintHook",
         conn_id="docimprint_default",
@@ -83,7 +86,7 @@ async def test_transient_answers_on_a_poll_end_in_success(emulator, monkeypatch,
     event = await asyncio.wait_for(anext(trigger.run()), 30)
     assert event.payload == {"status": "success"}
     assert all(fault.used_up() for fault in emulator.state.faults)
-    if row.startswith("429 + "):
+    if row.startswith("429 + "):  # with the date form, at least 2 of the 3 seconds remain (1 s resolution)
         assert time.monotonic() - started >= 0.9  # the vendor's wait was honoured, not the 10 ms backoff
 
 
