@@ -99,7 +99,7 @@ def get_provider_info() -> dict:
         "name": "Document AI jobs (Finovox, Mindee, docimprint, myBiros)",
         "description": "Submit documents to document-AI vendors' asynchronous APIs and wait for the results "
         "with deferrable sensors.",
-        "versions": ["0.1.0"],
+        "versions": ["0.2.0", "0.1.0"],
         "integrations": [{"integration-name": name, "tags": ["service"]} for name in integrations],
         "hooks": modules("hooks"),
         "operators": modules("operators"),

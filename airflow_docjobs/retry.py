@@ -15,6 +15,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from airflow_docjobs.version_compat import HAS_RETRY_POLICY
+
 PERMANENT = (
     "airflow_docjobs.exceptions.DocJobsInputError",
     "airflow_docjobs.exceptions.VendorAuthError",
@@ -30,10 +32,10 @@ def docjobs_retry_policy(transient_delay: timedelta = timedelta(minutes=1)) -> A
 
     :param transient_delay: wait before retrying after a transient vendor failure.
     """
-    try:
-        from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryRule
-    except ImportError:
+    if not HAS_RETRY_POLICY:
         return None
+    from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryRule
+
     return ExceptionRetryPolicy(
         rules=[
             RetryRule(

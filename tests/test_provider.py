@@ -12,6 +12,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+import airflow_docjobs
 from airflow_docjobs.get_provider_info import VENDORS, get_provider_info
 
 
@@ -68,4 +69,4 @@ def test_airflow_providers_list_shows_the_package():
         [str(airflow), "providers", "list", "-o", "json"], capture_output=True, text=True, check=True
     )
     packages = {p["package_name"]: p for p in json.loads(listed.stdout)}
-    assert packages["airflow-docjobs"]["version"] == "0.1.0"
+    assert packages["airflow-docjobs"]["version"] == airflow_docjobs.__version__

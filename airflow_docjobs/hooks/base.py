@@ -42,6 +42,7 @@ from airflow_docjobs.exceptions import (
 )
 from airflow_docjobs.hooks import transport
 from airflow_docjobs.hooks.inputs import InputRules, Upload
+from airflow_docjobs.version_compat import async_connection_lookup
 
 # Answers worth the same request again. A plain 500 is not among them: for most vendors it is a bug on
 # their side that a retry will not fix, and Finovox uses it for "this folder failed" (see finovox.py).
@@ -351,12 +352,7 @@ class DocJobsHook(BaseHook):
         return self._client
 
     async def _aload(self) -> tuple[ConnSettings, ssl.SSLContext | bool]:
-        aget_connection = getattr(self, "aget_connection", None)  # Airflow 3.0 has only the sync lookup
-        if aget_connection is None:
-            from asgiref.sync import sync_to_async
-
-            aget_connection = sync_to_async(self.get_connection)
-        settings = self.read_settings(await aget_connection(self.conn_id))
+        settings = self.read_settings(await async_connection_lookup(self)(self.conn_id))
         # Loading CA certificates blocks for a moment; keep it off the triggerer's event loop.
         return settings, await asyncio.to_thread(self._tls, settings)
 

@@ -11,19 +11,6 @@ from typing import Any, ClassVar
 
 from airflow.providers.common.compat.sdk import BaseOperator, mask_secret
 
-try:
-    from airflow.sdk import ResumableJobMixin
-except ImportError:  # Airflow < 3.3: no task_state_store either, so every try submits
-
-    class ResumableJobMixin:  # type: ignore[no-redef]
-        def __init__(self, *, durable: bool = True, **kwargs: Any) -> None:
-            super().__init__(**kwargs)
-            self.durable = durable
-
-        def execute_resumable(self, context: Any) -> Any:
-            return self.poll_until_complete(self.submit_job(context), context)  # type: ignore[attr-defined]
-
-
 from airflow_docjobs.exceptions import (
     DocJobsError,
     DocJobsInputError,
@@ -35,7 +22,9 @@ from airflow_docjobs.hooks.base import PENDING, SUCCEEDED, DocJobsHook
 from airflow_docjobs.hooks.inputs import content_sha256, documents_under, is_folder
 from airflow_docjobs.results import SUBMITTED, ResultsStore, batch_key, fernet, write_json
 from airflow_docjobs.retry import with_retry_policy
+from airflow_docjobs.version_compat import resumable_job_mixin
 
+ResumableJobMixin = resumable_job_mixin()
 # Airflow's ResumableJobMixin stores one input's job under this key; a batch stores one key per document.
 ITEM_KEY = "docjobs_item_{sha256}"
 
