@@ -40,6 +40,7 @@ from airflow_docjobs.exceptions import (
     VendorTransientError,
     VendorUnreachableError,
 )
+from airflow_docjobs.get_provider_info import CONN_FIELDS
 from airflow_docjobs.hooks import transport
 from airflow_docjobs.hooks.inputs import InputRules, Upload
 from airflow_docjobs.version_compat import async_connection_lookup
@@ -276,18 +277,23 @@ class DocJobsHook(BaseHook):
         # Fields from the connection form may arrive with Airflow's legacy prefix.
         prefix = f"extra__{self.conn_type}__"
         extra = {k.removeprefix(prefix): v for k, v in (conn.extra_dejson or {}).items()}
-        number = functools.partial(self._extra_number, extra)
-        flag = functools.partial(_extra_flag, extra)
+
+        def number(key: str) -> float:
+            return self._extra_number(extra, key, CONN_FIELDS[key]["schema"]["default"])
+
+        def flag(key: str) -> bool:
+            return _extra_flag(extra, key, CONN_FIELDS[key]["schema"]["default"])
+
         return ConnSettings(
             base_url=self._base_url(conn),
             auth={self.auth_header: f"{self.auth_scheme}{secret}"},
             secret=secret,
-            timeout=httpx.Timeout(number("timeout", 60.0), connect=number("connect_timeout", 10.0)),
+            timeout=httpx.Timeout(number("timeout"), connect=number("connect_timeout")),
             backoff=Backoff(
-                max_attempts=int(number("max_attempts", Backoff.max_attempts)),
-                base_delay=number("retry_base_delay", Backoff.base_delay),
-                max_delay=number("retry_max_delay", Backoff.max_delay),
-                deadline=number("retry_deadline", Backoff.deadline),
+                max_attempts=int(number("max_attempts")),
+                base_delay=number("retry_base_delay"),
+                max_delay=number("retry_max_delay"),
+                deadline=number("retry_deadline"),
             ),
             verify=flag("verify"),
             ca_bundle=extra.get("ca_bundle"),
