@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit
 
@@ -340,9 +341,6 @@ class DocJobsHook(BaseHook):
                 f"connection extra 'ca_bundle' {settings.ca_bundle!r} is not a readable PEM file: {exc}",
             ) from exc
 
-    def _headers(self) -> dict[str, str]:
-        return {"User-Agent": f"airflow-docjobs/{__version__}", "Accept": "application/json"}
-
     def get_conn(self) -> httpx.Client:
         """The hook's sync client, built once from the connection."""
         if self._client is None:
@@ -375,7 +373,7 @@ class DocJobsHook(BaseHook):
             pool = await self.apool()
             self._async_client = httpx.AsyncClient(
                 base_url=pool.settings.base_url + "/",
-                headers={**self._headers(), **pool.settings.auth},
+                headers=self._auth_headers,
                 transport=transport.PoolTransport(pool),
                 follow_redirects=False,
             )
@@ -441,14 +439,26 @@ class DocJobsHook(BaseHook):
 
     # ---- sending ------------------------------------------------------------------------------------
 
+    def _target(self, call: Call) -> tuple[str, bool]:
+        """The absolute URL of a call, and whether it is on the connection's own origin (gets the key)."""
+        base = self.settings.base_url
+        if "://" not in call.path:
+            return f"{base}/{call.path}", True
+        return call.path, _origin(call.path) == _origin(base)
+
+    @cached_property
+    def _plain_headers(self) -> dict[str, str]:
+        return {"User-Agent": f"airflow-docjobs/{__version__}", "Accept": "application/json"}
+
+    @cached_property
+    def _auth_headers(self) -> dict[str, str]:
+        return self._plain_headers | dict(self.settings.auth)
+
     @contextmanager
     def _request(self, call: Call) -> Iterator[httpx.Request]:
         """The request for one attempt; uploads are opened anew so a retry streams them again."""
-        settings = self.settings
-        absolute = "://" in call.path
-        url = call.path if absolute else f"{settings.base_url}/{call.path}"
-        same_host = not absolute or _origin(call.path) == _origin(settings.base_url)
-        headers = self._headers() | (dict(settings.auth) if same_host else {})
+        url, same_host = self._target(call)
+        headers = self._auth_headers if same_host else self._plain_headers
         with ExitStack() as stack:
             files = [
                 (u.field, (u.filename, stack.enter_context(u.open()), u.content_type)) for u in call.uploads
@@ -557,8 +567,13 @@ class DocJobsHook(BaseHook):
         while True:
             await pool.wait_if_paused()
             try:
-                with self._request(call) as request:
-                    response = await pool.send(request)
+                if call.uploads or call.data:
+                    with self._request(call) as request:
+                        response = await pool.send(request)
+                else:
+                    url, same_host = self._target(call)
+                    headers = self._auth_headers if same_host else self._plain_headers
+                    response = await pool.send_call(call.method, url, headers, call.params, call.json)
             except httpx.TransportError as exc:
                 outcome: httpx.Response | httpx.TransportError = exc
             else:
