@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv test lint demo emulator bench clean
+.PHONY: venv test test-fast lint demo emulator airflow-home bench clean
 
 venv: $(STAMP)
 
@@ -22,15 +22,25 @@ lint: $(STAMP)
 test: lint
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
+# Local iteration: everything but the real deployments (CI runs `make test`, which has them).
+test-fast: lint
+	$(VENV)/bin/pytest -q -m "not integration" $(PYTEST_ARGS)
+
 demo: $(STAMP)
 	$(PY) scripts/demo.py
 
 emulator: $(STAMP)
 	$(PY) -m airflow_docjobs.emulator --port 8080
 
-# Ours vs Airflow's HTTP provider triggers, one run, medians; see benchmarks/README.md.
+# A throwaway Airflow home (.airflow/) for your own DAGs against `make emulator`: eval "$$(make -s airflow-home)".
+# AIRFLOW_HOME_ARGS passes options, e.g. AIRFLOW_HOME_ARGS="--emulator http://127.0.0.1:8081".
+airflow-home: $(STAMP)
+	@$(PY) scripts/airflow_home.py $(AIRFLOW_HOME_ARGS)
+
+# Polling cost (vs Airflow's HttpSensorTrigger) and the nightly run; writes benchmarks/results.json.
+# ~15 minutes; BENCH_ARGS=--quick for a smoke run. See benchmarks/README.md.
 bench: $(STAMP)
-	$(PY) benchmarks/bench_polling.py $(BENCH_ARGS)
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .demo .pytest_cache .ruff_cache
+	rm -rf $(VENV) .demo .airflow .pytest_cache .ruff_cache

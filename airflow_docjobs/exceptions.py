@@ -8,7 +8,7 @@ Errors raised by airflow-docjobs.
      ├── VendorTransientError         429 / 5xx / network / timeout / non-JSON body, still failing after retries
      │    └── VendorUnreachableError  the vendor's host name does not resolve: not retried within a call
      ├── VendorAPIError               a permanent HTTP answer: retrying the same request cannot help
-     │    ├── VendorAuthError         401 / 403
+     │    ├── VendorAuthError         401 / 402 / 403 (docimprint refuses a bad payment token with 402)
      │    ├── VendorRequestError      400 / 422 and other 4xx
      │    └── VendorNotFoundError     404: unknown job, token or document
      └── VendorJobFailedError         the vendor says the job failed (also an AirflowFailException: no retry)
@@ -90,7 +90,7 @@ class VendorAPIError(DocJobsError):
 
 
 class VendorAuthError(VendorAPIError):
-    """The vendor refused the credentials (401/403)."""
+    """The vendor refused the credentials (401/403; docimprint's 402 for a bad payment token)."""
 
 
 class VendorRequestError(VendorAPIError):

@@ -201,3 +201,15 @@ async def test_frozen_clock_over_config_holds_jobs_still(client, emu):
     assert (await client.get(f"/docimprint/v1/jobs/{job_id}")).json()["status"] == "processing"
     emu.advance(0.01)
     assert (await client.get(f"/docimprint/v1/jobs/{job_id}")).json()["status"] == "complete"
+
+
+async def test_freezing_over_http_stops_the_clock_at_once(client, emu):
+    """A freeze takes effect when it is asked for, not at the next vendor request (a thaw likewise)."""
+    await client.post("/_emulator/config", json={"frozen_clock": True})
+    frozen = emu.now()
+    await asyncio.sleep(0.05)
+    assert emu.now() == frozen
+    await client.post("/_emulator/config", json={"frozen_clock": False})
+    await asyncio.sleep(0.05)
+    await client.post("/_emulator/config", json={"frozen_clock": True})
+    assert emu.now() >= frozen + 0.05  # the thawed 50 ms counted

@@ -4,10 +4,11 @@ LocalExecutor on SQLite, everything on loopback) against the vendor emulator.
 
 ``dag.test()`` runs a trigger inline in the test process; only a real deployment has a separate triggerer
 whose events go through the database and a worker that resumes the task. This module starts one
-deployment, triggers ``docjobs_demo`` once through the REST API and checks what that run left behind: the
-run's state, every sensor's XCom (a dict, decoded once, as downstream tasks receive it), proof that each
-sensor was deferred to a DocJobTrigger and resumed on a worker with the result, and that no secret leaked
-into logs, XComs, rendered fields or trigger kwargs.
+deployment (through ``deployment.py``, shared with ``test_deployment.py``), triggers ``docjobs_demo`` once
+through the REST API and checks what that run left behind: the run's state, every sensor's XCom (a dict,
+decoded once, as downstream tasks receive it), proof that each sensor was deferred to a DocJobTrigger and
+resumed on a worker with the result, and that no secret leaked into logs, XComs, rendered fields or
+trigger kwargs.
 
 About a minute on two idle cores, half of it Airflow starting up.
 """
@@ -15,29 +16,20 @@ About a minute on two idle cores, half of it Airflow starting up.
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from contextlib import closing, suppress
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from cryptography.fernet import Fernet
+from deployment import Airflow, Component, Emulator, decode_xcom, events
 
 ROOT = Path(__file__).resolve().parent.parent
-AIRFLOW = Path(sys.executable).parent / "airflow"
 DAG_ID = "docjobs_demo"
-VENDORS = ("finovox", "mindee", "docimprint", "biros")
-SECRET = "emulator"  # the emulator's API key, the password of every connection
 # sensor task id -> (its submit task, the hook its trigger polls through)
 SENSORS = {
     "finovox_document_result": ("finovox_submit_document", "airflow_docjobs.hooks.finovox.FinovoxHook"),
@@ -53,7 +45,6 @@ TRIGGER_CLASSPATH = "airflow_docjobs.triggers.job.DocJobTrigger"
 PROCESSING_SECONDS = 20
 STARTUP_TIMEOUT = 180  # airflow standalone up, API answering, DAG parsed (20 to 45 s on two cores)
 RUN_TIMEOUT = 240  # trigger to the run's end (about 35 s)
-STOP_TIMEOUT = 30
 
 # The API key in the shapes a leak takes: an HTTP header line, a header dict (JSON or repr), a connection
 # field or URI. The bare word "emulator" is everywhere legitimately (module paths, command lines).
@@ -63,33 +54,14 @@ SECRET_FORMS = re.compile(
     r"|://[^/\s:@]*:emulator@)"
 )
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def tail(path: Path, lines: int = 60, chars: int = 8000) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError as exc:
-        return f"({path}: {exc})"
-    return "\n".join(text.splitlines()[-lines:])[-chars:]
-
-
-def connect_ro(db: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+pytestmark = pytest.mark.integration
 
 
 @dataclass
 class Outcome:
     """What one run of the demo DAG on a real Airflow left behind."""
 
-    home: Path
-    work: Path
-    fernet_key: str
-    emulator_port: int = 0
+    airflow: Airflow
     run_id: str = ""
     run_state: str = ""
     elapsed: dict[str, float] = field(default_factory=dict)
@@ -105,331 +77,108 @@ class Outcome:
     warehouse: list[tuple[str, str]] = field(default_factory=list)
 
     @property
-    def fernet(self) -> Fernet:
-        return Fernet(self.fernet_key)
+    def home(self) -> Path:
+        return self.airflow.home
 
     @property
-    def db(self) -> Path:
-        return self.home / "airflow.db"
+    def emulator_port(self) -> int:
+        return self.airflow.emulator.port
 
     @property
     def standalone_log(self) -> Path:
-        return self.work / "standalone.log"
-
-    @property
-    def emulator_log(self) -> Path:
-        return self.work / "emulator.log"
+        return self.airflow.components["standalone"].log
 
     def task_log_dir(self, task_id: str) -> Path:
-        return self.home / "logs" / f"dag_id={DAG_ID}" / f"run_id={self.run_id}" / f"task_id={task_id}"
-
-    def context(self) -> str:
-        """The end of both logs, for a failure message."""
-        return (
-            f"\n\n--- Airflow home {self.home}; run {self.run_id or '(not triggered)'} {self.run_state}; "
-            f"timings {self.elapsed}\n--- tail of {self.standalone_log}:\n{tail(self.standalone_log)}"
-            f"\n--- tail of {self.emulator_log}:\n{tail(self.emulator_log, 20, 3000)}"
-        )
+        return self.airflow.task_log_dir(DAG_ID, self.run_id, task_id)
 
     def check(self, problems: list[str]) -> None:
-        if problems:
-            pytest.fail("\n".join(f"- {p}" for p in problems) + self.context(), pytrace=False)
+        self.airflow.check(problems)
 
 
-class Deployment:
-    """The emulator and ``airflow standalone`` as subprocesses, each in its own process group."""
+def start(work: Path) -> Airflow:
+    """The emulator, then ``airflow standalone`` on a SQLite home, watched for components it could not run."""
+    emulator = Emulator(work, PROCESSING_SECONDS)
+    db = work / "airflow" / "airflow.db"
+    env = {
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "example_dags"),
+        "AIRFLOW__CORE__PARALLELISM": "6",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",  # only docjobs_demo gets unpaused
+        "DOCJOBS_DEMO_WAREHOUSE": str(work / "warehouse.sqlite"),
+    }
+    airflow = Airflow(
+        work,
+        db_url=f"sqlite:///{db}",
+        read_url=f"sqlite:///file:{db}?mode=ro&uri=true",
+        emulator=emulator,
+        env=env,
+    )
+    standalone = airflow.start("standalone", "standalone")
+    airflow.watchers.append(lambda: _threads_alive(airflow, standalone))
+    return airflow
 
-    def __init__(self, outcome: Outcome) -> None:
-        self.outcome = outcome
-        self.emulator: subprocess.Popen | None = None
-        self.standalone: subprocess.Popen | None = None
-        self.api_port = free_port()
-        self.api = f"http://127.0.0.1:{self.api_port}"
-        self.http = httpx.Client(base_url=self.api, timeout=10)
-        self._log_offset = 0
 
-    def fail(self, message: str) -> None:
-        pytest.fail(message + self.outcome.context(), pytrace=False)
+def _threads_alive(airflow: Airflow, standalone: Component) -> None:
+    """standalone carries on when it could not start a component: its log says so, and the test fails."""
+    if match := re.search(rb"Exception in thread ([\w-]+)", standalone.new_output()):
+        time.sleep(1)  # let the traceback reach the log
+        airflow.fail(f"airflow standalone could not run its {match.group(1).decode()}")
 
-    def env(self) -> dict[str, str]:
-        """Built from scratch: nothing of the suite's own Airflow setup (conftest) leaks in, nor out."""
-        home, work = self.outcome.home, self.outcome.work
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.upper().startswith(("AIRFLOW", "_AIRFLOW", "DOCJOBS"))
-        }
-        env.update(
-            {
-                "AIRFLOW_HOME": str(home),
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-                "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "example_dags"),
-                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api}/execution/",
-                "AIRFLOW__CORE__FERNET_KEY": self.outcome.fernet_key,
-                "AIRFLOW__CORE__PARALLELISM": "6",
-                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",  # only docjobs_demo gets unpaused
-                "AIRFLOW__API__HOST": "127.0.0.1",
-                "AIRFLOW__API__PORT": str(self.api_port),
-                "AIRFLOW__API__WORKERS": "1",
-                # Served by the scheduler and the triggerer (on every interface: Airflow has no host option).
-                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-                "AIRFLOW__LOGGING__COLORED_CONSOLE_LOG": "False",
-                "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
-                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-                "AIRFLOW__DAG_PROCESSOR__PRINT_STATS_INTERVAL": "600",
-                "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
-                "DOCJOBS_DEMO_WAREHOUSE": str(work / "warehouse.sqlite"),
-                "NO_COLOR": "1",
-                # standalone starts each component as a bare `airflow`: this virtualenv's must come first
-                "PATH": os.pathsep.join([str(AIRFLOW.parent), os.environ.get("PATH", os.defpath)]),
-            }
+
+def look(outcome: Outcome) -> bool:
+    """
+    One look at the trigger table and the run's deferred sensors, keeping every trigger row seen (they are
+    deleted once they fired); whether the run ended.
+    """
+    airflow = outcome.airflow
+    for trigger_id, row in airflow.triggers().items():
+        outcome.triggers.setdefault(trigger_id, (row["classpath"], row["stored"], json.dumps(row["kwargs"])))
+    for (task_id, _), ti in airflow.task_instances(DAG_ID, outcome.run_id).items():
+        if ti["state"] == "deferred" and ti["trigger_id"] in outcome.triggers:
+            classpath, _, kwargs = outcome.triggers[ti["trigger_id"]]
+            outcome.deferred[(task_id, ti["trigger_id"])] = {"classpath": classpath, **json.loads(kwargs)}
+    outcome.run_state = airflow.run_state(DAG_ID, outcome.run_id) or ""
+    return outcome.run_state in ("success", "failed")
+
+
+def collect(outcome: Outcome) -> None:
+    airflow = outcome.airflow
+    outcome.journal = airflow.emulator.journal()
+    record = airflow.record(DAG_ID, outcome.run_id)
+    outcome.task_instances = {task_id: ti for (task_id, _), ti in record["tis"].items()}
+    outcome.xcoms = {(task_id, key): value for (task_id, _, key), value in record["xcoms"].items()}
+    outcome.audit = {task_id: found for (task_id, _), found in record["audit"].items()}
+    outcome.rendered = {
+        row["task_id"]: row["rendered"]
+        for row in airflow.rows(
+            "SELECT task_id, CAST(rendered_fields AS TEXT) AS rendered FROM rendered_task_instance_fields"
+            " WHERE dag_id = :dag_id AND run_id = :run_id",
+            dag_id=DAG_ID,
+            run_id=outcome.run_id,
         )
-        for vendor in VENDORS:
-            env[f"AIRFLOW_CONN_{vendor.upper()}_DEFAULT"] = json.dumps(
-                {
-                    "conn_type": vendor,
-                    "host": f"http://127.0.0.1:{self.outcome.emulator_port}/{vendor}",
-                    "password": SECRET,
-                }
-            )
-        return env
-
-    # ---- processes ------------------------------------------------------------------------------
-
-    def start_emulator(self) -> None:
-        out = self.outcome.work / "emulator.out"
-        with out.open("w") as stdout, self.outcome.emulator_log.open("w") as stderr:
-            self.emulator = subprocess.Popen(
-                [
-                    *(sys.executable, "-m", "airflow_docjobs.emulator", "--port", "0"),
-                    *("--processing-seconds", str(PROCESSING_SECONDS)),
-                ],
-                stdout=stdout,
-                stderr=stderr,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if match := re.search(r"listening on http://127\.0\.0\.1:(\d+)", out.read_text()):
-                self.outcome.emulator_port = int(match.group(1))
-                return
-            if self.emulator.poll() is not None:
-                break
-            time.sleep(0.1)
-        self.fail(f"the emulator did not start: {out.read_text()!r}")
-
-    def start_airflow(self) -> None:
-        with self.outcome.standalone_log.open("w") as log:
-            self.standalone = subprocess.Popen(
-                [str(AIRFLOW), "standalone"],
-                env=self.env(),
-                cwd=self.outcome.work,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # its own process group: the scheduler, workers, triggerer... too
-            )
-
-    def stop(self) -> None:
-        self.http.close()
-        for proc in (self.standalone, self.emulator):
-            if proc is None:
-                continue
-            _stop_group(proc)
-
-    # ---- the API ----------------------------------------------------------------------------------
-
-    def alive(self) -> None:
-        """Fail fast if standalone exited, or could not start a component (it carries on without it)."""
-        if self.standalone is not None and self.standalone.poll() is not None:
-            self.fail(f"airflow standalone exited with status {self.standalone.returncode}")
-        with self.outcome.standalone_log.open("rb") as log:
-            log.seek(self._log_offset)
-            new = log.read()
-        self._log_offset += new.rfind(b"\n") + 1
-        if match := re.search(rb"Exception in thread ([\w-]+)", new[: new.rfind(b"\n") + 1]):
-            time.sleep(1)  # let the traceback reach the log
-            self.fail(f"airflow standalone could not run its {match.group(1).decode()}")
-
-    def wait_until_ready(self) -> None:
-        """API server up, admin token issued, docjobs_demo parsed."""
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        stage = "the API server to answer"
-        while time.monotonic() < deadline:
-            self.alive()
-            try:
-                if "authorization" not in self.http.headers:
-                    self.http.get("/api/v2/monitor/health").raise_for_status()
-                    stage = "the admin password and a token"
-                    passwords = self.outcome.home / "simple_auth_manager_passwords.json.generated"
-                    password = json.loads(passwords.read_text())["admin"]
-                    answer = self.http.post("/auth/token", json={"username": "admin", "password": password})
-                    answer.raise_for_status()
-                    self.http.headers["authorization"] = f"Bearer {answer.json()['access_token']}"
-                    stage = f"the DAG {DAG_ID} to be parsed"
-                if self.http.get(f"/api/v2/dags/{DAG_ID}").status_code == 200:
-                    return
-            except (httpx.HTTPError, OSError, ValueError, KeyError):
-                pass
-            time.sleep(1)
-        self.fail(f"gave up after {STARTUP_TIMEOUT}s waiting for {stage}")
-
-    def trigger(self) -> str:
-        """Unpause the DAG and start a run through the REST API."""
-        for method, path, body in (
-            ("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": False}),
-            ("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None}),
-        ):
-            answer = self.http.request(method, path, json=body)
-            if answer.status_code != 200:
-                self.fail(f"{method} {path} answered {answer.status_code}: {answer.text}")
-        return answer.json()["dag_run_id"]
-
-    def wait_for_run(self) -> str:
-        """
-        Wait for the run to end, reading the database (the API's access log would drown standalone's
-        log) and keeping every trigger row seen: they are deleted once they fired.
-        """
-        deadline = time.monotonic() + RUN_TIMEOUT
-        state = "queued"
-        while time.monotonic() < deadline:
-            self.alive()
-            state = self.look() or state
-            if state in ("success", "failed"):
-                return state
-            time.sleep(0.5)
-        self.fail(f"the run did not end within {RUN_TIMEOUT}s (state {state!r})")
-        raise AssertionError  # unreachable, for type checkers
-
-    def look(self) -> str | None:
-        """One look at the run's state, its deferred sensors and the trigger table."""
-        outcome = self.outcome
-        key = (DAG_ID, outcome.run_id)
-        try:
-            with closing(connect_ro(outcome.db)) as db:
-                state = db.execute(
-                    "SELECT state FROM dag_run WHERE dag_id = ? AND run_id = ?", key
-                ).fetchone()
-                rows = db.execute("SELECT id, classpath, kwargs FROM trigger").fetchall()
-                deferred = db.execute(
-                    "SELECT task_id, trigger_id FROM task_instance"
-                    " WHERE dag_id = ? AND run_id = ? AND state = 'deferred' AND trigger_id IS NOT NULL",
-                    key,
-                ).fetchall()
-        except sqlite3.Error:
-            return None  # busy: the next look will do
-        for trigger_id, classpath, stored in rows:
-            if trigger_id not in outcome.triggers:
-                outcome.triggers[trigger_id] = (classpath, stored, _decrypt(outcome.fernet, stored))
-        for task_id, trigger_id in deferred:
-            if trigger_id in outcome.triggers:
-                classpath, _, kwargs = outcome.triggers[trigger_id]
-                outcome.deferred[(task_id, trigger_id)] = {"classpath": classpath, **json.loads(kwargs)}
-        return state[0] if state else None
-
-    # ---- what the run left behind -------------------------------------------------------------------
-
-    def collect(self) -> None:
-        outcome = self.outcome
-        try:
-            outcome.journal = httpx.get(
-                f"http://127.0.0.1:{outcome.emulator_port}/_emulator/requests", timeout=10
-            ).json()
-        except (httpx.HTTPError, ValueError) as exc:
-            self.fail(f"could not read the emulator's request journal: {exc!r}")
-        key = (DAG_ID, outcome.run_id)
-        with closing(connect_ro(outcome.db)) as db:
-            db.row_factory = sqlite3.Row
-            outcome.task_instances = {
-                row["task_id"]: dict(row)
-                for row in db.execute("SELECT * FROM task_instance WHERE dag_id = ? AND run_id = ?", key)
-            }
-            outcome.xcoms = {
-                # The column is declared JSON: SQLite hands back a bare number as an int.
-                (row["task_id"], row["key"]): row["value"]
-                if isinstance(row["value"], str)
-                else json.dumps(row["value"])
-                for row in db.execute(
-                    "SELECT task_id, key, value FROM xcom WHERE dag_id = ? AND run_id = ?", key
-                )
-            }
-            for row in db.execute(
-                "SELECT task_id, event FROM log WHERE dag_id = ? AND run_id = ? ORDER BY dttm, id", key
-            ):
-                outcome.audit.setdefault(row["task_id"], []).append(row["event"])
-            outcome.rendered = {
-                row["task_id"]: str(row["rendered_fields"])
-                for row in db.execute(
-                    "SELECT task_id, rendered_fields FROM rendered_task_instance_fields"
-                    " WHERE dag_id = ? AND run_id = ?",
-                    key,
-                )
-            }
-        warehouse = outcome.work / "warehouse.sqlite"
-        if warehouse.exists():
-            with closing(sqlite3.connect(warehouse)) as db:
-                outcome.warehouse = db.execute(
-                    "SELECT source, result FROM document_results WHERE run_id = ?", (outcome.run_id,)
-                ).fetchall()
-
-
-def _decrypt(fernet: Fernet, stored: str) -> str:
-    """Trigger kwargs as Airflow stores them: Fernet-encrypted JSON (plain JSON on some migration paths)."""
-    return stored if stored.startswith("{") else fernet.decrypt(stored.encode()).decode()
-
-
-def _stop_group(proc: subprocess.Popen) -> None:
-    """SIGTERM the process group, SIGKILL what is left after STOP_TIMEOUT; reap the leader."""
-    pgid = proc.pid  # start_new_session: the leader's pid is the group id
-    for sig, grace in ((signal.SIGTERM, STOP_TIMEOUT), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            break
-        deadline = time.monotonic() + grace
-        while _group_alive(pgid) and time.monotonic() < deadline:
-            proc.poll()  # reap the leader as soon as it exits
-            time.sleep(0.2)
-        if not _group_alive(pgid):
-            break
-    with suppress(subprocess.TimeoutExpired):
-        proc.wait(10)
-
-
-def _group_alive(pgid: int) -> bool:
-    """Any process of the group that is not a zombie (zombies wait for init to reap them)."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+    }
+    warehouse = airflow.work / "warehouse.sqlite"
+    if warehouse.exists():
+        with closing(sqlite3.connect(warehouse)) as db:
+            outcome.warehouse = db.execute(
+                "SELECT source, result FROM document_results WHERE run_id = ?", (outcome.run_id,)
+            ).fetchall()
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory) -> Iterator[Outcome]:
     work = tmp_path_factory.mktemp("standalone")
-    outcome = Outcome(home=work / "airflow", work=work, fernet_key=Fernet.generate_key().decode())
-    outcome.home.mkdir()
-    deployment = Deployment(outcome)
     started = time.monotonic()
+    outcome = Outcome(airflow := start(work))
     try:
-        deployment.start_emulator()
-        deployment.start_airflow()
-        deployment.wait_until_ready()
+        airflow.wait_until_ready([DAG_ID], STARTUP_TIMEOUT)
         outcome.elapsed["ready"] = round(time.monotonic() - started)
-        outcome.run_id = deployment.trigger()
-        outcome.run_state = deployment.wait_for_run()
+        outcome.run_id = airflow.trigger(DAG_ID)
+        airflow.wait("the run to end", RUN_TIMEOUT, lambda: look(outcome))
         outcome.elapsed["run_ended"] = round(time.monotonic() - started)
-        deployment.collect()
+        collect(outcome)
     finally:
-        deployment.stop()
+        airflow.stop()
+        airflow.emulator.stop()
         outcome.elapsed["stopped"] = round(time.monotonic() - started)
     yield outcome
 
@@ -472,7 +221,7 @@ def test_demo_run_succeeds(demo_run):
         problems.append(f"ingest stored results for {sources}, expected {expected}")
     if states.get("ingest") == "failed":
         log = demo_run.task_log_dir("ingest") / "attempt=1.log"
-        for event in _events(log):
+        for event in events(log):
             for error in event.get("error_detail") or []:
                 frames = error.get("frames") or [{}]
                 where = ", ".join(f"{f.get('filename')}:{f.get('lineno')}" for f in frames[-2:])
@@ -493,13 +242,13 @@ def test_each_sensor_returns_the_vendor_result(demo_run):
         if stored is None:
             problems.append(f"{sensor}: no return_value XCom")
             continue
-        values[sensor], double = _decode(stored)
+        values[sensor], double = decode_xcom(stored)
         if double:
             problems.append(
                 f"{sensor}: return_value is stored double-encoded, a JSON string holding the result"
                 f" ({stored[:70]}...): a downstream task pulls a str, not the result dict"
             )
-        values[submit], _ = _decode(demo_run.xcoms.get((submit, "return_value"), "null"))
+        values[submit], _ = decode_xcom(demo_run.xcoms.get((submit, "return_value"), "null"))
 
     def expect(sensor: str, what: str, check: Any) -> None:
         if sensor not in values:
@@ -540,7 +289,7 @@ def test_each_sensor_returns_the_vendor_result(demo_run):
     if stored is None:
         problems.append("finovox_case_result: no _link_FinovoxShareLink XCom")
     else:
-        link, double = _decode(stored)
+        link, double = decode_xcom(stored)
         if double:
             problems.append(f"finovox_case_result: _link_FinovoxShareLink is stored double-encoded: {stored}")
         if not url or link != url:
@@ -570,13 +319,13 @@ def test_sensors_were_deferred_then_resumed_with_the_result(demo_run):
         ti = demo_run.task_instances.get(sensor, {})
         if (ti.get("state"), ti.get("try_number")) != ("success", 1):
             problems.append(f"{sensor}: state {ti.get('state')!r}, try {ti.get('try_number')!r}")
-        events = demo_run.audit.get(sensor, [])
-        if events != ["running", "deferred", "running", "success"]:
+        audit = demo_run.audit.get(sensor, [])
+        if audit != ["running", "deferred", "running", "success"]:
             problems.append(
-                f"{sensor}: audit log events {events}, expected running, deferred, running, success"
+                f"{sensor}: audit log events {audit}, expected running, deferred, running, success"
             )
 
-        worker = [e.get("event", "") for e in _events(demo_run.task_log_dir(sensor) / "attempt=1.log")]
+        worker = [e.get("event", "") for e in events(demo_run.task_log_dir(sensor) / "attempt=1.log")]
         starts = worker.count("Worker startup parse complete")
         deferrals = [e for e in worker if e.startswith("Pausing task as DEFERRED")]
         if starts != 2 or len(deferrals) != 1 or "Pushing xcom" not in worker:
@@ -589,14 +338,14 @@ def test_sensors_were_deferred_then_resumed_with_the_result(demo_run):
         fired = [
             e
             for path in trigger_logs
-            for e in _events(path)
+            for e in events(path)
             if e.get("event") == "Trigger fired event"
             and e.get("result") == "TriggerEvent<{'status': 'success'}>"
         ]
         succeeded = [
             e
             for path in trigger_logs
-            for e in _events(path)
+            for e in events(path)
             if e.get("logger") == "airflow_docjobs.triggers.job.DocJobTrigger"
             and e["event"].endswith(" succeeded")
         ]
@@ -663,38 +412,6 @@ def test_no_secret_leaks(demo_run):
                     f"a Finovox retrieve token leaks in {name}: ...{text[max(0, start - 120) : start + 40]!r}"
                 )
     demo_run.check(problems)
-
-
-def _events(path: Path) -> list[dict[str, Any]]:
-    """A JSON-lines task or trigger log; missing file, no events."""
-    events = []
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return []
-    for line in lines:
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(event, dict):
-            event.setdefault("event", "")
-            events.append(event)
-    return events
-
-
-def _decode(stored: str) -> tuple[Any, bool]:
-    """
-    An XCom ``value`` column, decoded once (as the Execution API serves it to a task) and, if that gives a
-    string that is itself JSON, decoded again: (the value, whether it was stored double-encoded).
-    """
-    value = json.loads(stored)
-    if isinstance(value, str):
-        try:
-            return json.loads(value), True
-        except ValueError:
-            pass
-    return value, False
 
 
 def _keys(value: Any) -> set[str]:

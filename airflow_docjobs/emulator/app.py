@@ -62,10 +62,12 @@ async def _config(request: Request) -> Response:
         changes = await read_json(request)
         if not isinstance(changes, dict):
             return _problem("expected a JSON object of settings")
+        emulator.now()  # the clock catches up with its old setting before the change...
         try:
             emulator.settings.update(changes)
         except ValueError as exc:
             return _problem(str(exc))
+        emulator.now()  # ...and freezes or thaws at this moment, not at the next vendor request
     return JSONResponse(dataclasses.asdict(emulator.settings))
 
 

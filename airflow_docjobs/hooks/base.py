@@ -202,7 +202,7 @@ class DocJobsHook(BaseHook):
     The connection's host holds the base URL (scheme, port and path prefix honoured; empty means the
     vendor's public default), its password the secret. The extra may set ``timeout`` and
     ``connect_timeout`` (seconds), ``verify`` (bool), ``ca_bundle`` (path to a PEM file) and the
-    :class:`RetryPolicy` fields.
+    :class:`Backoff` fields, and ``resend_ambiguous_submits`` (see ``get_provider_info.CONN_FIELDS``).
 
     :param conn_id: Airflow connection id.
     """
@@ -694,7 +694,7 @@ _SUMMARIES: dict[type, str] = {
 
 
 def _error_class(status: int) -> type[VendorAPIError] | type[VendorTransientError]:
-    if status in (401, 403):
+    if status in REFUSED_KEY_STATUSES:  # docimprint refuses a bad payment token with 402
         return VendorAuthError
     if status == 404:
         return VendorNotFoundError
