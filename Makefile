@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv test test-fast lint demo emulator airflow-home bench clean
+.PHONY: venv test test-fast lint demo emulator airflow-home bench soak clean
 
 venv: $(STAMP)
 
@@ -41,6 +41,11 @@ airflow-home: $(STAMP)
 # ~15 minutes; BENCH_ARGS=--quick for a smoke run. See benchmarks/README.md.
 bench: $(STAMP)
 	$(PY) benchmarks/run.py $(BENCH_ARGS)
+
+# 10,000 waits for 10 minutes with 1% of polls faulted; writes benchmarks/soak.json (docs/reliability.md).
+soak: $(STAMP)
+	$(PY) benchmarks/soak.py $(SOAK_ARGS) > .soak.log 2>&1 || (tail -40 .soak.log; exit 1)
+	@cat benchmarks/soak.json
 
 clean:
 	rm -rf $(VENV) .demo .airflow .pytest_cache .ruff_cache

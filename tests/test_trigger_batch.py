@@ -196,3 +196,13 @@ async def test_many_single_triggers_share_one_pool_over_tls(tmp_path, monkeypatc
         # One pool for all of them: a handful of TLS connections (bounded by concurrency), not one per trigger.
         assert server.connections <= 32, server.connections
         assert len(store.landed_keys()) == 100
+
+
+async def test_a_hook_polled_concurrently_takes_the_pool_once_and_gives_it_back(emulator):
+    """The first polls of a batch start together; the pool must still be released, then closed."""
+    jobs = submit_docimprint(*(f"{i}.pdf" for i in range(8)))
+    async with DocimprintHook() as hook:
+        await asyncio.gather(*(hook.aget_job_status(job) for job in jobs))
+        pool = hook._pool
+        assert pool is not None and pool.users == 1
+    assert pool.users == 0 and pool.session is None  # closed with its last user

@@ -226,6 +226,7 @@ class DocJobsHook(BaseHook):
         # Per thread, what the last sync call went through (a list submit runs calls in threads).
         self._calls = threading.local()
         self._pool: transport.AsyncPool | None = None
+        self._pool_lock = asyncio.Lock()
         self._async_client: httpx.AsyncClient | None = None
 
     def error(self, cls: type[E], summary: str, **details: Any) -> E:
@@ -362,9 +363,11 @@ class DocJobsHook(BaseHook):
 
     async def apool(self) -> transport.AsyncPool:
         """This loop's pool for the connection, shared with every other hook of the same connection."""
-        if self._pool is None:
-            self._pool = await transport.acquire((self.conn_type, self.conn_id), self._aload)
-            self._settings = self._pool.settings
+        # A batch's first polls ask for it at once: one of them acquires it, the others wait for it.
+        async with self._pool_lock:
+            if self._pool is None:
+                self._pool = await transport.acquire((self.conn_type, self.conn_id), self._aload)
+                self._settings = self._pool.settings
         return self._pool
 
     async def aget_conn(self) -> httpx.AsyncClient:

@@ -1,0 +1,201 @@
+"""
+Soak: 10,000 concurrent waits in one asyncio loop (one triggerer process) for ten minutes, over TLS, with
+about 1% of polls answered by an injected fault. Passes when every wait ends in success, every result is
+landed, and the event loop never blocked longer than Airflow's 0.2 s warning threshold.
+
+    .venv/bin/python benchmarks/soak.py [--waits 10000] [--minutes 10] [--interval 30]
+
+or ``make soak``. The emulator runs as a subprocess with ``--tls``; the jobs are made in bulk in ten
+groups whose processing times end them spread over the soak. 90% wait in one list-mode trigger, 10% in
+single-document triggers (sharing the pool), as a triggerer holding both kinds would. A fault injector
+adds, every second, transient faults (429 with Retry-After, 502, 503, 504, a 200 with an HTML body) for
+1% of that second's expected polls. A loop monitor sleeps 50 ms at a time and records how late it wakes:
+the worst lateness is the longest time the loop was blocked. Figures go to ``benchmarks/soak.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pendulum
+from cryptography.fernet import Fernet
+
+HOOK = "airflow_docjobs.hooks.docimprint.DocimprintHook"
+FAULTS = (
+    {"status": 429, "retry_after": "1"},
+    {"status": 502},
+    {"status": 503},
+    {"status": 504},
+    {"status": 200, "body": "<html>gateway</html>"},
+)
+BLOCK_THRESHOLD = 0.2  # Airflow's triggerer warns when a trigger blocks its loop longer than this
+
+
+def start_emulator() -> tuple[subprocess.Popen, str, str]:
+    emulator = subprocess.Popen(
+        [sys.executable, "-m", "airflow_docjobs.emulator", "--tls", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    ca = ""
+    for line in emulator.stdout:  # type: ignore[union-attr]
+        if "CA certificate" in line:
+            ca = line.split(":", 1)[1].strip()
+        if "listening on" in line:
+            return emulator, line.split()[-1], ca
+    raise SystemExit("the emulator did not start")
+
+
+async def first_event(trigger: object) -> object:
+    """Run a trigger to its event and close it, as the triggerer does (its hook leaves the shared pool)."""
+    run = trigger.run()  # type: ignore[attr-defined]
+    try:
+        return await anext(run)
+    finally:
+        await run.aclose()
+
+
+async def monitor_loop(stop: asyncio.Event, lateness: list[float]) -> None:
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        before = loop.time()
+        await asyncio.sleep(0.05)
+        lateness.append(loop.time() - before - 0.05)
+
+
+async def inject_faults(client: httpx.AsyncClient, stop: asyncio.Event, percent: float) -> int:
+    """Every second, faults for ``percent`` of the polls the emulator saw in the second before."""
+    injected, owed, kinds = 0, 0.0, itertools.cycle(FAULTS)
+    seen = (await client.get("/_emulator/stats")).json()["requests"]
+    while not stop.is_set():
+        await asyncio.sleep(1)
+        now = (await client.get("/_emulator/stats")).json()["requests"]
+        owed += (now - seen) * percent / 100
+        seen = now
+        while owed >= 1:
+            fault = {"vendor": "docimprint", "path": "/v1/jobs/", "method": "GET", "times": 1, **next(kinds)}
+            await client.post("/_emulator/faults", json=fault)
+            owed -= 1
+            injected += 1
+    return injected
+
+
+async def soak(args: argparse.Namespace, url: str, ca: str) -> dict:
+    from airflow_docjobs.hooks.docimprint import DocimprintHook
+    from airflow_docjobs.results import ResultsStore
+    from airflow_docjobs.triggers.job import DocJobTrigger
+
+    seconds = args.minutes * 60
+    async with httpx.AsyncClient(base_url=url, verify=ca, timeout=60) as control:
+        refs: list[str] = []
+        group = args.waits // 10
+        for n in range(10):  # ten groups ending at 10%, 20%, ... 100% of the soak
+            answer = await control.post(
+                "/_emulator/bulk",
+                json={
+                    "vendor": "docimprint",
+                    "count": group,
+                    "processing_seconds": max(1.0, seconds * (n + 1) / 10 - 5),
+                },
+            )
+            refs += answer.json()["references"]
+        store = ResultsStore(f"file://{args.store}", "docimprint", "soak", "run")
+        deadline = pendulum.now("UTC").add(seconds=seconds + 30 * args.interval).isoformat()
+        common = {"hook_class": HOOK, "conn_id": "docimprint_default", "deadline": deadline}
+        jobs = [DocimprintHook.job(ref) for ref in refs]
+        singles = jobs[: len(jobs) // 10]
+        triggers = [
+            DocJobTrigger(
+                **common,
+                poll_interval=args.interval,
+                jobs=DocJobTrigger.pack(jobs[len(singles) :], store),
+                results=store.spec(),
+            )
+        ] + [
+            DocJobTrigger(**common, poll_interval=args.interval, job=job, results=store.spec())
+            for job in singles
+        ]
+        # Each trigger as the triggerer runs it: rebuilt from its serialized kwargs.
+        triggers = [type(t)(**t.serialize()[1]) for t in triggers]
+        stop, lateness = asyncio.Event(), []
+        monitor = asyncio.create_task(monitor_loop(stop, lateness))
+        injector = asyncio.create_task(inject_faults(control, stop, args.fault_percent))
+        cpu, started = time.process_time(), time.monotonic()
+        events = await asyncio.gather(*(first_event(t) for t in triggers))
+        wall, cpu = time.monotonic() - started, time.process_time() - cpu
+        stop.set()
+        injected = await injector
+        await monitor
+        stats = (await control.get("/_emulator/stats")).json()
+    statuses = [e.payload["status"] for e in events]
+    landed = len(store.landed_keys())
+    return {
+        "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "date": pendulum.now("UTC").isoformat(),
+        "waits": len(jobs),
+        "list_waits": len(jobs) - len(singles),
+        "single_waits": len(singles),
+        "poll_interval_s": args.interval,
+        "wall_s": round(wall, 1),
+        "requests": stats["requests"],
+        "faults_injected": injected,
+        "fault_share": round(injected / max(1, stats["requests"]), 4),
+        "events": {s: statuses.count(s) for s in set(statuses)},
+        "landed": landed,
+        "client_cpu_us_per_request": round(cpu / max(1, stats["requests"]) * 1e6),
+        "max_loop_block_s": round(max(lateness, default=0), 3),
+        "loop_blocks_over_threshold": sum(late > BLOCK_THRESHOLD for late in lateness),
+        "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "passed": statuses.count("success") == len(triggers)
+        and landed == len(jobs)
+        and max(lateness, default=0) <= BLOCK_THRESHOLD,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--waits", type=int, default=10_000)
+    parser.add_argument("--minutes", type=float, default=10)
+    parser.add_argument("--interval", type=float, default=30, help="poll interval of every wait, seconds")
+    parser.add_argument("--fault-percent", type=float, default=1.0, help="share of polls given a fault")
+    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "soak.json")
+    args = parser.parse_args()
+    emulator, url, ca = start_emulator()
+    with tempfile.TemporaryDirectory(prefix="docjobs-soak-") as tmp:
+        args.store = Path(tmp) / "results"
+        os.environ["AIRFLOW_HOME"] = tmp
+        # A large batch's job list is stored encrypted with Airflow's Fernet key, as a deployment has one.
+        os.environ["AIRFLOW__CORE__FERNET_KEY"] = Fernet.generate_key().decode()
+        os.environ["AIRFLOW_CONN_DOCIMPRINT_DEFAULT"] = json.dumps(
+            {
+                "conn_type": "docimprint",
+                "host": f"{url}/docimprint",
+                "password": "emulator",
+                "extra": {"ca_bundle": ca},
+            }
+        )
+        try:
+            result = asyncio.run(soak(args, url, ca))
+        finally:
+            emulator.kill()
+            emulator.wait(10)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return 0 if result["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
