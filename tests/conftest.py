@@ -1,6 +1,7 @@
 """
-Shared fixtures: a private Airflow home on SQLite, the vendor emulator on a loopback port, and one Airflow
-connection per vendor pointing at it through ``AIRFLOW_CONN_*``.
+Shared fixtures: a private Airflow home on SQLite, the vendor emulator on a loopback port, one Airflow
+connection per vendor pointing at it through ``AIRFLOW_CONN_*`` (``vendor_conn`` sets more), and the
+emulator's frozen clock (``frozen``) for tests that wait for a job without racing wall time.
 """
 
 from __future__ import annotations
@@ -34,19 +35,95 @@ os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
 )
 os.environ.setdefault("AIRFLOW__CORE__FERNET_KEY", "rO3I9n9H4eCNbgZu9VAbXdwV5bU7_KbW8Wvy1ZyJ4WM=")
 
+import asyncio  # noqa: E402
+import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
 
 from airflow_docjobs.emulator import EmulatorSettings  # noqa: E402
 from airflow_docjobs.emulator.testing import EmulatorServer  # noqa: E402
+from airflow_docjobs.hooks.base import DocJobsHook  # noqa: E402
+from airflow_docjobs.hooks.biros import BirosHook  # noqa: E402
+from airflow_docjobs.hooks.docimprint import DocimprintHook  # noqa: E402
+from airflow_docjobs.hooks.finovox import FinovoxHook  # noqa: E402
+from airflow_docjobs.hooks.mindee import MindeeHook  # noqa: E402
 
 VENDORS = ("finovox", "mindee", "docimprint", "biros")
 SECRET = "emulator"
 # Fast retries so the suite never sleeps for long; the policy's shape is the same as in production.
 FAST_RETRIES = {"retry_base_delay": 0.01, "retry_max_delay": 0.05, "max_attempts": 3, "timeout": 5}
 FIXTURES = Path(__file__).parent / "fixtures"
+# What polls a job, per vendor, as a substring of the emulator journal's paths.
+POLL_PATHS = {
+    "finovox": "/retrieve",
+    "mindee": "/documents/queue/",
+    "docimprint": "/v1/jobs/",
+    "biros": "/predicted-documents/",
+}
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of vendor job: how to submit a document named ``name`` and get its job reference."""
+
+    name: str
+    vendor: str
+    hook: type[DocJobsHook]
+    submit_path: str
+
+    def submit(self, hook: Any, folder: Path, name: str) -> dict[str, Any]:
+        doc = str(copy_sample(folder, name))
+        if self.name == "finovox":
+            return hook.job(hook.submit_document(doc))
+        if self.name == "finovox-case":
+            return hook.job(hook.submit_case([doc], "rental"), "case")
+        if self.name == "mindee":
+            return hook.job(hook.enqueue(doc, "invoices", "v4"), "invoices", "v4")
+        if self.name == "docimprint":
+            return hook.job(hook.submit_source(f"https://example.com/{name}"))
+        return hook.job("svc-1", hook.submit_document(doc, "svc-1"))
+
+    async def asubmit(self, hook: Any, folder: Path, name: str) -> dict[str, Any]:
+        doc = str(copy_sample(folder, name))
+        if self.name == "finovox":
+            return hook.job(await hook.asubmit_document(doc))
+        if self.name == "finovox-case":
+            return hook.job(await hook.asubmit_case([doc], "rental"), "case")
+        if self.name == "mindee":
+            return hook.job(await hook.aenqueue(doc, "invoices", "v4"), "invoices", "v4")
+        if self.name == "docimprint":
+            return hook.job(await hook.asubmit_source(f"https://example.com/{name}"))
+        return hook.job("svc-1", await hook.asubmit_document(doc, "svc-1"))
+
+    def submits(self, emulator) -> list[dict]:
+        """The submits of this kind the emulator received."""
+        return [r for r in journal(emulator, method="POST") if r["path"].endswith(self.submit_path)]
+
+
+# Every kind of job the provider submits, each through its vendor's own submit call.
+KINDS = [
+    Kind("finovox", "finovox", FinovoxHook, "/analyse"),
+    Kind("finovox-case", "finovox", FinovoxHook, "/case"),
+    Kind("mindee", "mindee", MindeeHook, "/predict_async"),
+    Kind("docimprint", "docimprint", DocimprintHook, "/v1/extract"),
+    Kind("biros", "biros", BirosHook, "/async-predict"),
+]
+KIND_IDS = [kind.name for kind in KINDS]
+# How long a test waits for something that normally takes milliseconds, on a loaded machine.
+PATIENCE = 60.0
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "dagtest: runs DAGs with dag.test() (seconds per case)")
+    config.addinivalue_line("markers", "integration: starts a real Airflow deployment (minutes)")
 
 
 @pytest.fixture(scope="session")
@@ -62,6 +139,13 @@ def emulator_server():
         yield server
 
 
+def connection_json(vendor: str, host: str, password: str = SECRET, **extra: Any) -> str:
+    """An Airflow connection (for ``AIRFLOW_CONN_<ID>``) with the suite's fast retries unless overridden."""
+    return json.dumps(
+        {"conn_type": vendor, "host": host, "password": password, "extra": FAST_RETRIES | extra}
+    )
+
+
 @pytest.fixture
 def emulator(emulator_server, monkeypatch):
     """The running emulator, reset for each test, with every vendor's default connection set."""
@@ -71,9 +155,94 @@ def emulator(emulator_server, monkeypatch):
     )
     for vendor in VENDORS:
         monkeypatch.setenv(
-            f"AIRFLOW_CONN_{vendor.upper()}_DEFAULT", emulator_server.connection_json(vendor, **FAST_RETRIES)
+            f"AIRFLOW_CONN_{vendor.upper()}_DEFAULT",
+            connection_json(vendor, emulator_server.vendor_url(vendor)),
         )
     return emulator_server
+
+
+@pytest.fixture
+def vendor_conn(emulator, monkeypatch) -> Callable[..., str]:
+    """
+    Set one vendor's connection and return its id: ``vendor_conn("docimprint", timeout=0.5)`` replaces
+    ``docimprint_default``, ``conn_id="slow"`` adds another. It points at the emulator with its current
+    key unless ``fields`` say otherwise (``host``, ``password``, ``port``, ``schema``; ``None`` leaves a
+    field out); the extra keeps the suite's fast retries for every key not given.
+    """
+
+    def set_connection(
+        vendor: str, conn_id: str | None = None, fields: dict[str, Any] | None = None, **extra: Any
+    ) -> str:
+        conn_id = conn_id or f"{vendor}_default"
+        conn = {
+            "conn_type": vendor,
+            "host": emulator.vendor_url(vendor),
+            "password": emulator.state.settings.api_key,
+            **(fields or {}),
+            "extra": FAST_RETRIES | extra,
+        }
+        conn = {key: value for key, value in conn.items() if value is not None}
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+        return conn_id
+
+    return set_connection
+
+
+@pytest.fixture
+def frozen(emulator):
+    """The emulator with its clock stopped: jobs move only when the test calls ``state.advance()``."""
+    emulator.state.freeze()
+    yield emulator
+    # Thawed where it stopped (the clock never jumps back), so the next test starts on wall time again.
+    emulator.state.settings.frozen_clock = False
+    emulator.state.now()
+
+
+@pytest.fixture
+def refused_url() -> str:
+    """A loopback URL whose port nothing listens on: every connection to it is refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def journal(emulator, path: str = "", method: str | None = None) -> list[dict]:
+    """The requests the emulator received whose path contains ``path`` (and of ``method``, if given)."""
+    return [r for r in list(emulator.state.requests) if path in r["path"] and method in (None, r["method"])]
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait, without blocking the event loop, until ``condition()`` holds (fail after ``PATIENCE``)."""
+    async with asyncio.timeout(PATIENCE):
+        while not condition():  # noqa: ASYNC110 - the condition is the emulator's state, in another thread
+            await asyncio.sleep(0.01)
+
+
+@contextmanager
+def advancing(emulator, path: str, steps: list[tuple[int, float]]) -> Iterator[None]:
+    """
+    In a background thread, for a blocking run such as ``dag.test()``: once ``count`` requests to ``path``
+    have reached the frozen emulator, advance its clock by ``seconds``, for each ``(count, seconds)`` step.
+    A step whose count never comes is taken after ``PATIENCE`` seconds, so a broken run ends, and fails.
+    """
+    stop = threading.Event()
+
+    def run() -> None:
+        for count, seconds in steps:
+            deadline = time.monotonic() + PATIENCE
+            while len(journal(emulator, path)) < count and time.monotonic() < deadline:
+                if stop.wait(0.01):
+                    return
+            emulator.state.advance(seconds)
+
+    thread = threading.Thread(target=run, name="advance-clock", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 @pytest.fixture

@@ -1,4 +1,8 @@
-"""The generic trigger, run for real against the emulator: it polls, survives trouble, and ends."""
+"""
+The generic trigger, run for real against the emulator with its clock frozen, so a job ends only when the
+test says so: it polls through one pooled connection, logs progress once per change, and ends.
+Failures and back-off are in ``test_trigger_failures.py``, batches in ``test_trigger_batch.py``.
+"""
 
 from __future__ import annotations
 
@@ -8,28 +12,27 @@ import json
 
 import pendulum
 import pytest
-from airflow.triggers.base import TriggerEvent
-from conftest import copy_sample
+from conftest import PATIENCE, POLL_PATHS, copy_sample, journal, until
 
-from airflow_docjobs.emulator import Fault
 from airflow_docjobs.hooks.docimprint import DocimprintHook
 from airflow_docjobs.hooks.finovox import FinovoxHook
 from airflow_docjobs.triggers.job import DocJobTrigger
 
 DOCIMPRINT = "airflow_docjobs.hooks.docimprint.DocimprintHook"
+FINOVOX = "airflow_docjobs.hooks.finovox.FinovoxHook"
+POLL = POLL_PATHS["docimprint"]
 
 
 def trigger_for(
-    job: dict, *, hook: str = DOCIMPRINT, conn_id: str = "docimprint_default", seconds: float = 30, **kw
-):
+    job: dict, *, hook: str = DOCIMPRINT, conn_id: str = "docimprint_default", seconds: float = PATIENCE, **kw
+) -> DocJobTrigger:
     deadline = pendulum.now("UTC").add(seconds=seconds).isoformat()
-    return DocJobTrigger(
-        hook_class=hook, conn_id=conn_id, job=job, deadline=deadline, poll_interval=0.05, **kw
-    )
+    kw.setdefault("poll_interval", 0.05)
+    return DocJobTrigger(hook_class=hook, conn_id=conn_id, job=job, deadline=deadline, **kw)
 
 
-async def first_event(trigger: DocJobTrigger) -> TriggerEvent:
-    return await asyncio.wait_for(anext(trigger.run()), timeout=30)
+async def first_event(trigger: DocJobTrigger) -> dict:
+    return (await asyncio.wait_for(anext(trigger.run()), timeout=PATIENCE)).payload
 
 
 def submit_docimprint(source: str = "https://example.com/a.pdf") -> dict:
@@ -37,56 +40,85 @@ def submit_docimprint(source: str = "https://example.com/a.pdf") -> dict:
         return hook.job(hook.submit_source(source))
 
 
-async def test_success_resumes_the_sensor_without_the_result_in_the_event(emulator):
+def polls(emulator) -> int:
+    return len(journal(emulator, POLL))
+
+
+async def test_a_wait_polls_until_the_job_ends_and_resumes_without_the_result(frozen):
     job = submit_docimprint()
-    event = await first_event(trigger_for(job))
+    frozen.state.requests.clear()
+    frozen.reset_counters()
+    waiting = asyncio.create_task(first_event(trigger_for(job)))
+    await until(lambda: polls(frozen) >= 3)  # pending for as long as the clock stands still
+    frozen.state.advance(5)
+    event = await waiting
     # The triggerer logs event payloads: the result (personal data) is fetched by the sensor instead.
-    assert event.payload == {"status": "success"}
-    polls = [r for r in emulator.state.requests if r["method"] == "GET"]
-    # Polled every 50 ms for the 0.5 s the job took: several polls, one request each.
-    assert 3 <= len(polls) <= 15
+    assert event == {"status": "success"}
+    requests = journal(frozen)
+    assert all(r["method"] == "GET" and r["path"].endswith(job["job_id"]) for r in requests)
+    # One request per poll, all through one kept-alive connection: no client or handshake per poll.
+    assert frozen.connections == 1 and frozen.state.stats()["requests"] == len(requests)
 
 
-async def test_vendor_failure_resumes_with_the_message(emulator):
-    event = await first_event(trigger_for(submit_docimprint("https://example.com/fail.pdf")))
-    assert event.payload["status"] == "failed" and event.payload["message"]
-
-
-async def test_deadline_ends_the_wait(emulator):
-    event = await first_event(trigger_for(submit_docimprint("https://example.com/never.pdf"), seconds=0.3))
-    assert event.payload["status"] == "timeout"
-
-
-async def test_transient_trouble_never_ends_the_wait(emulator):
+async def test_the_first_poll_waits_one_interval(frozen):
     job = submit_docimprint()
-    # Each poll makes 3 attempts (FAST_RETRIES): 7 failed requests span 2 failed polls and one more attempt.
-    emulator.state.faults.append(Fault(vendor="docimprint", path="/v1/jobs/", status=503, times=7))
-    emulator.state.faults.append(
-        Fault(vendor="docimprint", path="/v1/jobs/", status=200, body="<html>", times=1)
-    )
+    started = asyncio.get_running_loop().time()
+    waiting = asyncio.create_task(first_event(trigger_for(job, poll_interval=0.5)))
+    await until(lambda: polls(frozen) >= 1)
+    assert asyncio.get_running_loop().time() - started >= 0.45  # the sensor has just polled itself
+    frozen.state.advance(5)
+    assert (await waiting)["status"] == "success"
+
+
+async def test_vendor_failure_resumes_with_the_message_and_code(frozen):
+    job = submit_docimprint("https://example.com/fail.pdf")
+    frozen.state.advance(5)
     event = await first_event(trigger_for(job))
-    assert event.payload == {"status": "success"}
+    assert event["status"] == "failed" and event["message"] and event["code"] == "extract_failed"
 
 
-async def test_many_failed_polls_in_a_row_end_the_wait(emulator):
+async def test_the_deadline_ends_the_wait(frozen):
+    event = await first_event(trigger_for(submit_docimprint(), seconds=0.5))
+    assert event["status"] == "timeout" and event["pending"] == 1
+    assert "docimprint_default" in event["message"]
+
+
+async def test_an_expired_finovox_token_waits_until_the_deadline(frozen, tmp_path):
+    """Finovox forgets a result after its TTL and then answers "not ready": a timeout, never an error."""
+    with FinovoxHook() as hook:
+        job = hook.job(hook.submit_document(str(copy_sample(tmp_path, "a.pdf"))))
+    frozen.state.advance(5 + frozen.state.settings.result_ttl_seconds)
+    event = await first_event(trigger_for(job, hook=FINOVOX, conn_id="finovox_default", seconds=1))
+    assert event["status"] == "timeout"
+    assert len(journal(frozen, "/retrieve")) >= 1
+
+
+async def test_progress_is_logged_once_per_change(frozen, capfd):
     job = submit_docimprint()
-    emulator.state.faults.append(Fault(vendor="docimprint", path="/v1/jobs/", status=502))
-    event = await first_event(trigger_for(job, max_consecutive_failures=2))
-    assert event.payload["status"] == "error" and event.payload["error_type"] == "VendorTransientError"
-    assert "2 polls in a row failed" in event.payload["message"]
+    waiting = asyncio.create_task(first_event(trigger_for(job)))
+    await until(lambda: polls(frozen) >= 3)
+    frozen.state.advance(0.25)  # half way through the 0.5 s the job takes
+    seen = polls(frozen)
+    await until(lambda: polls(frozen) >= seen + 3)
+    frozen.state.advance(5)
+    assert (await waiting)["status"] == "success"
+    lines = [
+        line for line in capfd.readouterr().out.splitlines() if f"docimprint job_id={job['job_id']}: " in line
+    ]
+    assert [line.split(": ", 1)[1].split("%")[0] for line in lines] == ["0", "50"], lines
+    assert polls(frozen) >= 7  # the lines are not one per poll
 
 
 async def test_permanent_error_ends_the_wait_at_once(emulator):
     event = await first_event(trigger_for({"job_id": "job_unknown"}))
-    assert event.payload["error_type"] == "VendorNotFoundError"
+    assert event["status"] == "error" and event["error_type"] == "VendorNotFoundError"
+    assert polls(emulator) == 1
 
 
 def test_serialize_round_trip_is_json_without_secrets(emulator, tmp_path):
     with FinovoxHook() as hook:
         token = hook.submit_document(str(copy_sample(tmp_path, "a.pdf")))
-    trigger = trigger_for(
-        FinovoxHook.job(token), hook="airflow_docjobs.hooks.finovox.FinovoxHook", conn_id="finovox_default"
-    )
+    trigger = trigger_for(FinovoxHook.job(token), hook=FINOVOX, conn_id="finovox_default")
     classpath, kwargs = trigger.serialize()
     assert classpath == "airflow_docjobs.triggers.job.DocJobTrigger"
     text = json.dumps(kwargs)  # JSON only
@@ -95,20 +127,24 @@ def test_serialize_round_trip_is_json_without_secrets(emulator, tmp_path):
     assert again.serialize() == (classpath, kwargs)
 
 
-async def test_recreated_trigger_resumes_mid_wait_with_the_same_deadline(emulator):
+async def test_recreated_trigger_resumes_mid_wait_with_the_same_deadline(frozen):
     job = submit_docimprint()
-    trigger = trigger_for(job, seconds=20)
+    trigger = trigger_for(job, seconds=PATIENCE)
     run = trigger.run()
     waiting = asyncio.ensure_future(anext(run))
-    await asyncio.sleep(0.15)  # mid-wait: the triggerer "dies"
+    await until(lambda: polls(frozen) >= 2)  # mid-wait: the triggerer "dies"
     waiting.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await waiting
     await run.aclose()  # runs the trigger's cleanup: its client is closed
     _, kwargs = trigger.serialize()
-    restarted = DocJobTrigger(**kwargs)
+    restarted = DocJobTrigger(**json.loads(json.dumps(kwargs)))
     assert restarted.deadline == trigger.deadline
-    assert (await first_event(restarted)).payload == {"status": "success"}
+    resumed = asyncio.create_task(first_event(restarted))
+    seen = polls(frozen)
+    await until(lambda: polls(frozen) > seen)  # the restarted trigger polls the same job
+    frozen.state.advance(5)
+    assert (await resumed) == {"status": "success"}
 
 
 def test_trigger_refuses_a_non_hook_class():

@@ -42,6 +42,7 @@ E = TypeVar("E", bound=DocJobsError)
 # How long past the trigger's own deadline the defer timeout waits: a backstop if the triggerer is gone.
 DEFER_GRACE = timedelta(minutes=5)
 FAILURES_KEY = "docjobs_failed_polls"
+PROGRESS_KEY = "docjobs_logged_progress"
 
 
 class DocJobSensor(BaseSensorOperator):
@@ -296,15 +297,26 @@ class DocJobSensor(BaseSensorOperator):
             return PokeReturnValue(is_done=True, xcom_value=status.result)
         if status.state == FAILED:
             raise self._job_failed(status.message, status.code)
-        if status.progress != self._last_progress:
+        if self._progress_changed(context, status.progress):
             self.log.info(
                 "%s job %s: %s",
                 self.hook.vendor,
                 self.hook.describe_job(self.job),
                 status.progress or "pending",
             )
-            self._last_progress = status.progress
         return False
+
+    def _progress_changed(self, context: Any, progress: str | None) -> bool:
+        """Whether progress moved since it was last logged; kept across reschedules like the failure count."""
+        store = context.get("task_state_store") if self.reschedule else None
+        if store is None:
+            changed, self._last_progress = progress != self._last_progress, progress
+            return changed
+        key = f"{PROGRESS_KEY}_{context['ti'].try_number}"
+        if store.get(key) == progress:
+            return False
+        store.set(key, progress or "")
+        return True
 
     # ---- a batch's outcomes ---------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """
 DAGs the test suite runs with ``dag.test()`` against the emulator: one submit and one sensor per vendor,
-in deferrable and in poke mode, plus timeout and durable-submit cases. The document name comes from the
-run conf (``file``, ``name``), since the emulator picks its scenario from it.
+in each sensor mode (deferrable, poke, reschedule), plus timeout, durable-submit and vendor-down cases. The document name
+comes from the run conf (``file``, ``name``), since the emulator picks its scenario from it.
 """
 
 from __future__ import annotations
@@ -15,44 +15,21 @@ from airflow_docjobs.operators.biros import BirosSubmitOperator
 from airflow_docjobs.operators.docimprint import DocimprintSubmitOperator
 from airflow_docjobs.operators.finovox import FinovoxSubmitCaseOperator, FinovoxSubmitDocumentOperator
 from airflow_docjobs.operators.mindee import MindeeSubmitOperator
+from airflow_docjobs.retry import docjobs_retry_policy
 from airflow_docjobs.sensors.biros import BirosDocumentSensor
 from airflow_docjobs.sensors.docimprint import DocimprintJobSensor
 from airflow_docjobs.sensors.finovox import FinovoxResultSensor
 from airflow_docjobs.sensors.mindee import MindeeJobSensor
 
 FILE = "{{ params.file }}"
+MODES = {
+    "deferrable": {"deferrable": True},
+    "poke": {"deferrable": False},
+    "reschedule": {"deferrable": False, "mode": "reschedule"},
+}
 
 
-def finovox(wait):
-    submit = FinovoxSubmitDocumentOperator(task_id="submit", file=FILE)
-    return submit, FinovoxResultSensor(task_id="wait", retrieve_token=submit.output, **wait)
-
-
-def finovox_case(wait):
-    submit = FinovoxSubmitCaseOperator(
-        task_id="submit", documents=[FILE], use_case="rental", analyse_type=["decision", "share_link"]
-    )
-    return submit, FinovoxResultSensor(task_id="wait", retrieve_token=submit.output, analysis="case", **wait)
-
-
-def mindee(wait):
-    submit = MindeeSubmitOperator(task_id="submit", document=FILE, product="invoices", version="v4")
-    return submit, MindeeJobSensor(
-        task_id="wait", job_id=submit.output, product="invoices", version="v4", **wait
-    )
-
-
-def docimprint(wait, submit_class=DocimprintSubmitOperator):
-    submit = submit_class(task_id="submit", source="https://example.com/{{ params.name }}")
-    return submit, DocimprintJobSensor(task_id="wait", job_id=submit.output, **wait)
-
-
-def biros(wait):
-    submit = BirosSubmitOperator(task_id="submit", file=FILE, service_id="svc-1")
-    return submit, BirosDocumentSensor(task_id="wait", service_id="svc-1", document_id=submit.output, **wait)
-
-
-class WorkerDiesAfterSubmit(DocimprintSubmitOperator):
+class DiesAfterSubmit:
     """Fails its first try right after the vendor accepted the job, as a killed worker would."""
 
     def execute(self, context):
@@ -60,6 +37,48 @@ class WorkerDiesAfterSubmit(DocimprintSubmitOperator):
         if context["ti"].try_number == 1:
             raise RuntimeError("worker lost after submitting")
         return reference
+
+
+def dies_after_submit(operator: type) -> type:
+    return type(f"{operator.__name__}DiesAfterSubmit", (DiesAfterSubmit, operator), {"__module__": __name__})
+
+
+def finovox(wait, submit_class=FinovoxSubmitDocumentOperator):
+    submit = submit_class(task_id="submit", file=FILE)
+    return submit, FinovoxResultSensor(task_id="wait", retrieve_token=submit.output, **wait)
+
+
+def finovox_case(wait, submit_class=FinovoxSubmitCaseOperator):
+    submit = submit_class(
+        task_id="submit", documents=[FILE], use_case="rental", analyse_type=["decision", "share_link"]
+    )
+    return submit, FinovoxResultSensor(task_id="wait", retrieve_token=submit.output, analysis="case", **wait)
+
+
+def mindee(wait, submit_class=MindeeSubmitOperator):
+    submit = submit_class(task_id="submit", document=FILE, product="invoices", version="v4")
+    return submit, MindeeJobSensor(
+        task_id="wait", job_id=submit.output, product="invoices", version="v4", **wait
+    )
+
+
+def docimprint(wait, submit_class=DocimprintSubmitOperator, source="https://example.com/{{ params.name }}"):
+    submit = submit_class(task_id="submit", source=source)
+    return submit, DocimprintJobSensor(task_id="wait", job_id=submit.output, **wait)
+
+
+def biros(wait, submit_class=BirosSubmitOperator):
+    submit = submit_class(task_id="submit", file=FILE, service_id="svc-1")
+    return submit, BirosDocumentSensor(task_id="wait", service_id="svc-1", document_id=submit.output, **wait)
+
+
+VENDORS = {
+    "finovox": (finovox, FinovoxSubmitDocumentOperator),
+    "finovox_case": (finovox_case, FinovoxSubmitCaseOperator),
+    "mindee": (mindee, MindeeSubmitOperator),
+    "docimprint": (docimprint, DocimprintSubmitOperator),
+    "biros": (biros, BirosSubmitOperator),
+}
 
 
 def make_dag(dag_id, build, **wait):
@@ -76,33 +95,36 @@ def make_dag(dag_id, build, **wait):
     return dag
 
 
-VENDORS = {
-    "finovox": finovox,
-    "finovox_case": finovox_case,
-    "mindee": mindee,
-    "docimprint": docimprint,
-    "biros": biros,
-}
-DAGS = {
-    f"docjobs_{vendor}_{mode}": make_dag(f"docjobs_{vendor}_{mode}", build, deferrable=mode == "deferrable")
-    for vendor, build in VENDORS.items()
-    for mode in ("deferrable", "poke")
-}
-DAGS["docjobs_docimprint_reschedule"] = make_dag(
-    "docjobs_docimprint_reschedule", docimprint, deferrable=False, mode="reschedule"
+DAGS = {}
+for vendor, (build, submit_class) in VENDORS.items():
+    for mode, wait in MODES.items():
+        DAGS[f"docjobs_{vendor}_{mode}"] = make_dag(f"docjobs_{vendor}_{mode}", build, **wait)
+        DAGS[f"docjobs_{vendor}_{mode}_timeout"] = make_dag(
+            f"docjobs_{vendor}_{mode}_timeout", build, **wait, timeout=1
+        )
+    # A retry of the submit reuses the job its first try submitted (Airflow >= 3.3).
+    DAGS[f"docjobs_{vendor}_durable"] = make_dag(
+        f"docjobs_{vendor}_durable",
+        lambda wait, build=build, submit_class=submit_class: build(wait, dies_after_submit(submit_class)),
+    )
+
+# The retry renders another source: other parameters, so a new job.
+DAGS["docjobs_docimprint_durable_changed"] = make_dag(
+    "docjobs_docimprint_durable_changed",
+    lambda wait: docimprint(
+        wait,
+        dies_after_submit(DocimprintSubmitOperator),
+        source="https://example.com/try{{ ti.try_number }}/{{ params.name }}",
+    ),
 )
-DAGS["docjobs_reschedule_vendor_down"] = make_dag(
-    "docjobs_reschedule_vendor_down",
-    docimprint,
-    deferrable=False,
-    mode="reschedule",
-    max_consecutive_failures=2,
-)
-DAGS["docjobs_timeout_deferrable"] = make_dag(
-    "docjobs_timeout_deferrable", docimprint, deferrable=True, timeout=2
-)
-DAGS["docjobs_timeout_poke"] = make_dag("docjobs_timeout_poke", docimprint, deferrable=False, timeout=2)
-DAGS["docjobs_durable_submit"] = make_dag(
-    "docjobs_durable_submit", lambda wait: docimprint(wait, WorkerDiesAfterSubmit), deferrable=True
-)
+# A vendor that stays down: two failed polls in a row end the wait, in every sensor mode. The provider's
+# retry policy still retries the task, without its minute's wait, so a test can count polls per try.
+for mode, wait in MODES.items():
+    DAGS[f"docjobs_vendor_down_{mode}"] = make_dag(
+        f"docjobs_vendor_down_{mode}",
+        docimprint,
+        **wait,
+        max_consecutive_failures=2,
+        retry_policy=docjobs_retry_policy(timedelta(0)),
+    )
 globals().update(DAGS)
