@@ -121,11 +121,6 @@ KIND_IDS = [kind.name for kind in KINDS]
 PATIENCE = 60.0
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "dagtest: runs DAGs with dag.test() (seconds per case)")
-    config.addinivalue_line("markers", "integration: starts a real Airflow deployment (minutes)")
-
-
 @pytest.fixture(scope="session")
 def airflow_db():
     """The SQLite metadata database of the private Airflow home, migrated once per session."""

@@ -21,8 +21,9 @@ from airflow_docjobs.hooks.base import (
 
 class DocimprintHook(DocJobsHook):
     """
-    docimprint: evidence-bundle extraction from document URLs. Every job costs money, so a submit is
-    never repeated by this hook beyond the transient answers that mean the job was not taken.
+    docimprint: evidence-bundle extraction from document URLs. Every job costs money (USD 0.075): a
+    submit resent after an answer that may have created a job (502, 504, a lost answer) is logged as a
+    warning, and the connection extra ``resend_ambiguous_submits: false`` refuses such resends.
 
     A job reference is ``{"job_id": ...}``.
 

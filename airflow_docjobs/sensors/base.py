@@ -155,7 +155,8 @@ class DocJobSensor(BaseSensorOperator):
     def execute(self, context: Any) -> Any:
         if not self.deferrable:
             try:
-                return super().execute(context)
+                with self.hook:  # every poke of a try reuses one client; a reschedule closes it
+                    return super().execute(context)
             except AirflowSensorTimeout as exc:
                 raise AirflowSensorTimeout(
                     f"{exc} ({self.hook.vendor}, connection {self.conn_id!r})"
@@ -313,7 +314,7 @@ class DocJobSensor(BaseSensorOperator):
             changed, self._last_progress = progress != self._last_progress, progress
             return changed
         key = f"{PROGRESS_KEY}_{context['ti'].try_number}"
-        if store.get(key) == progress:
+        if store.get(key) == (progress or ""):
             return False
         store.set(key, progress or "")
         return True
