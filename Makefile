@@ -38,7 +38,7 @@ airflow-home: $(STAMP)
 	@$(PY) scripts/airflow_home.py $(AIRFLOW_HOME_ARGS)
 
 # Polling cost (vs Airflow's HttpSensorTrigger) and the nightly run; writes benchmarks/results.json.
-# ~15 minutes; BENCH_ARGS=--quick for a smoke run. See benchmarks/README.md.
+# ~17 minutes; BENCH_ARGS=--quick for a smoke run. See benchmarks/README.md.
 bench: $(STAMP)
 	$(PY) benchmarks/run.py $(BENCH_ARGS)
 

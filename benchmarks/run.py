@@ -4,8 +4,8 @@
 Writes ``benchmarks/results.json`` and prints a table with each target's PASS or FAIL. See
 ``benchmarks/README.md`` for what is measured and how; ``--quick`` is a smoke run (N=200).
 
-    .venv/bin/python benchmarks/run.py            # the full run, ~15 minutes on 2 cores
-    .venv/bin/python benchmarks/run.py --quick    # ~3 minutes
+    .venv/bin/python benchmarks/run.py            # the full run, ~17 minutes on 2 cores
+    .venv/bin/python benchmarks/run.py --quick    # ~2 minutes
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import nightly  # noqa: E402
 import triggerer  # noqa: E402
 from server import BenchServer  # noqa: E402
 
-# The targets of the issue: (key, limit).
+# The issue's targets.
 CPU_RATIO_MAX = 0.25  # of HttpSensorTrigger's CPU per poll, at the smallest N, both modes
 CPU_GROWTH_MAX = 1.5  # CPU per poll from the smallest to the largest N
 RSS_KB_MAX = {"list": 5.0, "single": 20.0}  # per waiting job / per single-document trigger
