@@ -158,7 +158,9 @@ def test_durable_submit_reuses_its_job_on_retry(dags, emulator, tmp_path, capfd,
     assert dag_run.state == "success", {t: ti.state for t, ti in tis.items()}
     assert tis["submit"].try_number == 2
     assert len(submits(emulator, vendor)) == 1, "the retry paid for a second job"
-    assert "Reconnecting to existing job" in output(capfd)  # Airflow's ResumableJobMixin reused it
+    # Airflow's ResumableJobMixin reused it: still running, or (on a loaded machine) already done by the retry.
+    log = output(capfd)
+    assert "Reconnecting to existing job" in log or "Job already completed successfully" in log
 
 
 def test_a_durable_submit_with_changed_parameters_submits_anew(dags, emulator, tmp_path):
