@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import json
+import math
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
@@ -29,6 +30,8 @@ EVENT_STATUSES = frozenset({"success", "failed", "error", "timeout"})
 MAX_BACKOFF = 300.0
 # Polls of one batch in flight at once: the pool and the vendor see a steady trickle, never a burst.
 MAX_IN_FLIGHT = 16
+# Polls are due on a grid of this many seconds (or a tenth of the poll interval, if shorter).
+POLL_TICK = 0.1
 # A packed job list longer than this goes to the results store: trigger rows stay small whatever the batch.
 INLINE_LIMIT = 4096
 
@@ -159,6 +162,8 @@ class _Batch:
         self.logged_at = 0.0
         self.schedule: list[tuple[float, int]] = []
         self.wake: asyncio.Future[None] | None = None
+        self.waking_at = 0.0
+        self.tick = min(POLL_TICK, self.interval / 10) or POLL_TICK
 
     async def run(self) -> dict[str, Any]:
         trigger = self.trigger
@@ -213,17 +218,16 @@ class _Batch:
         slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         running: set[asyncio.Task[None]] = set()
         while self.ended is None and (self.schedule or running):
-            if not self.schedule:
-                await self._sleep(None)
-                continue
-            due, index = self.schedule[0]
             now = self.loop.time()
             if now >= self.deadline:
                 break
-            if due > now:
-                await self._sleep(min(due, self.deadline) - now)
+            if not self.schedule or self.schedule[0][0] > now:
+                await self._sleep(self.schedule[0][0] if self.schedule else None)
                 continue
-            heapq.heappop(self.schedule)
+            _, index = heapq.heappop(self.schedule)
+            if self.single:
+                await self._poll(index)  # one job: nothing to overlap with
+                continue
             await slots.acquire()
             task = self.loop.create_task(self._poll(index))
             running.add(task)
@@ -238,23 +242,29 @@ class _Batch:
     ) -> None:
         running.discard(task)
         slots.release()
-        if self.wake is not None:
-            _settle(self.wake)
+        if not self.schedule and self.wake is not None:
+            _settle(self.wake)  # the driver waits for the last polls to end
 
-    async def _sleep(self, seconds: float | None) -> None:
-        """Sleep until ``seconds`` pass or a poll puts an earlier one on the schedule."""
+    async def _sleep(self, due: float | None) -> None:
+        """
+        Sleep until ``due`` (rounded up to the tick grid) or the deadline, or until a poll puts an earlier
+        one on the schedule. Every trigger in the loop rounds to the same grid, so the polls due within
+        one tick wake the loop once, not once each: most of a poll's CPU is the loop's wake-ups.
+        """
+        when = self.deadline if due is None else min(self.deadline, math.ceil(due / self.tick) * self.tick)
         self.wake = self.loop.create_future()
-        timer = self.loop.call_later(seconds, _settle, self.wake) if seconds is not None else None
+        self.waking_at = when
+        timer = self.loop.call_at(when, _settle, self.wake)
         try:
             await self.wake
         finally:
-            if timer is not None:
-                timer.cancel()
+            timer.cancel()
             self.wake = None
 
     def _again(self, index: int, delay: float) -> None:
-        heapq.heappush(self.schedule, (self.loop.time() + delay, index))
-        if self.wake is not None:
+        due = self.loop.time() + delay
+        heapq.heappush(self.schedule, (due, index))
+        if self.wake is not None and due < self.waking_at:
             _settle(self.wake)
 
     async def _poll(self, index: int) -> None:
