@@ -27,13 +27,15 @@ from typing import Any
 import httpx
 import pytest
 from cryptography.fernet import Fernet
-from sqlalchemy import create_engine, text
+from sqlalchemy import MetaData, create_engine, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 AIRFLOW = Path(sys.executable).parent / "airflow"
 VENDORS = ("finovox", "mindee", "docimprint", "biros")
-SECRET = "emulator"  # the emulator's API key, the password of every connection
+# The emulator's API key, the password of every connection: one that cannot appear by accident, so that
+# any occurrence of it on Airflow's side (a log, a file, a database row) is a leak.
+SECRET = f"djkey-{secrets.token_hex(12)}"
 STOP_TIMEOUT = 30
 
 
@@ -141,7 +143,7 @@ class Emulator(Component):
     """``python -m airflow_docjobs.emulator`` on a free loopback port, and its control API."""
 
     def __init__(self, work: Path, processing_seconds: float, concurrency: int = 0):
-        argv = [sys.executable, "-m", "airflow_docjobs.emulator", "--port", "0"]
+        argv = [sys.executable, "-m", "airflow_docjobs.emulator", "--port", "0", "--api-key", SECRET]
         argv += ["--processing-seconds", str(processing_seconds), "--concurrency", str(concurrency)]
         super().__init__("emulator", argv, work / "emulator.log", None, work)
         self.port, deadline = 0, time.monotonic() + 30
@@ -181,6 +183,25 @@ class Emulator(Component):
         frozen = time.monotonic()
         self.set_clock(frozen=True)
         return (frozen + time.monotonic()) / 2 - (before + thawed) / 2
+
+
+def leaks(work: Path, texts: dict[str, str], needles: dict[str, str]) -> list[str]:
+    """
+    Where any of ``needles`` (name -> value) occurs: in ``texts`` (name -> text) and in every file under
+    ``work`` (the Airflow home with its logs and SQLite files, the results store, PostgreSQL's data folder,
+    every component's console output) but the emulator's own log (the vendor's side knows the key).
+    """
+    files = {
+        str(path.relative_to(work)): path
+        for path in sorted(work.rglob("*"))
+        if path.is_file() and not path.is_symlink() and path.name != "emulator.log"
+    }
+    found = []
+    for name, content in [*texts.items(), *((n, p.read_bytes().decode("latin-1")) for n, p in files.items())]:
+        for what, needle in needles.items():
+            if (at := content.find(needle)) >= 0:
+                found.append(f"{what} in {name}: ...{content[max(0, at - 120) : at + len(needle) + 40]!r}")
+    return found if files else [f"no file under {work}: nothing was searched"]
 
 
 @contextmanager
@@ -413,6 +434,18 @@ class Airflow:
             "xcoms": {(row["task_id"], row["map_index"], row["key"]): row["value"] for row in xcoms},
             "audit": audit,
         }
+
+    def dump(self) -> dict[str, str]:
+        """Every row of every table of the metadata database as text, table by table: what a backup holds."""
+        tables = MetaData()
+        tables.reflect(self.engine)
+        with self.engine.connect() as connection:
+            return {
+                f"metadata table {table.name}": "\n".join(
+                    repr(tuple(row)) for row in connection.execute(select(table))
+                )
+                for table in tables.sorted_tables
+            }
 
     def deferral_to_event(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> float | None:
         """Seconds from a task's first deferral (its task log) to its trigger's first event (trigger logs)."""

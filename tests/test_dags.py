@@ -153,14 +153,11 @@ def test_transient_faults_are_survived(dags, emulator, tmp_path, vendor, mode):
 
 
 @pytest.mark.parametrize("vendor", list(EXPECTED))
-def test_durable_submit_reuses_its_job_on_retry(dags, emulator, tmp_path, capfd, vendor):
+def test_durable_submit_reuses_its_job_on_retry(dags, emulator, tmp_path, vendor):
     dag_run, tis = run(dags, f"docjobs_{vendor}_durable", tmp_path)
     assert dag_run.state == "success", {t: ti.state for t, ti in tis.items()}
     assert tis["submit"].try_number == 2
     assert len(submits(emulator, vendor)) == 1, "the retry paid for a second job"
-    # Airflow's ResumableJobMixin reused it: still running, or (on a loaded machine) already done by the retry.
-    log = output(capfd)
-    assert "Reconnecting to existing job" in log or "Job already completed successfully" in log
 
 
 def test_a_durable_submit_with_changed_parameters_submits_anew(dags, emulator, tmp_path):

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
-from deployment import Airflow, Emulator, decode_xcom, events, postgres
+from deployment import SECRET, Airflow, Emulator, decode_xcom, events, leaks, postgres
 
 from airflow_docjobs.hooks.biros import BirosHook
 from airflow_docjobs.hooks.docimprint import DocimprintHook
@@ -108,6 +108,7 @@ class Outcome:
     takeover: dict[str, Any] = field(default_factory=dict)
     # trigger id -> its task, and its deadline and trigger timeout at the kill ("before") and after it
     orphans: dict[int, dict[str, Any]] = field(default_factory=dict)
+    dump: dict[str, str] = field(default_factory=dict)  # the metadata database, table by table
 
     @property
     def results(self) -> Path:
@@ -252,6 +253,7 @@ def deployed(tmp_path_factory) -> Outcome:
                 out.mark("phase 2 ended")
 
                 out.journal = emulator.journal()
+                out.dump = airflow.dump()
                 for dag_id, run_id in out.runs.items():
                     record = airflow.record(dag_id, run_id)
                     out.states[dag_id] = record["state"]
@@ -414,3 +416,15 @@ def test_resumed_sensors_survive_the_stale_event_race(deployed):
     }:
         problems.append(f"race tasks that did not succeed: {bad}")
     out.airflow.check(problems)
+
+
+def test_no_secret_anywhere(deployed):
+    """
+    The API key (``deployment.SECRET``, distinctive) is in no file of the deployment (every component's
+    console output, task and trigger logs, the results store, PostgreSQL's data folder) and in no row of
+    the PostgreSQL metadata database, after a triggerer and a worker were killed mid-work.
+    """
+    problems = leaks(deployed.work, deployed.dump, {"the API key": SECRET})
+    if len(deployed.dump) < 20 or not deployed.dump.get("metadata table xcom"):
+        problems.append(f"the metadata dump looks empty: {sorted(deployed.dump)[:10]}")
+    deployed.airflow.check(problems)
