@@ -70,3 +70,40 @@ def test_airflow_providers_list_shows_the_package():
     )
     packages = {p["package_name"]: p for p in json.loads(listed.stdout)}
     assert packages["airflow-docjobs"]["version"] == airflow_docjobs.__version__
+
+
+def _classes_and_arguments():
+    from airflow_docjobs.operators.biros import BirosSubmitOperator
+    from airflow_docjobs.operators.docimprint import DocimprintSubmitOperator
+    from airflow_docjobs.operators.finovox import FinovoxSubmitCaseOperator, FinovoxSubmitDocumentOperator
+    from airflow_docjobs.operators.mindee import MindeeSubmitOperator
+    from airflow_docjobs.sensors.biros import BirosDocumentSensor
+    from airflow_docjobs.sensors.docimprint import DocimprintJobSensor
+    from airflow_docjobs.sensors.finovox import FinovoxResultSensor
+    from airflow_docjobs.sensors.mindee import MindeeJobSensor
+
+    return [
+        (FinovoxSubmitDocumentOperator, {"file": "a.pdf"}),
+        (FinovoxSubmitCaseOperator, {"documents": "case/", "use_case": "rental"}),
+        (MindeeSubmitOperator, {"document": "a.pdf", "product": "invoices", "version": "v4"}),
+        (DocimprintSubmitOperator, {"source": "https://example.com/a.pdf"}),
+        (BirosSubmitOperator, {"file": "a.pdf", "service_id": "payslip"}),
+        (FinovoxResultSensor, {"retrieve_token": "t"}),
+        (MindeeJobSensor, {"job_id": "j", "product": "invoices", "version": "v4"}),
+        (DocimprintJobSensor, {"job_id": "j"}),
+        (BirosDocumentSensor, {"document_id": "d", "service_id": "payslip"}),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("cls", "arguments"), _classes_and_arguments(), ids=lambda v: getattr(v, "__name__", "")
+)
+def test_connection_ids_are_templated(cls, arguments):
+    """As in the official operators: ``<vendor>_conn_id="{{ params.conn }}"`` picks the connection per run."""
+    from jinja2 import Environment
+
+    attr = cls.hook_class.conn_name_attr
+    operator = cls(task_id="t", **{attr: "{{ params.conn }}"}, **arguments)
+    operator.render_template_fields({"params": {"conn": f"{attr}_nightly"}}, Environment())
+    assert operator.conn_id == f"{attr}_nightly"
+    assert operator.hook.conn_id == f"{attr}_nightly"

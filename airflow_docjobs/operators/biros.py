@@ -21,7 +21,7 @@ class BirosSubmitOperator(DocJobSubmitOperator):
 
     hook_class = BirosHook
     input_field = "file"
-    template_fields: Sequence[str] = ("file", "service_id")
+    template_fields: Sequence[str] = ("conn_id", "file", "service_id")
 
     def __init__(
         self,
@@ -34,7 +34,6 @@ class BirosSubmitOperator(DocJobSubmitOperator):
         super().__init__(conn_id=biros_conn_id, **kwargs)
         self.file = file
         self.service_id = service_id
-        self.biros_conn_id = biros_conn_id
 
     def submit_one(self, hook: BirosHook, item: Any) -> str:
         return hook.submit_document(item, self.service_id)

@@ -1,4 +1,4 @@
-"""docimprint submit operator: one ``/v1/extract`` job, or one ``/v1/jobs`` batch."""
+"""docimprint submit operator: one ``/v1/extract`` job, one ``/v1/jobs`` batch, or focused-endpoint jobs."""
 
 from __future__ import annotations
 
@@ -13,15 +13,22 @@ class DocimprintSubmitOperator(DocJobSubmitOperator):
     """
     Queue an extraction; return the job id. Each job is billed, so a retry reuses the job (Airflow >= 3.3).
 
+    With a focused ``endpoint`` (``"summarize"``, ``"qa"``...) each source is its own job, submitted with
+    ``?async=true``, and the full result lands in the job response that the sensor returns; a list of
+    sources is submitted in list mode (one job id per source).
+
     :param source: one document URL (``/v1/extract``) or a list of URLs (one ``/v1/jobs`` batch).
     :param mode: batch mode (default ``"extract"``).
     :param webhook: optional URL docimprint calls on progress, completion and failure.
+    :param endpoint: ``"extract"`` (default) or a focused endpoint under ``/v1/``.
+    :param options: the endpoint's own fields, sent as JSON beside ``source`` (e.g. ``{"question": ...}``
+        for ``qa``); docimprint does not document them, so they are passed through as given.
     :param docimprint_conn_id: docimprint connection id.
     """
 
     hook_class = DocimprintHook
     input_field = "source"
-    template_fields: Sequence[str] = ("source", "mode", "webhook")
+    template_fields: Sequence[str] = ("conn_id", "source", "mode", "webhook", "endpoint", "options")
 
     def __init__(
         self,
@@ -29,6 +36,8 @@ class DocimprintSubmitOperator(DocJobSubmitOperator):
         source: str | Sequence[str],
         mode: str = "extract",
         webhook: str | None = None,
+        endpoint: str = "extract",
+        options: dict[str, Any] | None = None,
         docimprint_conn_id: str = DocimprintHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
@@ -36,13 +45,16 @@ class DocimprintSubmitOperator(DocJobSubmitOperator):
         self.source = source
         self.mode = mode
         self.webhook = webhook
-        self.docimprint_conn_id = docimprint_conn_id
+        self.endpoint = endpoint
+        self.options = options
 
-    def batch_items(self) -> None:
-        return None  # docimprint batches natively: a list of sources is one /v1/jobs job
+    def batch_items(self) -> list[Any] | None:
+        if self.endpoint != "extract" and isinstance(self.source, (list, tuple)):
+            return list(self.source)  # a focused endpoint takes one source per job: list mode
+        return None  # docimprint batches extracts natively: a list of sources is one /v1/jobs job
 
     def submit_one(self, hook: DocimprintHook, item: Any) -> str:
-        return hook.submit_source(item, self.mode, self.webhook)
+        return hook.submit_source(item, self.mode, self.webhook, self.endpoint, self.options)
 
     def job_for(self, reference: str) -> dict[str, Any]:
         return DocimprintHook.job(reference)

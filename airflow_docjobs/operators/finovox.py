@@ -25,7 +25,7 @@ class FinovoxSubmitDocumentOperator(DocJobSubmitOperator):
     input_field = "file"
     # Finovox runs at most 10 analyses in parallel per API key; more queue on its side.
     default_max_in_flight = 10
-    template_fields: Sequence[str] = ("file", "analyse_type")
+    template_fields: Sequence[str] = ("conn_id", "file", "analyse_type")
 
     def __init__(
         self,
@@ -38,7 +38,6 @@ class FinovoxSubmitDocumentOperator(DocJobSubmitOperator):
         super().__init__(conn_id=finovox_conn_id, **kwargs)
         self.file = file
         self.analyse_type = list(analyse_type or ["risk"])
-        self.finovox_conn_id = finovox_conn_id
 
     def submit_one(self, hook: FinovoxHook, item: Any) -> str:
         return hook.submit_document(item, self.analyse_type)
@@ -65,7 +64,14 @@ class FinovoxSubmitCaseOperator(DocJobSubmitOperator):
     hook_class = FinovoxHook
     input_field = "documents"
     default_max_in_flight = 10
-    template_fields: Sequence[str] = ("documents", "cases", "use_case", "analyse_type", "share_link_settings")
+    template_fields: Sequence[str] = (
+        "conn_id",
+        "documents",
+        "cases",
+        "use_case",
+        "analyse_type",
+        "share_link_settings",
+    )
 
     def __init__(
         self,
@@ -88,7 +94,6 @@ class FinovoxSubmitCaseOperator(DocJobSubmitOperator):
         self.use_case = use_case
         self.analyse_type = list(analyse_type or ["decision"])
         self.share_link_settings = share_link_settings
-        self.finovox_conn_id = finovox_conn_id
 
     def batch_items(self) -> list[Any] | None:
         if self.cases is None:

@@ -25,7 +25,7 @@ class MindeeSubmitOperator(DocJobSubmitOperator):
 
     hook_class = MindeeHook
     input_field = "document"
-    template_fields: Sequence[str] = ("document", "product", "version", "account")
+    template_fields: Sequence[str] = ("conn_id", "document", "product", "version", "account")
 
     def __init__(
         self,
@@ -42,7 +42,6 @@ class MindeeSubmitOperator(DocJobSubmitOperator):
         self.product = product
         self.version = version
         self.account = account
-        self.mindee_conn_id = mindee_conn_id
 
     def submit_one(self, hook: MindeeHook, item: Any) -> str:
         return hook.enqueue(item, self.product, self.version, self.account)

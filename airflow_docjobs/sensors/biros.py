@@ -25,6 +25,7 @@ class BirosDocumentSensor(DocJobSensor):
     reference_field = "document_id"
     default_poke_interval = 5.0
     template_fields: Sequence[str] = (
+        "conn_id",
         "service_id",
         "document_id",
         "include_validation_errors",
@@ -46,7 +47,6 @@ class BirosDocumentSensor(DocJobSensor):
         self.document_id = document_id
         self.include_validation_errors = include_validation_errors
         self.wait_for_review = wait_for_review
-        self.biros_conn_id = biros_conn_id
 
     def job_for(self, reference: str) -> dict[str, Any]:
         return BirosHook.job(self.service_id, reference, self.include_validation_errors, self.wait_for_review)

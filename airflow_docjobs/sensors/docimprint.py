@@ -21,7 +21,7 @@ class DocimprintJobSensor(DocJobSensor):
     hook_class = DocimprintHook
     reference_field = "job_id"
     default_poke_interval = 3.0  # docimprint: poll every 2 to 5 s
-    template_fields: Sequence[str] = ("job_id",)
+    template_fields: Sequence[str] = ("conn_id", "job_id")
 
     def __init__(
         self,
@@ -32,7 +32,6 @@ class DocimprintJobSensor(DocJobSensor):
     ) -> None:
         super().__init__(conn_id=docimprint_conn_id, **kwargs)
         self.job_id = job_id
-        self.docimprint_conn_id = docimprint_conn_id
 
     def job_for(self, reference: str) -> dict[str, Any]:
         return DocimprintHook.job(reference)

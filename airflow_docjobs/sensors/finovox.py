@@ -25,7 +25,7 @@ class FinovoxResultSensor(DocJobSensor):
 
     hook_class = FinovoxHook
     reference_field = "retrieve_token"
-    template_fields: Sequence[str] = ("retrieve_token", "analysis")
+    template_fields: Sequence[str] = ("conn_id", "retrieve_token", "analysis")
     operator_extra_links = (FinovoxShareLink(),)
 
     def __init__(
@@ -40,7 +40,6 @@ class FinovoxResultSensor(DocJobSensor):
         super().__init__(conn_id=finovox_conn_id, **kwargs)
         self.retrieve_token = retrieve_token
         self.analysis = analysis
-        self.finovox_conn_id = finovox_conn_id
 
     def job_for(self, reference: str) -> dict[str, Any]:
         return FinovoxHook.job(reference, self.analysis)

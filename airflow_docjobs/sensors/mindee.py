@@ -23,7 +23,7 @@ class MindeeJobSensor(DocJobSensor):
     hook_class = MindeeHook
     reference_field = "job_id"
     default_poke_interval = 5.0
-    template_fields: Sequence[str] = ("job_id", "product", "version", "account")
+    template_fields: Sequence[str] = ("conn_id", "job_id", "product", "version", "account")
 
     def __init__(
         self,
@@ -40,7 +40,6 @@ class MindeeJobSensor(DocJobSensor):
         self.product = product
         self.version = version
         self.account = account
-        self.mindee_conn_id = mindee_conn_id
 
     def job_for(self, reference: str) -> dict[str, Any]:
         return MindeeHook.job(reference, self.product, self.version, self.account)
