@@ -13,6 +13,7 @@ import pytest
 from conftest import load_dags
 
 from airflow_docjobs.exceptions import DocJobsInputError
+from airflow_docjobs.hooks.docimprint import DocimprintHook
 from airflow_docjobs.hooks.finovox import FinovoxHook
 from airflow_docjobs.hooks.mindee import MindeeHook
 
@@ -52,6 +53,30 @@ CASES = {
         lambda d: FinovoxHook().submit_case([sample(d, "a.pdf")], "rental", analyse_type=["verdict"]),
         "'analyse_type'",
         "unknown ['verdict']",
+    ),
+    "docimprint endpoint that is not a name": (
+        lambda d: DocimprintHook().submit_source("https://example.com/a.pdf", endpoint="../admin"),
+        "'endpoint'",
+        "expected an endpoint name",
+    ),
+    "docimprint options that override the source": (
+        lambda d: DocimprintHook().submit_source(
+            "https://example.com/a.pdf", endpoint="qa", options={"source": "https://example.com/b.pdf"}
+        ),
+        "'options'",
+        "without source or webhook",
+    ),
+    "docimprint options that are not JSON": (
+        lambda d: DocimprintHook().submit_source(
+            "https://example.com/a.pdf", endpoint="qa", options={"q": {1, 2}}
+        ),
+        "'options'",
+        "not JSON",
+    ),
+    "docimprint batch to a focused endpoint": (
+        lambda d: DocimprintHook().submit_source(["https://example.com/a.pdf"], endpoint="summarize"),
+        "'source'",
+        "takes one source per job",
     ),
     "object store without its filesystem": (
         lambda d: MindeeHook().enqueue("nosuchfs://bucket/a.pdf", "invoices", "v4"),

@@ -20,7 +20,7 @@ How a block runs is said by an HTML comment on the last non-blank line before it
 Anything else in a snippet comment fails, and so does a Python fence spelled otherwise (```py).
 
 A ```json block after ``<!-- result: KIND -->`` (KIND: finovox, finovox-case, mindee, docimprint,
-docimprint-batch, biros) is a trimmed copy of what the emulator answers for that kind of job: every key
+docimprint-batch, docimprint-qa, biros) is a trimmed copy of what the emulator answers for that kind of job: every key
 it shows must be in the real answer, with a value of the same JSON type.
 """
 
@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 BUNDLES_VAR = "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"
 KINDS = ("module", "pytest", "dag", "dag-body")
-RESULT_KINDS = ("finovox", "finovox-case", "mindee", "docimprint", "docimprint-batch", "biros")
+RESULT_KINDS = ("finovox", "finovox-case", "mindee", "docimprint", "docimprint-batch", "docimprint-qa", "biros")
 HOOKS = {"finovox": FinovoxHook, "mindee": MindeeHook, "docimprint": DocimprintHook, "biros": BirosHook}
 # Fence names that look like Python but would escape the runner.
 PYTHON_LOOKALIKES = ("py", "python3", "pycon", "ipython", "py3")
@@ -323,6 +323,9 @@ def emulator_result(kind: str) -> Any:
         elif kind == "mindee":
             job_id = hook.enqueue(str(data / "invoice_2026_11_042.pdf"), "invoices", "v4")
             job = hook.job(job_id, "invoices", "v4")
+        elif kind == "docimprint-qa":
+            options = {"question": "Who is the tenant?"}
+            job = hook.job(hook.submit_source(sources[0], endpoint="qa", options=options))
         elif kind.startswith("docimprint"):
             job = hook.job(hook.submit_source(sources if kind == "docimprint-batch" else sources[0]))
         else:

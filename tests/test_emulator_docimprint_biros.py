@@ -244,3 +244,44 @@ async def test_biros_not_found_and_validation(client):
 async def test_biros_auth(client, headers):
     response = await client.get(biros_url("x"), headers=headers)
     assert response.status_code == 401 and "detail" in response.json()
+
+
+@pytest.mark.parametrize("endpoint", ["summarize", "qa"])
+async def test_docimprint_focused_endpoints_are_synchronous_unless_async(client, emu, endpoint):
+    body = {"source": "https://x.test/lease.pdf", "question": "Who is the tenant?"}
+    inline = await client.post(f"/docimprint/v1/{endpoint}", headers=DOCIMPRINT, json=body)
+    assert inline.status_code == 200 and inline.json()["source"] == body["source"]
+
+    queued = await client.post(f"/docimprint/v1/{endpoint}?async=true", headers=DOCIMPRINT, json=body)
+    assert queued.status_code == 202
+    job_id = queued.json()["job_id"]
+    assert (await client.get(f"/docimprint/v1/jobs/{job_id}")).json()["status"] == "processing"
+    emu.advance(1.0)
+    done = (await client.get(f"/docimprint/v1/jobs/{job_id}")).json()
+    # The full result lands in the job response, the same as the synchronous answer; no bundle.
+    assert done["status"] == "complete" and done["endpoint"] == endpoint
+    assert done["result"] == inline.json()["result"] and "bundle_id" not in done
+
+
+async def test_docimprint_qa_answers_depend_on_the_source_and_the_question(client, emu):
+    async def answer(source: str, question: str) -> dict:
+        body = {"source": source, "question": question}
+        return (await client.post("/docimprint/v1/qa", headers=DOCIMPRINT, json=body)).json()["result"]
+
+    first = await answer("https://x.test/a.pdf", "Total?")
+    assert first["question"] == "Total?" and 0 < first["confidence"] < 1
+    assert first == await answer("https://x.test/a.pdf", "Total?")
+    assert first != await answer("https://x.test/b.pdf", "Total?")
+    assert first != await answer("https://x.test/a.pdf", "Date?")
+
+
+async def test_docimprint_focused_endpoints_validate_and_fail_like_extract(client, emu):
+    bad = await client.post("/docimprint/v1/summarize?async=true", headers=DOCIMPRINT, json={"source": "x"})
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_request"
+    unpaid = await client.post("/docimprint/v1/qa", json={"source": "https://x.test/a.pdf"})
+    assert unpaid.status_code == 402
+    failing = {"source": "https://x.test/fail.pdf"}
+    queued = await client.post("/docimprint/v1/summarize?async=true", headers=DOCIMPRINT, json=failing)
+    emu.advance(1.0)
+    done = (await client.get(f"/docimprint/v1/jobs/{queued.json()['job_id']}")).json()
+    assert done["status"] == "failed" and done["error"]["code"] == "extract_failed" and "result" not in done

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, load_dags
+from conftest import FIXTURES, journal, load_dags
 from test_dags import xcoms
 
 from airflow_docjobs.emulator import Fault
@@ -111,6 +111,27 @@ def test_one_sensor_waits_for_mapped_docimprint_jobs(dags, emulator, results_uri
     outcomes = xcoms(dag_run)[("wait", "return_value")]
     assert [o["state"] for o in outcomes] == ["succeeded", "failed", "succeeded"]
     assert outcomes[1]["error"]["code"] == "extract_failed"
+
+
+def test_docimprint_focused_endpoint_jobs_land_their_answers(dags, emulator, results_uri):
+    sources = [
+        "https://example.com/lease.pdf",
+        "https://example.com/fail_b.pdf",
+        "https://example.com/lease.pdf",
+    ]
+    dag_run, tis = run(dags, "docjobs_list_docimprint_qa", sources)
+    assert dag_run.state == "success", {t: ti.state for t, ti in tis.items()}
+    outcomes = xcoms(dag_run)[("wait", "return_value")]
+    assert [o["state"] for o in outcomes] == ["succeeded", "failed", "succeeded"]
+    # One /v1/qa job per distinct source, the options beside the source; the same source submitted once.
+    jobs = [job for (vendor, _), job in emulator.state.jobs.items() if vendor == "docimprint"]
+    assert sorted(job.kind for job in jobs) == ["qa", "qa"]
+    assert all(job.data["options"] == {"question": "Who signed the lease?"} for job in jobs)
+    queries = {r["query"] for r in journal(emulator, "/docimprint/v1/qa", "POST")}
+    assert queries == {"async=true"}
+    landed = read_json(outcomes[0]["result_uri"])["result"]
+    assert landed["endpoint"] == "qa" and landed["result"]["question"] == "Who signed the lease?"
+    assert outcomes[2]["result_uri"] == outcomes[0]["result_uri"]
 
 
 def test_results_stay_out_of_xcom_events_and_logs(dags, emulator, results_uri, tmp_path, capfd):

@@ -1,5 +1,6 @@
 """
-docimprint async jobs: ``POST /v1/extract``, ``POST /v1/jobs`` (batches) and ``GET /v1/jobs/{job_id}``.
+docimprint async jobs: ``POST /v1/extract``, ``POST /v1/jobs`` (batches), the focused endpoints
+(``POST /v1/summarize``, ``POST /v1/qa``) and ``GET /v1/jobs/{job_id}``.
 
 Webhooks are accepted and kept on the job but never delivered: every client must be able to poll anyway,
 and an emulator calling out to the network would break the "everything runs offline" promise.
@@ -36,6 +37,9 @@ ERROR_CODES = {
     429: "rate_limited",
     503: "service_unavailable",
 }
+# Synchronous unless ?async=true; then the full result lands in the job response (no bundle to fetch).
+# The vendor documents no request bodies for them: the fields beside ``source`` are their options.
+FOCUSED = ("summarize", "qa")
 BULK_OPTIONS: dict[str, str] = {}
 # Bulk jobs have no upload: their file name is read from this site, reserved for examples (RFC 2606).
 BULK_SITE = "https://example.com/"
@@ -95,6 +99,9 @@ def _job_json(job: Job, now: float) -> dict[str, Any]:
     elif any(failing):
         out |= {"status": "failed", "progress_pct": 100, "progress_message": "Failed"}
         out["error"] = _item_error(sources[failing.index(True)])
+    elif job.kind in FOCUSED:
+        out |= {"status": "complete", "progress_pct": 100, "progress_message": "Done", "endpoint": job.kind}
+        out["result"] = _focused_result(job.kind, sources[0], job.data.get("options") or {})
     else:
         out |= {"status": "complete", "progress_pct": 100, "progress_message": "Evidence bundle stored"}
         out |= _bundle(*sources)
@@ -126,6 +133,39 @@ async def extract(request: Request, emulator: Emulator) -> Response:
         job = extraction_job(emulator, "extract", [source], inline=True)
         return JSONResponse(_job_json(job, emulator.now()) | {"source": source})
     job = extraction_job(emulator, "extract", [source], webhook=body.get("webhook"))
+    return JSONResponse({"job_id": job.key, "status": "processing"}, status_code=202)
+
+
+def _focused_result(endpoint: str, source: str, options: dict[str, Any]) -> dict[str, Any]:
+    """What a focused endpoint answers about ``source``: the same source and options, the same answer."""
+    values = Seeded(f"{endpoint}\n{source}\n{sorted(options.items())}")
+    name = urlparse(source).path.rsplit("/", 1)[-1] or source
+    pages = values.integer("pages", 1, PAGES_PER_SOURCE)
+    if endpoint == "summarize":
+        topic = values.choice("topic", ["an invoice", "a lease", "a payslip", "an identity card"])
+        return {"summary": f"{name} is {topic} of {pages} page(s).", "pages": pages}
+    question = str(options.get("question") or "What is this document?")
+    return {
+        "question": question,
+        "answer": f"{name}, page {values.integer('page', 1, pages)}",
+        "confidence": values.integer("confidence", 60, 99) / 100,
+    }
+
+
+async def focused(request: Request, emulator: Emulator) -> Response:
+    endpoint = request.url.path.rstrip("/").rsplit("/", 1)[-1]
+    body = await read_json(request)
+    if not isinstance(body, dict) or not _is_http_url(body.get("source")):
+        return _error(request, 422, "Body must be a JSON object whose 'source' is an http(s) URL")
+    if body.get("webhook") is not None and not _is_http_url(body["webhook"]):
+        return _error(request, 422, "webhook must be an http(s) URL")
+    source = body["source"]
+    options = {k: v for k, v in body.items() if k not in ("source", "webhook")}
+    if request.query_params.get("async", "").lower() != "true":  # synchronous: the answer inline
+        if "fail" in scenarios_of(source):
+            return _error(request, 422, _item_error(source)["message"], code="extract_failed")
+        return JSONResponse({"source": source, "result": _focused_result(endpoint, source, options)})
+    job = extraction_job(emulator, endpoint, [source], options=options, webhook=body.get("webhook"))
     return JSONResponse({"job_id": job.key, "status": "processing"}, status_code=202)
 
 
@@ -165,7 +205,7 @@ def extraction_job(
     **data: Any,
 ) -> Job:
     """
-    An ``extract`` (one source) or ``batch`` job; ``data`` keeps the request's other fields. An
+    An ``extract`` or focused (one source) or ``batch`` job; ``data`` keeps the request's other fields. An
     ``inline`` job was processed within its request: complete at once, whatever its scenarios.
     """
     job_id = "job_" + uuid.uuid4().hex[:16]
@@ -182,6 +222,7 @@ def bulk_job(emulator: Emulator, bulk: Bulk) -> Callable[[], Job]:
 ROUTES = [
     vendor_route(DOCIMPRINT, "/v1/extract", extract, ["POST"]),
     vendor_route(DOCIMPRINT, "/v1/jobs", batch, ["POST"]),
+    *(vendor_route(DOCIMPRINT, f"/v1/{endpoint}", focused, ["POST"]) for endpoint in FOCUSED),
     # Polling is documented as free and shown without X-Payment, so it needs no token.
     vendor_route(DOCIMPRINT, "/v1/jobs/{job_id}", job_status, ["GET"], public=True),
 ]

@@ -1,7 +1,12 @@
-"""docimprint async jobs: ``/v1/extract`` for one source, ``/v1/jobs`` for a batch, ``GET /v1/jobs/{id}``."""
+"""
+docimprint async jobs: ``/v1/extract`` (or a focused endpoint, ``/v1/summarize``, ``/v1/qa``...) for one
+source, ``/v1/jobs`` for a batch, ``GET /v1/jobs/{id}``.
+"""
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -17,6 +22,9 @@ from airflow_docjobs.hooks.base import (
     JobStatus,
     vendor_message,
 )
+
+# An endpoint under /v1/: extract, or a focused one (summarize, qa, ...).
+FOCUSED_NAME = re.compile(r"[a-z][a-z0-9_-]{0,40}")
 
 
 class DocimprintHook(DocJobsHook):
@@ -53,10 +61,37 @@ class DocimprintHook(DocJobsHook):
             body["webhook"] = self._url(webhook, "webhook")
         return body
 
-    def extract_call(self, source: str, webhook: str | None = None) -> Call:
-        body = self._with_webhook({"source": self._url(source, "source")}, webhook)
+    def extract_call(
+        self, source: str, webhook: str | None = None, endpoint: str = "extract", options: Any = None
+    ) -> Call:
+        """
+        One source to ``/v1/extract`` (a stored evidence bundle), or to a focused endpoint such as
+        ``"summarize"`` or ``"qa"``, whose result lands in the job response. ``options`` go beside
+        ``source`` in the JSON body (the vendor documents no more of these bodies).
+        """
+        if not isinstance(endpoint, str) or not FOCUSED_NAME.fullmatch(endpoint) or endpoint == "jobs":
+            raise self.bad_input(
+                "endpoint", f"expected an endpoint name such as 'summarize', got {endpoint!r}"
+            )
+        body = {**self._options(options), "source": self._url(source, "source")}
         # async=true: always a job id, never an inline answer that could time out on a large PDF.
-        return Call("POST", "v1/extract", params={"async": "true"}, json=body)
+        return Call(
+            "POST", f"v1/{endpoint}", params={"async": "true"}, json=self._with_webhook(body, webhook)
+        )
+
+    def _options(self, options: Any) -> dict[str, Any]:
+        if options is None:
+            return {}
+        if not isinstance(options, Mapping) or {"source", "webhook"} & set(options):
+            raise self.bad_input(
+                "options",
+                f"expected a mapping of endpoint options without source or webhook, got {options!r}",
+            )
+        try:
+            json.dumps(options)
+        except (TypeError, ValueError) as exc:
+            raise self.bad_input("options", f"not JSON: {exc}") from None
+        return dict(options)
 
     def batch_call(self, sources: Sequence[str], mode: str = "extract", webhook: str | None = None) -> Call:
         if isinstance(sources, str) or not sources:
@@ -65,23 +100,48 @@ class DocimprintHook(DocJobsHook):
         return Call("POST", "v1/jobs", json=self._with_webhook({"items": items, "mode": mode}, webhook))
 
     def submit_source(
-        self, source: str | Sequence[str], mode: str = "extract", webhook: str | None = None
+        self,
+        source: str | Sequence[str],
+        mode: str = "extract",
+        webhook: str | None = None,
+        endpoint: str = "extract",
+        options: Mapping[str, Any] | None = None,
     ) -> str:
-        """One URL goes to ``/v1/extract``, a list to one ``/v1/jobs`` batch; return the job id."""
-        return self.submit(self._source_call(source, mode, webhook), "job_id")
+        """
+        One URL goes to ``/v1/{endpoint}`` (default ``extract``), a list to one ``/v1/jobs`` batch; return
+        the job id.
+        """
+        return self.submit(self._source_call(source, mode, webhook, endpoint, options), "job_id")
 
     async def asubmit_source(
-        self, source: str | Sequence[str], mode: str = "extract", webhook: str | None = None
+        self,
+        source: str | Sequence[str],
+        mode: str = "extract",
+        webhook: str | None = None,
+        endpoint: str = "extract",
+        options: Mapping[str, Any] | None = None,
     ) -> str:
-        return await self.asubmit(self._source_call(source, mode, webhook), "job_id")
+        """Async twin of :meth:`submit_source`."""
+        return await self.asubmit(self._source_call(source, mode, webhook, endpoint, options), "job_id")
 
-    def _source_call(self, source: str | Sequence[str], mode: str, webhook: str | None) -> Call:
+    def _source_call(
+        self,
+        source: str | Sequence[str],
+        mode: str,
+        webhook: str | None,
+        endpoint: str = "extract",
+        options: Mapping[str, Any] | None = None,
+    ) -> Call:
         if isinstance(source, str):
             if mode != "extract":
                 raise self.bad_input(
                     "mode", f"a single source is always an extract; pass a list for mode {mode!r}"
                 )
-            return self.extract_call(source, webhook)
+            return self.extract_call(source, webhook, endpoint, options)
+        if endpoint != "extract":
+            raise self.bad_input(
+                "source", f"the {endpoint!r} endpoint takes one source per job; batches are extracts"
+            )
         return self.batch_call(source, mode, webhook)
 
     def probe_call(self) -> Call:

@@ -66,6 +66,14 @@ def mindee_retried(wait):
     return submit, MindeeJobSensor(task_id="wait", job_id=submit.output, **MINDEE, **wait)
 
 
+def docimprint_qa(wait):
+    # A focused endpoint takes one source per job: a list of sources is submitted in list mode.
+    submit = DocimprintSubmitOperator(
+        task_id="submit", source=FILES, endpoint="qa", options={"question": "Who signed the lease?"}
+    )
+    return submit, DocimprintJobSensor(task_id="wait", job_id=submit.output, **wait)
+
+
 def make_dag(dag_id, build, **wait):
     with DAG(
         dag_id,
@@ -94,6 +102,7 @@ DAGS = {
     for vendor, build in BUILDS.items()
     for mode in ("deferrable", "poke")
 }
+DAGS["docjobs_list_docimprint_qa"] = make_dag("docjobs_list_docimprint_qa", docimprint_qa, deferrable=True)
 DAGS["docjobs_list_strict"] = make_dag("docjobs_list_strict", mindee, deferrable=True, max_failed=0)
 DAGS["docjobs_list_retried"] = make_dag("docjobs_list_retried", mindee_retried, deferrable=True)
 DAGS["docjobs_list_serial"] = make_dag(
