@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv test test-fast lint demo emulator airflow-home bench soak clean
+.PHONY: venv test test-fast test-compat lint demo emulator airflow-home bench soak clean
 
 venv: $(STAMP)
 
@@ -25,6 +25,16 @@ test: lint
 # Local iteration: everything but the real deployments (CI runs `make test`, which has them).
 test-fast: lint
 	$(VENV)/bin/pytest -q -m "not integration" $(PYTEST_ARGS)
+
+# The Airflow versions and the Python we claim besides `make test`'s (3.3 on Python 3.11), each in its own
+# virtualenv: tests/test_compat.py on Airflow 2.11 and 3.0, and on Airflow 3.3 under Python 3.12.
+COMPAT_AIRFLOW ?= 2.11 3.0
+test-compat:
+	for version in $(COMPAT_AIRFLOW); do PYTHON=$(PYTHON) scripts/test_compat.sh $$version || exit 1; done
+	py312=$$(for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.12; do \
+	  $$p -c '' 2>/dev/null && echo $$p && break; done); \
+	if [ -n "$$py312" ]; then PYTHON=$$py312 scripts/test_compat.sh 3.3; \
+	else echo "test-compat: no python3.12 on this machine: Python 3.12 NOT tested"; fi
 
 demo: $(STAMP)
 	$(PY) scripts/demo.py
@@ -48,4 +58,4 @@ soak: $(STAMP)
 	@cat benchmarks/soak.json
 
 clean:
-	rm -rf $(VENV) .demo .airflow .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-compat-* .demo .airflow .pytest_cache .ruff_cache

@@ -85,6 +85,15 @@ CONN_FIELDS = {
 _MODULES = ("finovox", "mindee", "docimprint", "biros")
 
 
+def field_behaviour(secret_label: str, base_url: str) -> dict:
+    """A vendor's connection form: hidden fields, labels, placeholders (keys as the provider info has them)."""
+    return {
+        "hidden-fields": ["schema", "port", "login"],
+        "relabeling": {"host": "Base URL", "password": secret_label},
+        "placeholders": {"host": base_url},
+    }
+
+
 def get_provider_info() -> dict:
     integrations = [name for _, _, name, _, _ in VENDORS]
 
@@ -132,11 +141,7 @@ def get_provider_info() -> dict:
                 "connection-type": conn_type,
                 "hook-class-name": hook,
                 "hook-name": name,
-                "ui-field-behaviour": {
-                    "hidden-fields": ["schema", "port", "login"],
-                    "relabeling": {"host": "Base URL", "password": secret},
-                    "placeholders": {"host": url},
-                },
+                "ui-field-behaviour": field_behaviour(secret, url),
                 "conn-fields": CONN_FIELDS,
             }
             for conn_type, hook, name, secret, url in VENDORS

@@ -42,7 +42,7 @@ from airflow_docjobs.exceptions import (
     VendorUnreachableError,
 )
 from airflow_docjobs.get_provider_info import CONN_FIELDS
-from airflow_docjobs.hooks import transport
+from airflow_docjobs.hooks import form, transport
 from airflow_docjobs.hooks.inputs import InputRules, Upload
 from airflow_docjobs.version_compat import async_connection_lookup
 
@@ -217,6 +217,13 @@ class DocJobsHook(BaseHook):
     secret_job_keys: ClassVar[frozenset[str]] = frozenset()
     # Seconds the vendor keeps a result after processing, if it deletes them (Finovox: 60 minutes).
     result_ttl: ClassVar[float | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "conn_type" in cls.__dict__:
+            # Airflow < 3.2 reads the connection form from these, and only from the hook's own __dict__.
+            cls.get_connection_form_widgets = classmethod(form.get_connection_form_widgets)  # type: ignore[assignment]
+            cls.get_ui_field_behaviour = classmethod(form.get_ui_field_behaviour)  # type: ignore[assignment]
 
     def __init__(self, conn_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
