@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv test test-fast test-compat lint demo emulator airflow-home bench soak clean
+.PHONY: venv test test-fast test-compat dist-check lint demo emulator airflow-home bench soak clean
 
 venv: $(STAMP)
 
@@ -35,6 +35,10 @@ test-compat:
 	  $$p -c '' 2>/dev/null && echo $$p && break; done); \
 	if [ -n "$$py312" ]; then PYTHON=$$py312 scripts/test_compat.sh 3.3; \
 	else echo "test-compat: no python3.12 on this machine: Python 3.12 NOT tested"; fi
+
+# The wheel and the sdist install in fresh virtualenvs and Airflow registers the provider from each.
+dist-check: $(STAMP)
+	PYTHON=$(PYTHON) scripts/check_dist.sh
 
 demo: $(STAMP)
 	$(PY) scripts/demo.py
