@@ -428,3 +428,19 @@ def test_no_secret_anywhere(deployed):
     if len(deployed.dump) < 20 or not deployed.dump.get("metadata table xcom"):
         problems.append(f"the metadata dump looks empty: {sorted(deployed.dump)[:10]}")
     deployed.airflow.check(problems)
+
+
+def test_the_secret_search_finds_a_planted_key(tmp_path):
+    """The search above is only worth something if it finds the key where a leak would put it."""
+    (tmp_path / "airflow" / "logs").mkdir(parents=True)
+    (tmp_path / "airflow" / "logs" / "attempt=1.log").write_text(
+        f'{{"headers": {{"X-Payment": "{SECRET}"}}}}\n'
+    )
+    (tmp_path / "results.db").write_bytes(b"\x00\x01" + SECRET.encode() + b"\xff")
+    (tmp_path / "emulator.log").write_text(SECRET)  # the vendor's side knows the key: not searched
+    found = leaks(tmp_path, {"metadata table xcom": f"('wait', '{SECRET}')"}, {"the API key": SECRET})
+    assert sorted(line.split(":")[0] for line in found) == [
+        "the API key in airflow/logs/attempt=1.log",
+        "the API key in metadata table xcom",
+        "the API key in results.db",
+    ]
