@@ -8,6 +8,7 @@ from typing import Any
 
 from airflow_docjobs.hooks.finovox import FinovoxHook
 from airflow_docjobs.hooks.inputs import documents_under, is_folder
+from airflow_docjobs.lineage import files_in
 from airflow_docjobs.operators.base import DocJobSubmitOperator
 
 
@@ -107,6 +108,10 @@ class FinovoxSubmitCaseOperator(DocJobSubmitOperator):
 
     def job_for(self, reference: str) -> dict[str, Any]:
         return FinovoxHook.job(reference, "case")
+
+    def documents_of(self, item: Any) -> list[Any]:
+        # A case is a list of files, or a folder whose own files the hook uploads.
+        return list(item) if isinstance(item, (list, tuple)) else files_in(str(item))
 
     def submit_one(self, hook: FinovoxHook, item: Any) -> str:
         return hook.submit_case(

@@ -23,6 +23,7 @@ from airflow_docjobs.ingest.tables import (
     text_sha256,
 )
 from airflow_docjobs.ingest.vendors import READERS, infer_vendor, vendor_id
+from airflow_docjobs.lineage import table_datasets
 from airflow_docjobs.results import read_json
 
 # Problems named in the error message; the log has every one.
@@ -181,6 +182,16 @@ class DocJobsIngestOperator(BaseOperator):
                 conn_id=self.conn_id,
             )
         return {"documents": len(rows), **report.as_dict(), **states}
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The two tables it writes are its outputs, in its connection's namespace (for OpenLineage)."""
+        from airflow.providers.openlineage.extractors import OperatorLineage
+
+        database = ResultsDatabase(
+            self.conn_id, results_table=self.results_table, fields_table=self.fields_table, schema=self.schema
+        )
+        tables = (database.results_table, database.fields_table)
+        return OperatorLineage(outputs=table_datasets(database.hook, tables, database.schema))
 
     # ---- reading what the sensor returned -------------------------------------------------------------
 
