@@ -51,7 +51,15 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 BUNDLES_VAR = "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"
 KINDS = ("module", "pytest", "dag", "dag-body")
-RESULT_KINDS = ("finovox", "finovox-case", "mindee", "docimprint", "docimprint-batch", "docimprint-qa", "biros")
+RESULT_KINDS = (
+    "finovox",
+    "finovox-case",
+    "mindee",
+    "docimprint",
+    "docimprint-batch",
+    "docimprint-qa",
+    "biros",
+)
 HOOKS = {"finovox": FinovoxHook, "mindee": MindeeHook, "docimprint": DocimprintHook, "biros": BirosHook}
 # Fence names that look like Python but would escape the runner.
 PYTHON_LOOKALIKES = ("py", "python3", "pycon", "ipython", "py3")
