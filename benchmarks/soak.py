@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import itertools
 import json
 import os
@@ -70,13 +71,29 @@ async def first_event(trigger: object) -> object:
         await run.aclose()
 
 
-async def monitor_loop(stop: asyncio.Event, samples: list[tuple[float, float]]) -> None:
-    """(how late the loop woke the monitor, the process CPU used from its sleep to its wake-up)."""
+async def monitor_loop(stop: asyncio.Event, samples: list[tuple[float, float, float]]) -> None:
+    """(seconds since the start, how late the loop woke the monitor, the process CPU used meanwhile)."""
     loop = asyncio.get_running_loop()
+    start = loop.time()
     while not stop.is_set():
         before, cpu = loop.time(), time.process_time()
         await asyncio.sleep(0.05)
-        samples.append((loop.time() - before - 0.05, time.process_time() - cpu))
+        samples.append((before - start, loop.time() - before - 0.05, time.process_time() - cpu))
+
+
+def watch_gc(pauses: list[tuple[float, int, float, int | None]]) -> None:
+    """Record every garbage collection that takes over 20 ms: (when, generation, seconds, objects)."""
+    started: dict[str, float] = {}
+    origin = time.monotonic()
+
+    def callback(phase: str, info: dict) -> None:
+        if phase == "start":
+            started["at"] = time.monotonic()
+        elif (took := time.monotonic() - started.get("at", time.monotonic())) > 0.02:
+            objects = len(gc.get_objects()) if info["generation"] == 2 else None
+            pauses.append((round(started["at"] - origin, 1), info["generation"], round(took, 3), objects))
+
+    gc.callbacks.append(callback)
 
 
 async def inject_faults(client: httpx.AsyncClient, stop: asyncio.Event, percent: float) -> int:
@@ -133,7 +150,8 @@ async def soak(args: argparse.Namespace, url: str, ca: str) -> dict:
         ]
         # Each trigger as the triggerer runs it: rebuilt from its serialized kwargs.
         triggers = [type(t)(**t.serialize()[1]) for t in triggers]
-        stop, samples = asyncio.Event(), []
+        stop, samples, pauses = asyncio.Event(), [], []
+        watch_gc(pauses)
         monitor = asyncio.create_task(monitor_loop(stop, samples))
         loads = [os.getloadavg()[0]]
         injector = asyncio.create_task(inject_faults(control, stop, args.fault_percent))
@@ -147,8 +165,8 @@ async def soak(args: argparse.Namespace, url: str, ca: str) -> dict:
         stats = (await control.get("/_emulator/stats")).json()
     statuses = [e.payload["status"] for e in events]
     landed = len(store.landed_keys())
-    lateness = [late for late, _ in samples]
-    charged = [min(late, used) for late, used in samples]  # what the process itself can have blocked
+    lateness = [late for _, late, _ in samples]
+    charged = [min(late, used) for _, late, used in samples]  # what the process itself can have blocked
     return {
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "date": pendulum.now("UTC").isoformat(),
@@ -166,10 +184,15 @@ async def soak(args: argparse.Namespace, url: str, ca: str) -> dict:
         "monitor_samples": len(samples),
         "max_loop_lateness_s": round(max(lateness, default=0), 3),
         "loop_lateness_over_threshold": sum(late > BLOCK_THRESHOLD for late in lateness),
-        # The late wake-ups over the threshold: (lateness, process CPU meanwhile), seconds.
+        # The late wake-ups over the threshold: (when, lateness, process CPU meanwhile), seconds.
         "late_samples": [
-            (round(late, 3), round(used, 3)) for late, used in samples if late > BLOCK_THRESHOLD
+            (round(at, 1), round(late, 3), round(used, 3))
+            for at, late, used in samples
+            if late > BLOCK_THRESHOLD
         ],
+        # Garbage collections over 20 ms: (when, generation, seconds, objects the collector tracks after a
+        # full one); the loop waits for them too.
+        "gc_pauses": pauses,
         "max_loop_block_s": round(max(charged, default=0), 3),
         "loop_blocks_over_threshold": sum(block > BLOCK_THRESHOLD for block in charged),
         "load_average_start_end": [round(load, 2) for load in loads],

@@ -46,8 +46,9 @@ class DocJobTrigger(BaseTrigger):
     twice and nothing is lost. The events are small and closed (:data:`EVENT_STATUSES`); they never carry a
     result, since the triggerer logs event payloads and results hold personal data.
 
-    The first poll waits one interval (the sensor has just polled before deferring), and a batch's polls
-    are spread evenly over the interval, at most :data:`MAX_IN_FLIGHT` at a time. Every trigger of one
+    The first poll waits one interval (the sensor has just polled before deferring; a single job's, up to
+    a tenth of an interval more, so that jobs deferred together do not all poll at once), and a batch's
+    polls are spread evenly over the interval, at most :data:`MAX_IN_FLIGHT` at a time. Every trigger of one
     connection in a triggerer shares one pooled client (``hooks/transport.py``), and a ``429`` from the
     vendor pauses all of them. Transient poll failures (already retried by the hook) are counted; the wait
     ends after ``max_consecutive_failures`` in a row, and a healthy poll resets the count. A permanent
@@ -190,8 +191,12 @@ class _Batch:
             self.already_landed,
             self.interval,
         )
-        # The first poll waits one interval: the sensor polled just before deferring.
+        # The first poll waits one interval: the sensor polled just before deferring. A single job's first
+        # poll also waits a share of a tenth of the interval drawn from its reference: a thousand mapped
+        # sensors that defer together do not all poll in the same tick.
         start = self.loop.time() + self.interval
+        if self.single and todo:
+            start += self.interval / 10 * (int(job_key(jobs[0])[:8], 16) / 0x100000000)
         self.schedule = [(start + self.interval * n / max(1, len(todo)), i) for n, i in enumerate(todo)]
         heapq.heapify(self.schedule)
         await self._drive()
