@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml
 lint: $(STAMP)
 	$(VENV)/bin/ruff check airflow_docjobs tests example_dags scripts benchmarks
 	$(VENV)/bin/ruff format --check airflow_docjobs tests example_dags scripts benchmarks
+	$(VENV)/bin/mypy
 
 test: lint
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
@@ -62,4 +63,4 @@ soak: $(STAMP)
 	@cat benchmarks/soak.json
 
 clean:
-	rm -rf $(VENV) .venv-compat-* .demo .airflow .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-compat-* .demo .airflow .pytest_cache .ruff_cache .mypy_cache

@@ -36,6 +36,9 @@ class DocJobsError(AirflowException):
         ``job.error.code``...), or ours for a failure without one.
     """
 
+    # The vendor's HTTP status, or None: not the HTTPStatus AirflowException gives its API's errors.
+    status_code: int | None  # type: ignore[assignment]
+
     def __init__(
         self,
         summary: str,

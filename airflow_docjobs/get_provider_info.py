@@ -6,6 +6,8 @@ that it agrees with the hook classes.
 
 from __future__ import annotations
 
+from typing import Any
+
 # connection type, hook class, display name, label of the secret, public base URL
 VENDORS = (
     (
@@ -33,7 +35,7 @@ VENDORS = (
 )
 
 # Connection extra fields shared by every vendor (read by airflow_docjobs.hooks.base).
-CONN_FIELDS = {
+CONN_FIELDS: dict[str, dict[str, Any]] = {
     "timeout": {
         "label": "Timeout (s)",
         "description": "Read/write timeout of one HTTP request, in seconds.",
@@ -85,7 +87,7 @@ CONN_FIELDS = {
 _MODULES = ("finovox", "mindee", "docimprint", "biros")
 
 
-def field_behaviour(secret_label: str, base_url: str) -> dict:
+def field_behaviour(secret_label: str, base_url: str) -> dict[str, Any]:
     """A vendor's connection form: hidden fields, labels, placeholders (keys as the provider info has them)."""
     return {
         "hidden-fields": ["schema", "port", "login"],
@@ -94,10 +96,10 @@ def field_behaviour(secret_label: str, base_url: str) -> dict:
     }
 
 
-def get_provider_info() -> dict:
+def get_provider_info() -> dict[str, Any]:
     integrations = [name for _, _, name, _, _ in VENDORS]
 
-    def modules(kind: str) -> list[dict]:
+    def modules(kind: str) -> list[dict[str, Any]]:
         return [
             {"integration-name": name, "python-modules": [f"airflow_docjobs.{kind}.{module}"]}
             for name, module in zip(integrations, _MODULES, strict=True)

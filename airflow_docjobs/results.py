@@ -27,7 +27,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow.sdk.crypto import FernetProtocol
 
 SUBMITTED = "_submitted"
 JOB_LISTS = "_jobs"
@@ -72,7 +75,7 @@ def landed_record(vendor: str, job: Mapping[str, Any], status: Any) -> dict[str,
     }
 
 
-def fernet() -> Any:
+def fernet() -> FernetProtocol:
     """Airflow's Fernet (a no-op one when no key is configured), as it encrypts trigger kwargs."""
     try:
         from airflow.sdk.crypto import get_fernet
@@ -100,7 +103,7 @@ def write_json(uri: str, payload: Any) -> None:
 
         target = ObjectStoragePath(uri)
         target.parent.mkdir(parents=True, exist_ok=True)
-        with target.open("wb") as out:
+        with target.open("wb") as out:  # type: ignore[no-untyped-call]  # Airflow leaves open() unannotated
             out.write(data)
         return
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -121,7 +124,7 @@ def read_json(uri: str) -> Any:
         return json.loads(path.read_bytes())
     from airflow.providers.common.compat.sdk import ObjectStoragePath
 
-    with ObjectStoragePath(uri).open("rb") as source:
+    with ObjectStoragePath(uri).open("rb") as source:  # type: ignore[no-untyped-call]  # as in write_json
         return json.loads(source.read())
 
 
@@ -167,9 +170,10 @@ class ResultsStore:
     def landed(self, job: Mapping[str, Any]) -> dict[str, Any] | None:
         """The record landed for a job, or ``None``."""
         try:
-            return read_json(self.uri(job_key(job)))
+            record: dict[str, Any] = read_json(self.uri(job_key(job)))
         except FileNotFoundError:
             return None
+        return record
 
     def landed_keys(self) -> set[str]:
         """Keys of every job landed in this run, in one listing (a restarted trigger skips them)."""

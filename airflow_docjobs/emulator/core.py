@@ -62,7 +62,7 @@ class EmulatorSettings:
 
     def update(self, changes: dict[str, Any]) -> None:
         """Apply a JSON override; raise ``ValueError`` naming the first bad field and change nothing."""
-        kinds = {f.name: type(f.default) for f in dataclasses.fields(self)}
+        kinds: dict[str, type[Any]] = {f.name: type(f.default) for f in dataclasses.fields(self)}
         checked: dict[str, Any] = {}
         for name, value in changes.items():
             kind = kinds.get(name)
@@ -425,7 +425,7 @@ class Bulk:
         if not isinstance(data, dict):
             raise ValueError("expected a JSON object")
         vendor = data.get("vendor")
-        if vendor not in vendor_options:
+        if vendor not in vendor_options or not isinstance(vendor, str):
             raise ValueError(f"vendor must be one of {', '.join(vendor_options)}")
         defaults = vendor_options[vendor]
         common = {"vendor", "count", "name", "processing_seconds"}

@@ -198,7 +198,7 @@ async def case(request: Request, emulator: Emulator) -> Response:
     if not isinstance(payload.get("share_link_settings") or {}, dict):
         return _error(request, 422, "share_link_settings must be an object")
 
-    names = [d.filename for d in documents]
+    names = [d.filename for d in documents if d.filename]
     if payload.get("asynchronous"):
         return JSONResponse({"retrieve_token": case_job(emulator, names, payload).key}, status_code=202)
     scenarios = scenarios_of(*names)

@@ -49,7 +49,9 @@ def _iso(moment: datetime) -> str:
     return moment.replace(tzinfo=None).isoformat()  # Mindee prints naive UTC timestamps.
 
 
-def _envelope(request: Request, status_code: int, resources: list[str], error: dict | None = None) -> dict:
+def _envelope(
+    request: Request, status_code: int, resources: list[str], error: dict[str, Any] | None = None
+) -> dict[str, Any]:
     return {
         "api_request": {
             "error": error or {},
@@ -107,7 +109,8 @@ def _job_json(job: Job, now: float) -> dict[str, Any]:
 
 def _same_product(job: Job, request: Request) -> bool:
     p = request.path_params
-    return job.data["product"] == (p["account"], p["name"], p["version"])
+    product: tuple[str, str, str] = job.data["product"]
+    return product == (p["account"], p["name"], p["version"])
 
 
 async def predict_async(request: Request, emulator: Emulator) -> Response:
@@ -297,9 +300,9 @@ def _box(x0: float, y0: float, x1: float, y1: float) -> list[list[float]]:
 
 def _field(
     value: Any, box: tuple[float, float, float, float] | None, page_id: int | None, **extra: Any
-) -> dict:
+) -> dict[str, Any]:
     found = value is not None
-    out = {
+    out: dict[str, Any] = {
         "confidence": 0.99 if found else 0.0,
         "polygon": _box(*box) if found and box else [],
         "value": value,
@@ -315,7 +318,7 @@ def invoice_prediction(page_id: int | None, v: dict[str, Any], filled: bool = Tr
     document-level fields only, as Mindee does. An unfilled prediction has every field empty.
     """
 
-    def f(value: Any, box: tuple[float, float, float, float] | None = None, **extra: Any) -> dict:
+    def f(value: Any, box: tuple[float, float, float, float] | None = None, **extra: Any) -> dict[str, Any]:
         return _field(value if filled else None, box, page_id, **(extra if filled else {}))
 
     address = "123 Market Street, San Francisco, CA 94105, USA"

@@ -21,7 +21,7 @@ def counting_protocol(emulator: Emulator) -> type[asyncio.Protocol]:
     emulator.connections = 0
 
     class CountingProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        def connection_made(self, transport: asyncio.Transport) -> None:
             emulator.connections = (emulator.connections or 0) + 1
             super().connection_made(transport)
 
@@ -38,6 +38,8 @@ def uvicorn_config(
     :param certificate: ``(certificate, key)`` PEM paths, as ``tls.make_certificate`` writes them.
     :param options: any other ``uvicorn.Config`` argument.
     """
-    tls = {"ssl_certfile": certificate[0], "ssl_keyfile": certificate[1]} if certificate else {}
+    tls: dict[str, Any] = (
+        {"ssl_certfile": certificate[0], "ssl_keyfile": certificate[1]} if certificate else {}
+    )
     http = counting_protocol(app.state.emulator)
     return uvicorn.Config(app, host=host, port=port, http=http, **tls, **options)

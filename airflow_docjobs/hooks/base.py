@@ -132,7 +132,7 @@ class Backoff:
     def delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return retry_after
-        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        ceiling: float = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
         # "Equal jitter": never less than half the backoff, so a herd of clients still spreads out.
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
@@ -208,6 +208,10 @@ class DocJobsHook(BaseHook):
     """
 
     conn_name_attr = "conn_id"
+    # Set by each vendor hook (only annotated here: the form methods below key on a hook's own conn_type).
+    conn_type: ClassVar[str]
+    default_conn_name: ClassVar[str]
+    hook_name: ClassVar[str]
     vendor: ClassVar[str]
     default_base_url: ClassVar[str]
     auth_header: ClassVar[str]
@@ -649,21 +653,23 @@ class DocJobsHook(BaseHook):
 
     def get_job_status(self, job: Mapping[str, Any]) -> JobStatus:
         """Poll a job once (one request, two when the vendor redirects to the result)."""
-        step: JobStatus | Call = self.poll_call(job)
+        call = self.poll_call(job)
         for _ in range(MAX_POLL_REQUESTS):
-            step = self.read_poll(job, self.send(step))
+            step = self.read_poll(job, self.send(call))
             if isinstance(step, JobStatus):
                 return step
-        raise self._endless_poll(step)
+            call = step
+        raise self._endless_poll(call)
 
     async def aget_job_status(self, job: Mapping[str, Any]) -> JobStatus:
         """Async twin of :meth:`get_job_status`."""
-        step: JobStatus | Call = self.poll_call(job)
+        call = self.poll_call(job)
         for _ in range(MAX_POLL_REQUESTS):
-            step = self.read_poll(job, await self.asend(step))
+            step = self.read_poll(job, await self.asend(call))
             if isinstance(step, JobStatus):
                 return step
-        raise self._endless_poll(step)
+            call = step
+        raise self._endless_poll(call)
 
     def _endless_poll(self, step: Call) -> VendorAPIError:
         return self.error(

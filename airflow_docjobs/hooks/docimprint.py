@@ -51,10 +51,11 @@ class DocimprintHook(DocJobsHook):
         super().__init__(conn_id=docimprint_conn_id, **kwargs)
 
     def _url(self, value: Any, param: str) -> str:
-        parts = urlsplit(value) if isinstance(value, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            raise self.bad_input(param, f"expected an http(s) URL, got {value!r}")
-        return value
+        if isinstance(value, str):
+            parts = urlsplit(value)
+            if parts.scheme in ("http", "https") and parts.hostname:
+                return value
+        raise self.bad_input(param, f"expected an http(s) URL, got {value!r}")
 
     def _with_webhook(self, body: dict[str, Any], webhook: str | None) -> dict[str, Any]:
         if webhook is not None:

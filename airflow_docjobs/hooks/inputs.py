@@ -34,7 +34,8 @@ class Upload:
     content_type: str
 
     def open(self) -> IO[bytes]:
-        return as_path(self.location).open("rb")
+        source: IO[bytes] = as_path(self.location).open("rb")
+        return source
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ class MindeeHook(DocJobsHook):
     def __init__(self, mindee_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(conn_id=mindee_conn_id, **kwargs)
 
-    def product_path(self, product: str, version: str, account: str = "mindee") -> str:
+    def product_path(self, product: object, version: object, account: object = "mindee") -> str:
         """``v1/products/{account}/{product}/{version}``; a bare ``4`` is read as ``v4``."""
         version = f"v{version}" if isinstance(version, (int, str)) and str(version).isdigit() else version
         for param, value in (("product", product), ("version", version), ("account", account)):

@@ -15,7 +15,7 @@ from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_docjobs.exceptions import DocJobsInputError
 from airflow_docjobs.ingest.tables import (
@@ -31,6 +31,9 @@ from airflow_docjobs.ingest.tables import (
 )
 from airflow_docjobs.results import now_iso
 
+if TYPE_CHECKING:
+    from airflow.providers.common.sql.hooks.sql import DbApiHook
+
 DEFAULT_CONN_ID = "docjobs_db"
 # Placeholders in one IN (...) list: far below every driver's limit (SQLite's is 32766).
 LOOKUP_CHUNK = 500
@@ -42,7 +45,7 @@ def embedded_database_path() -> Path:
     return Path(home).resolve() / "docjobs" / "docjobs.db"
 
 
-def sql_hook(conn_id: str) -> Any:
+def sql_hook(conn_id: str) -> DbApiHook:
     """
     The common-sql hook of a connection; a clear ``DocJobsInputError`` for an unknown connection or one
     that is not a SQL database. ``docjobs_db``, when not defined, is the embedded SQLite database.
@@ -63,7 +66,7 @@ def sql_hook(conn_id: str) -> Any:
             conn_id=conn_id,
         ) from exc
     try:
-        hook = conn.get_hook()
+        hook = conn.get_hook()  # type: ignore[no-untyped-call]  # Airflow leaves Connection.get_hook unannotated
     except (AirflowException, ImportError) as exc:
         raise DocJobsInputError(
             f"connection {conn_id!r} of type {conn.conn_type!r} has no hook installed: {exc}", conn_id=conn_id
@@ -77,19 +80,19 @@ def sql_hook(conn_id: str) -> Any:
     return hook
 
 
-def _embedded_sqlite(path: Path) -> Any:
+def _embedded_sqlite(path: Path) -> DbApiHook:
     from airflow.providers.common.compat.sdk import Connection
     from airflow.providers.sqlite.hooks.sqlite import SqliteHook
 
     class EmbeddedSqliteHook(SqliteHook):
         """SqliteHook on a file, without a connection to look up (it reads its own by id otherwise)."""
 
-        def get_connection(self, conn_id: str | None = None) -> Any:  # type: ignore[override]
+        def get_connection(self, conn_id: str | None = None) -> Any:
             return self.connection
 
     path.parent.mkdir(parents=True, exist_ok=True)
     connection = Connection(conn_id=DEFAULT_CONN_ID, conn_type="sqlite", host=str(path))
-    return EmbeddedSqliteHook(sqlite_conn_id=DEFAULT_CONN_ID, connection=connection)
+    return EmbeddedSqliteHook(sqlite_conn_id=DEFAULT_CONN_ID, connection=connection)  # type: ignore[no-untyped-call]  # SqliteHook.__init__ is unannotated
 
 
 @dataclass
@@ -131,7 +134,7 @@ class ResultsDatabase:
         self.schema = None if schema in (None, "") else check_identifier(schema, "schema", conn_id)
 
     @cached_property
-    def hook(self) -> Any:
+    def hook(self) -> DbApiHook:
         return sql_hook(self.conn_id)
 
     def escape(self, word: str) -> str:
@@ -181,15 +184,17 @@ class ResultsDatabase:
                     if attempt == 2:
                         raise
 
-    def known(self, vendor: str, analysis: str, keys: Iterable[str]) -> dict[str, str]:
+    def known(self, vendor: str, analysis: str, keys: Iterable[str | None]) -> dict[str, str]:
         """The state (``succeeded``, ``failed``, ``rejected``) of each of ``keys`` already in the table."""
         with self._cursor() as (_, cursor):
             found = self._lookup(cursor, [(vendor, analysis, key) for key in keys])
         return {key[2]: row["state"] for key, row in found.items()}
 
-    def _lookup(self, cursor: Any, keys: Sequence[tuple[str, str, str]]) -> dict[tuple, dict[str, Any]]:
+    def _lookup(
+        self, cursor: Any, keys: Sequence[tuple[str, str, str | None]]
+    ) -> dict[tuple[str, str, str], dict[str, Any]]:
         columns = ("input_sha256", "state", "finished_at", "row_sha256")
-        by_kind: dict[tuple[str, str], list[str]] = {}
+        by_kind: dict[tuple[str, str], list[str | None]] = {}
         for vendor, analysis, key in dict.fromkeys(keys):
             by_kind.setdefault((vendor, analysis), []).append(key)
         p, escape, found = self.hook.placeholder, self.escape, {}
@@ -214,7 +219,7 @@ class ResultsDatabase:
         failed re-run never erases a paid-for result).
         """
         report = WriteReport()
-        latest: dict[tuple, DocumentRow] = {}
+        latest: dict[tuple[str, str, str], DocumentRow] = {}
         for row in rows:  # the same document twice in one batch: one of them, by the same rules
             kept = latest.get(row.key)
             if kept is None or _verdict(row.values, kept.values) is None:

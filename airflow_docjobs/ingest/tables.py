@@ -72,7 +72,7 @@ def check_identifier(name: Any, what: str, conn_id: str | None = None) -> str:
 
 
 def create_table_sql(
-    table: str, columns: Sequence[tuple[str, str]], key: Sequence[str], escape: Callable
+    table: str, columns: Sequence[tuple[str, str]], key: Sequence[str], escape: Callable[[str], str]
 ) -> str:
     """Portable DDL: the column types above, NOT NULL on the key, a primary key on it."""
     defined = [f"{escape(name)} {kind}{' NOT NULL' if name in _NOT_NULL else ''}" for name, kind in columns]

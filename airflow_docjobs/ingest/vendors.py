@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from airflow_docjobs.hooks.base import DocJobsHook
 from airflow_docjobs.hooks.biros import BirosHook
 from airflow_docjobs.hooks.docimprint import DocimprintHook
 from airflow_docjobs.hooks.finovox import FinovoxHook
@@ -54,7 +55,7 @@ class VendorReader:
     """
 
     vendor: ClassVar[str]
-    hook_class: ClassVar[type]
+    hook_class: ClassVar[type[DocJobsHook]]
     # The job key a sensor's outcome ``reference`` fills (the sensor's ``reference_field``).
     reference_field: ClassVar[str]
     default_analysis: ClassVar[str | None] = None
@@ -115,7 +116,7 @@ class FinovoxReader(VendorReader):
         return _text(result.get("name"))
 
     def headlines(self, analysis: str, result: Mapping[str, Any]) -> dict[str, Any]:
-        decision = result.get("decision") if isinstance(result.get("decision"), Mapping) else {}
+        decision = _mapping(result.get("decision"))
         return {
             "global_risk": _text(result.get("global_risk")),
             "decision_status": _text(decision.get("status")),
@@ -160,10 +161,9 @@ class MindeeReader(VendorReader):
 
     @staticmethod
     def _prediction(result: Mapping[str, Any]) -> Mapping[str, Any]:
-        document = result.get("document") if isinstance(result.get("document"), Mapping) else {}
-        inference = document.get("inference") if isinstance(document.get("inference"), Mapping) else {}
-        prediction = inference.get("prediction")
-        return prediction if isinstance(prediction, Mapping) else {}
+        document = _mapping(result.get("document"))
+        inference = _mapping(document.get("inference"))
+        return _mapping(inference.get("prediction"))
 
     def headlines(self, analysis: str, result: Mapping[str, Any]) -> dict[str, Any]:
         prediction = self._prediction(result)
@@ -222,7 +222,7 @@ class BirosReader(VendorReader):
         return _text(result["document"].get("original_name"))
 
     def headlines(self, analysis: str, result: Mapping[str, Any]) -> dict[str, Any]:
-        document = result.get("document") if isinstance(result.get("document"), Mapping) else {}
+        document = _mapping(result.get("document"))
         return {
             "document_status": _text(document.get("status")),
             "revision_status": _text(document.get("revision_status")),
@@ -305,6 +305,11 @@ def _scalar(value: Any) -> bool:
 
 def _as_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """A JSON object, or an empty one for anything else (a missing or malformed part of a result)."""
+    return value if isinstance(value, Mapping) else {}
 
 
 def _text(value: Any) -> str | None:

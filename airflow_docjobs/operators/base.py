@@ -7,7 +7,7 @@ import json
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.providers.common.compat.sdk import BaseOperator, mask_secret
 
@@ -25,7 +25,11 @@ from airflow_docjobs.results import SUBMITTED, ResultsStore, batch_key, fernet, 
 from airflow_docjobs.retry import with_retry_policy
 from airflow_docjobs.version_compat import resumable_job_mixin
 
-ResumableJobMixin = resumable_job_mixin()
+if TYPE_CHECKING:
+    from airflow.sdk import ResumableJobMixin  # the stand-in of older Airflow has the same interface
+else:
+    ResumableJobMixin = resumable_job_mixin()
+
 # Airflow's ResumableJobMixin stores one input's job under this key; a batch stores one key per document.
 ITEM_KEY = "docjobs_item_{sha256}"
 
@@ -104,7 +108,7 @@ class DocJobSubmitOperator(ResumableJobMixin, BaseOperator):
         items = self.batch_items()
         if items is not None:
             return self._execute_batch(context, items)
-        reference = self.execute_resumable(context)
+        reference: str = self.execute_resumable(context)
         self.submitted = (getattr(self, self.input_field),)
         return reference
 
@@ -145,7 +149,8 @@ class DocJobSubmitOperator(ResumableJobMixin, BaseOperator):
     def is_job_succeeded(self, status: str) -> bool:
         return status == SUCCEEDED
 
-    def poll_until_complete(self, external_id: Any, context: Any) -> str:
+    # Airflow annotates it None, yet its execute_resumable returns it on a reconnect: the reference.
+    def poll_until_complete(self, external_id: Any, context: Any) -> str:  # type: ignore[override]
         # The sensor waits for the job (in the triggerer); the submit only hands its reference on.
         return self.get_job_result(external_id, context)
 
@@ -167,7 +172,8 @@ class DocJobSubmitOperator(ResumableJobMixin, BaseOperator):
     def _reference(stored: dict[str, Any]) -> str:
         if "reference_fernet" in stored:
             return fernet().decrypt(stored["reference_fernet"].encode()).decode()
-        return stored["reference"]
+        reference: str = stored["reference"]
+        return reference
 
     def job_for(self, reference: str) -> dict[str, Any]:
         """The job reference the hook polls, for a reference this operator returned."""
@@ -195,7 +201,7 @@ class DocJobSubmitOperator(ResumableJobMixin, BaseOperator):
         hook.get_conn()  # one client for every thread, built before they start
         with ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="docjobs-submit") as pool:
             digests = list(pool.map(content_sha256, items))
-            entries = [
+            entries: list[dict[str, Any]] = [
                 {"input": _shown(item), "sha256": sha, "error": None}
                 for item, sha in zip(items, digests, strict=True)
             ]
@@ -227,7 +233,7 @@ class DocJobSubmitOperator(ResumableJobMixin, BaseOperator):
             futures: dict[Future[tuple[str, int]], int] = {
                 pool.submit(self._submit_counted, hook, items[i]): i for i in first.values() if i not in taken
             }
-            not_taken = []
+            not_taken: list[tuple[int, VendorTransientError]] = []
             try:
                 for future in as_completed(futures):
                     index = futures[future]
@@ -272,12 +278,12 @@ class DocJobSubmitOperator(ResumableJobMixin, BaseOperator):
             len(not_taken),
         )
         if not_taken:
-            index, exc = not_taken[0]
+            index, first_error = not_taken[0]
             raise hook.error(
                 VendorTransientError,
                 f"{len(not_taken)} of {len(items)} documents could not be submitted (the first, "
-                f"{entries[index]['input']}: {exc.summary}); a retry submits only those",
-            ) from exc
+                f"{entries[index]['input']}: {first_error.summary}); a retry submits only those",
+            ) from first_error
         return references
 
     def _submit_counted(self, hook: DocJobsHook, item: Any) -> tuple[str, int]:

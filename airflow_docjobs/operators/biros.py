@@ -35,7 +35,7 @@ class BirosSubmitOperator(DocJobSubmitOperator):
         self.file = file
         self.service_id = service_id
 
-    def submit_one(self, hook: BirosHook, item: Any) -> str:
+    def submit_one(self, hook: BirosHook, item: Any) -> str:  # type: ignore[override]  # the base passes self.hook, of this hook_class
         return hook.submit_document(item, self.service_id)
 
     def job_for(self, reference: str) -> dict[str, Any]:

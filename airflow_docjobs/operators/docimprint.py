@@ -53,7 +53,7 @@ class DocimprintSubmitOperator(DocJobSubmitOperator):
             return list(self.source)  # a focused endpoint takes one source per job: list mode
         return None  # docimprint batches extracts natively: a list of sources is one /v1/jobs job
 
-    def submit_one(self, hook: DocimprintHook, item: Any) -> str:
+    def submit_one(self, hook: DocimprintHook, item: Any) -> str:  # type: ignore[override]  # the base passes self.hook, of this hook_class
         return hook.submit_source(item, self.mode, self.webhook, self.endpoint, self.options)
 
     def job_for(self, reference: str) -> dict[str, Any]:

@@ -40,7 +40,7 @@ class FinovoxSubmitDocumentOperator(DocJobSubmitOperator):
         self.file = file
         self.analyse_type = list(analyse_type or ["risk"])
 
-    def submit_one(self, hook: FinovoxHook, item: Any) -> str:
+    def submit_one(self, hook: FinovoxHook, item: Any) -> str:  # type: ignore[override]  # the base passes self.hook, of this hook_class
         return hook.submit_document(item, self.analyse_type)
 
     def job_for(self, reference: str) -> dict[str, Any]:
@@ -113,7 +113,7 @@ class FinovoxSubmitCaseOperator(DocJobSubmitOperator):
         # A case is a list of files, or a folder whose own files the hook uploads.
         return list(item) if isinstance(item, (list, tuple)) else files_in(str(item))
 
-    def submit_one(self, hook: FinovoxHook, item: Any) -> str:
+    def submit_one(self, hook: FinovoxHook, item: Any) -> str:  # type: ignore[override]  # the base passes self.hook, of this hook_class
         return hook.submit_case(
             item,
             self.use_case,

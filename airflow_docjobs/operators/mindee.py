@@ -43,7 +43,7 @@ class MindeeSubmitOperator(DocJobSubmitOperator):
         self.version = version
         self.account = account
 
-    def submit_one(self, hook: MindeeHook, item: Any) -> str:
+    def submit_one(self, hook: MindeeHook, item: Any) -> str:  # type: ignore[override]  # the base passes self.hook, of this hook_class
         return hook.enqueue(item, self.product, self.version, self.account)
 
     def job_for(self, reference: str) -> dict[str, Any]:

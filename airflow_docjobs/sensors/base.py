@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import pendulum
 from airflow.providers.common.compat.sdk import (
@@ -183,7 +183,7 @@ class DocJobSensor(BaseSensorOperator):
             timeout=timedelta(seconds=self.timeout) + DEFER_GRACE,
         )
 
-    def _first_poke(self, context: Any) -> PokeReturnValue | bool:
+    def _first_poke(self, context: Any) -> PokeReturnValue | Literal[False]:
         """The deferrable path's first poke, with soft_fail and never_fail as BaseSensorOperator applies them."""
         try:
             return self.poke(context)
@@ -229,7 +229,7 @@ class DocJobSensor(BaseSensorOperator):
 
     # ---- poke / reschedule ----------------------------------------------------------------------------
 
-    def poke(self, context: Any) -> PokeReturnValue | bool:
+    def poke(self, context: Any) -> PokeReturnValue | Literal[False]:
         if not self.batch:
             # A retried sensor (or one resumed on another worker) takes a landed result from the store.
             if (record := self.store(context).landed(self.job)) is not None:
@@ -289,7 +289,7 @@ class DocJobSensor(BaseSensorOperator):
             store.set(key, count)
         return count
 
-    def _read(self, status: JobStatus, context: Any) -> PokeReturnValue | bool:
+    def _read(self, status: JobStatus, context: Any) -> PokeReturnValue | Literal[False]:
         """A single job's poll: land and return a result, fail on a failed job, log progress."""
         if status.terminal:
             record = landed_record(self.hook.vendor, self.hook.public_job(self.job), status)
@@ -321,7 +321,9 @@ class DocJobSensor(BaseSensorOperator):
 
     # ---- a batch's outcomes ---------------------------------------------------------------------------
 
-    def _finish_batch(self, context: Any, timed_out: bool = False, message: str | None = None) -> list[dict]:
+    def _finish_batch(
+        self, context: Any, timed_out: bool = False, message: str | None = None
+    ) -> list[dict[str, Any]]:
         """Record one outcome per input in the store, then fail if too many did not succeed."""
         store = self.store(context)
         try:
