@@ -26,9 +26,11 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 DAGS = Path(__file__).resolve().parent / "dags"
 AIRFLOW = str(Path(sys.executable).parent / "airflow")

@@ -41,20 +41,23 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import TYPE_CHECKING, Any  # noqa: E402
 
 import pytest  # noqa: E402
 
 from airflow_docjobs.emulator import EmulatorSettings  # noqa: E402
 from airflow_docjobs.emulator.testing import EmulatorServer  # noqa: E402
-from airflow_docjobs.hooks.base import DocJobsHook  # noqa: E402
 from airflow_docjobs.hooks.biros import BirosHook  # noqa: E402
 from airflow_docjobs.hooks.docimprint import DocimprintHook  # noqa: E402
 from airflow_docjobs.hooks.finovox import FinovoxHook  # noqa: E402
 from airflow_docjobs.hooks.mindee import MindeeHook  # noqa: E402
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from airflow_docjobs.hooks.base import DocJobsHook
 
 VENDORS = ("finovox", "mindee", "docimprint", "biros")
 SECRET = "emulator"

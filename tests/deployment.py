@@ -18,11 +18,10 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -30,6 +29,9 @@ from cryptography.fernet import Fernet
 from sqlalchemy import MetaData, create_engine, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
 
 AIRFLOW = Path(sys.executable).parent / "airflow"
 VENDORS = ("finovox", "mindee", "docimprint", "biros")

@@ -92,7 +92,9 @@ def test_bad_input_fails_before_any_request(emulator, tmp_path, case):
     with pytest.raises(DocJobsInputError) as err:
         call(tmp_path)
     message = str(err.value)
-    assert f"parameter {param}" in message and problem in message and "_default'" in message
+    assert f"parameter {param}" in message
+    assert problem in message
+    assert "_default'" in message
     assert emulator.state.requests == []
 
 
@@ -126,5 +128,6 @@ def test_a_template_that_renders_badly_fails_the_task_before_any_request(
     dag_run = load_dags(DAGS)["docjobs_bad_template"].test(run_conf={"doc": rendered})
     assert dag_run.state == "failed"
     logs = capfd.readouterr()
-    assert "parameter 'document'" in logs.out + logs.err and problem in logs.out + logs.err
+    assert "parameter 'document'" in logs.out + logs.err
+    assert problem in logs.out + logs.err
     assert emulator.state.requests == []

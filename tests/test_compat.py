@@ -38,7 +38,8 @@ def test_the_version_flags_agree_with_the_running_airflow():
 
     major, minor, _ = get_base_airflow_version_tuple()
     assert airflow.__version__.startswith(f"{major}.{minor}")
-    assert AIRFLOW_V_3_0_PLUS == (major >= 3) and AIRFLOW_V_3_3_PLUS == ((major, minor) >= (3, 3))
+    assert AIRFLOW_V_3_0_PLUS == (major >= 3)
+    assert AIRFLOW_V_3_3_PLUS == ((major, minor) >= (3, 3))
     mixin = resumable_job_mixin()
     # Airflow's own ResumableJobMixin from 3.3; before it, a stand-in that submits on every try.
     assert (mixin.__module__.startswith("airflow.sdk")) == AIRFLOW_V_3_3_PLUS
@@ -50,7 +51,8 @@ def test_the_older_connection_form_agrees_with_the_provider_info(conn_type):
     hook = hook_class(conn_type)
     (entry,) = [c for c in get_provider_info()["connection-types"] if c["connection-type"] == conn_type]
     behaviour = {key.replace("-", "_"): value for key, value in entry["ui-field-behaviour"].items()}
-    assert "get_ui_field_behaviour" in vars(hook) and "get_connection_form_widgets" in vars(hook)
+    assert "get_ui_field_behaviour" in vars(hook)
+    assert "get_connection_form_widgets" in vars(hook)
     assert hook.get_ui_field_behaviour() == behaviour
 
 
@@ -101,7 +103,8 @@ async def test_a_trigger_lands_a_batch_and_ends(frozen, tmp_path):
     await until(lambda: len(journal(frozen, POLL_PATHS["mindee"])) >= 3)  # every job polled, pending
     frozen.state.advance(5)
     event = await waiting
-    assert event["status"] == "success" and event["succeeded"] == 3
+    assert event["status"] == "success"
+    assert event["succeeded"] == 3
     assert all(store.landed(job)["state"] == "succeeded" for job in jobs)
 
 

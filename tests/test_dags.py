@@ -94,19 +94,23 @@ def test_happy_path(dags, secret_emulator, tmp_path, capfd, vendor, mode):
     result = values[("wait", "return_value")]
     assert EXPECTED[vendor](result)
     reference = values[("submit", "return_value")]
-    assert isinstance(reference, str) and reference
+    assert isinstance(reference, str)
+    assert reference
     if vendor == "finovox_case":
         assert values[("wait", "_link_FinovoxShareLink")] == result["share_link"]["url"]
     logs = output(capfd)
     # The checks below mean something only if both tasks' logs were captured at all.
-    assert "Submitted " in logs and "task_id='wait'" in logs
-    assert SECRET not in logs and SECRET not in json.dumps(list(values.values()), default=str)
+    assert "Submitted " in logs
+    assert "task_id='wait'" in logs
+    assert SECRET not in logs
+    assert SECRET not in json.dumps(list(values.values()), default=str)
     if vendor.startswith("finovox"):
         assert reference not in logs  # the retrieve token is masked
     if mode == "deferrable":
         assert "DocJobTrigger" in logs  # the wait really ran in a trigger
     else:
-        assert "DocJobTrigger" not in logs and len(journal(secret_emulator, POLLS[vendor])) >= 3
+        assert "DocJobTrigger" not in logs
+        assert len(journal(secret_emulator, POLLS[vendor])) >= 3
     if mode == "reschedule":
         assert reschedules(tis["wait"]), "the sensor never gave its worker slot back"
 
@@ -124,7 +128,8 @@ def reschedules(ti) -> list:
 def test_vendor_failure_fails_at_once_without_retry(dags, emulator, tmp_path, capfd, vendor, mode):
     dag_run, tis = run(dags, f"docjobs_{vendor}_{mode}", tmp_path, name="fail.pdf")
     assert dag_run.state == "failed"
-    assert tis["wait"].state == "failed" and tis["wait"].try_number == 1  # retries=2 left unused
+    assert tis["wait"].state == "failed"
+    assert tis["wait"].try_number == 1
     failed = [line for line in output(capfd).splitlines() if "VendorJobFailedError" in line]
     assert any(FAILURES[vendor] in line for line in failed), failed
 
@@ -133,7 +138,8 @@ def test_vendor_failure_fails_at_once_without_retry(dags, emulator, tmp_path, ca
 @pytest.mark.parametrize("vendor", list(EXPECTED))
 def test_timeout_fails_as_a_sensor_timeout(dags, emulator, tmp_path, capfd, vendor, mode):
     _, tis = run(dags, f"docjobs_{vendor}_{mode}_timeout", tmp_path, name="never.pdf")
-    assert tis["wait"].state == "failed" and tis["wait"].try_number == 1  # a timeout is not retried
+    assert tis["wait"].state == "failed"
+    assert tis["wait"].try_number == 1
     assert "AirflowSensorTimeout" in output(capfd)
 
 
@@ -149,7 +155,8 @@ def test_transient_faults_are_survived(dags, emulator, tmp_path, vendor, mode):
     )
     dag_run, tis = run(dags, f"docjobs_{vendor}_{mode}", tmp_path)
     assert dag_run.state == "success", {t: ti.state for t, ti in tis.items()}
-    assert tis["wait"].try_number == 1 and all(fault.used_up() for fault in emulator.state.faults)
+    assert tis["wait"].try_number == 1
+    assert all(fault.used_up() for fault in emulator.state.faults)
 
 
 @pytest.mark.parametrize("vendor", list(EXPECTED))
@@ -162,7 +169,8 @@ def test_durable_submit_reuses_its_job_on_retry(dags, emulator, tmp_path, vendor
 
 def test_a_durable_submit_with_changed_parameters_submits_anew(dags, emulator, tmp_path):
     dag_run, tis = run(dags, "docjobs_docimprint_durable_changed", tmp_path)
-    assert dag_run.state == "success" and tis["submit"].try_number == 2
+    assert dag_run.state == "success"
+    assert tis["submit"].try_number == 2
     assert len(submits(emulator, "docimprint")) == 2
     reference = xcoms(dag_run)[("submit", "return_value")]
     assert emulator.state.get("docimprint", reference).data["sources"] == ["https://example.com/try2/doc.pdf"]

@@ -146,7 +146,8 @@ def test_every_python_block_says_how_it_runs():
 def test_the_docs_have_python_blocks_to_run():
     # A parser that silently found nothing would pass every other test here.
     assert any(block.page.name == "README.md" for block in SNIPPETS)
-    assert len(SNIPPETS) >= 8 and len(RESULTS) >= 5
+    assert len(SNIPPETS) >= 8
+    assert len(RESULTS) >= 5
 
 
 def anchors(page: Path) -> set[str]:
@@ -398,7 +399,8 @@ def test_airflow_home_migrates_then_prints_exports_a_shell_can_eval(tmp_path, mo
     home = tmp_path / "home"
     assert script.main([str(home), "--emulator", "http://127.0.0.1:9999/"]) == 0
     ((argv, env),) = calls
-    assert argv[1:] == ["db", "migrate"] and env["AIRFLOW_HOME"] == str(home)
+    assert argv[1:] == ["db", "migrate"]
+    assert env["AIRFLOW_HOME"] == str(home)
     exports = capsys.readouterr().out
     names = (
         "AIRFLOW_HOME",
@@ -411,7 +413,9 @@ def test_airflow_home_migrates_then_prints_exports_a_shell_can_eval(tmp_path, mo
         ["bash", "-c", script_text, "bash", exports], capture_output=True, text=True, check=True
     )
     home_seen, biros, examples, dags_folder = shell.stdout.splitlines()
-    assert home_seen == str(home) and examples == "False" and dags_folder == str(ROOT / "example_dags")
+    assert home_seen == str(home)
+    assert examples == "False"
+    assert dags_folder == str(ROOT / "example_dags")
     assert json.loads(biros) == {
         "conn_type": "biros",
         "host": "http://127.0.0.1:9999/biros",
@@ -430,7 +434,9 @@ def test_airflow_home_shows_the_log_when_the_migration_fails(tmp_path, monkeypat
     monkeypatch.setattr(script.subprocess, "call", failing)
     assert script.main([str(tmp_path / "home")]) == 1
     captured = capsys.readouterr()
-    assert captured.out == "" and "disk full" in captured.err and "db-migrate.log" in captured.err
+    assert captured.out == ""
+    assert "disk full" in captured.err
+    assert "db-migrate.log" in captured.err
 
 
 def test_airflow_home_refuses_an_emulator_url_without_a_scheme(capsys):

@@ -13,8 +13,8 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -23,6 +23,9 @@ import airflow_docjobs.emulator as package
 from airflow_docjobs.emulator import app as app_module
 from airflow_docjobs.emulator import core
 from airflow_docjobs.emulator.core import Emulator, EmulatorSettings, Seeded, seed_of
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "emulator"
@@ -150,4 +153,5 @@ def test_seeded_values_are_stable_and_tell_inputs_apart():
     # Each label is its own value: adding one never shifts another.
     assert same.hexdigest("n") != same.hexdigest("m")
     amounts = [Seeded(str(i)).amount("total", 1.0, 2.0) for i in range(200)]
-    assert all(1.0 <= a <= 2.0 and round(a, 2) == a for a in amounts) and len(set(amounts)) > 50
+    assert all(1.0 <= a <= 2.0 and round(a, 2) == a for a in amounts)
+    assert len(set(amounts)) > 50

@@ -29,7 +29,8 @@ async def test_fault_429_with_retry_after_then_normal(client, emu):
         Fault(vendor="biros", path="/predicted-documents/", status=429, retry_after="1", times=1)
     )
     first = await client.get(biros_url("x"), headers=BIROS)
-    assert first.status_code == 429 and first.headers["retry-after"] == "1"
+    assert first.status_code == 429
+    assert first.headers["retry-after"] == "1"
     assert "detail" in first.json()  # shaped like the vendor's own errors
     assert (await client.get(biros_url("x"), headers=BIROS)).status_code == 404  # used up: real handler
     assert emu.faults[0].used_up()
@@ -52,7 +53,8 @@ async def test_fault_non_json_body_and_vendor_scope(client, emu):
     emu.faults.append(Fault(vendor="mindee", status=502, body="<html><h1>502 Bad Gateway</h1></html>"))
     response = await client.get(f"{INVOICES}/documents/queue/x", headers=MINDEE)
     assert response.status_code == 502
-    assert response.headers["content-type"].startswith("text/html") and "Bad Gateway" in response.text
+    assert response.headers["content-type"].startswith("text/html")
+    assert "Bad Gateway" in response.text
     # Other vendors are untouched.
     assert (
         await client.post("/finovox/retrieve", headers=FINOVOX, json={"retrieve_token": "x"})
@@ -108,13 +110,13 @@ async def test_journal_redacts_secrets_and_records_auth(client):
         ("docimprint", "GET", False),
         ("biros", "GET", True),
     ]
-    assert journal[0]["path"] == "/finovox/retrieve" and journal[0]["headers"]["api-key"] == "***"
+    assert journal[0]["path"] == "/finovox/retrieve"
+    assert journal[0]["headers"]["api-key"] == "***"
     assert journal[1]["headers"]["authorization"] == "***"
-    assert "x-payment" not in journal[2]["headers"] and journal[2]["query"] == "verbose=1"
-    assert (
-        journal[3]["headers"]["x-api-key"] == "***"
-        and journal[3]["query"] == "include_validation_errors=true"
-    )
+    assert "x-payment" not in journal[2]["headers"]
+    assert journal[2]["query"] == "verbose=1"
+    assert journal[3]["headers"]["x-api-key"] == "***"
+    assert journal[3]["query"] == "include_validation_errors=true"
     assert not [v for e in journal for k, v in e["headers"].items() if KEY in v and k != "host"]
     assert (await client.delete("/_emulator/requests")).status_code == 204
     assert (await client.get("/_emulator/requests")).json() == []
@@ -143,7 +145,9 @@ async def test_config_and_reset(client, emu):
     assert (await client.get(f"/docimprint/v1/jobs/{job_id}")).json()["status"] == "complete"
     emu.faults.append(Fault(status=500))
     assert (await client.post("/_emulator/reset")).status_code == 204
-    assert emu.faults == [] and emu.requests == [] and emu.jobs == {}
+    assert emu.faults == []
+    assert emu.requests == []
+    assert emu.jobs == {}
     assert (await client.get(f"/docimprint/v1/jobs/{job_id}")).status_code == 404
 
 
@@ -161,7 +165,8 @@ async def test_the_journal_is_capped_but_the_request_count_is_not(client, emu, m
     monkeypatch.setattr("airflow_docjobs.emulator.core.JOURNAL_LIMIT", 2)
     for _ in range(3):
         await client.get("/docimprint/v1/jobs/job_x")
-    assert len(emu.requests) == 2 and emu.stats()["requests"] == 3
+    assert len(emu.requests) == 2
+    assert emu.stats()["requests"] == 3
 
 
 # -- the clock ------------------------------------------------------------------------------------------
@@ -182,7 +187,8 @@ def test_freeze_and_thaw_never_jump():
     before = emulator.now()
     emulator.freeze()
     frozen = emulator.now()
-    assert emulator.settings.frozen_clock and 0 <= frozen - before < 0.01
+    assert emulator.settings.frozen_clock
+    assert 0 <= frozen - before < 0.01
     time.sleep(0.02)
     emulator.settings.update({"frozen_clock": False})
     thawed = emulator.now()

@@ -30,18 +30,22 @@ async def test_docimprint_extract_progress_then_complete(client, emu):
     )
     assert submit.status_code == 202
     job_id = submit.json()["job_id"]
-    assert submit.json() == {"job_id": job_id, "status": "processing"} and job_id.startswith("job_")
+    assert submit.json() == {"job_id": job_id, "status": "processing"}
+    assert job_id.startswith("job_")
 
     emu.advance(0.2)
     running = (await client.get(f"/docimprint/v1/jobs/{job_id}")).json()  # polling is free: no X-Payment
-    assert running["status"] == "processing" and running["progress_pct"] == 20
+    assert running["status"] == "processing"
+    assert running["progress_pct"] == 20
     assert running["progress_message"] == "OCR page 3/12"
     assert "bundle_id" not in running
 
     emu.advance(1.0)
     done = (await client.get(f"/docimprint/v1/jobs/{job_id}", headers=DOCIMPRINT)).json()
-    assert done["status"] == "complete" and done["progress_pct"] == 100
-    assert done["bundle_id"].startswith("ev_") and re.fullmatch(r"[0-9a-f]{64}", done["manifest_sha256"])
+    assert done["status"] == "complete"
+    assert done["progress_pct"] == 100
+    assert done["bundle_id"].startswith("ev_")
+    assert re.fullmatch(r"[0-9a-f]{64}", done["manifest_sha256"])
 
 
 async def test_docimprint_bundle_derives_from_the_sources(client, emu):
@@ -53,7 +57,9 @@ async def test_docimprint_bundle_derives_from_the_sources(client, emu):
     emu.advance(1.0)
     jobs = [(await client.get(f"/docimprint/v1/jobs/{job_id}")).json() for job_id in job_ids]
     bundles = [(job["bundle_id"], job["manifest_sha256"]) for job in jobs]
-    assert bundles[0] == bundles[2] and bundles[0][0] != bundles[1][0] and bundles[0][1] != bundles[1][1]
+    assert bundles[0] == bundles[2]
+    assert bundles[0][0] != bundles[1][0]
+    assert bundles[0][1] != bundles[1][1]
     items = (await client.get(f"/docimprint/v1/jobs/{batch.json()['job_id']}")).json()["items"]
     # A batch item's bundle is the one an extract of the same source makes.
     assert [(i["bundle_id"], i["manifest_sha256"]) for i in items] == bundles[:2]
@@ -65,16 +71,15 @@ async def test_docimprint_sync_extract(client):
     )
     assert inline.status_code == 200
     body = inline.json()
-    assert (
-        body["status"] == "complete"
-        and body["bundle_id"].startswith("ev_")
-        and len(body["manifest_sha256"]) == 64
-    )
+    assert body["status"] == "complete"
+    assert body["bundle_id"].startswith("ev_")
+    assert len(body["manifest_sha256"]) == 64
     assert (await client.get(f"/docimprint/v1/jobs/{body['job_id']}")).json()["status"] == "complete"
     failed = await client.post(
         "/docimprint/v1/extract?sync=true", headers=DOCIMPRINT, json={"source": "https://x.test/fail"}
     )
-    assert failed.status_code == 422 and failed.json()["error"]["code"] == "extract_failed"
+    assert failed.status_code == 422
+    assert failed.json()["error"]["code"] == "extract_failed"
 
 
 async def test_docimprint_batch_with_a_failing_item(client, emu):
@@ -89,9 +94,11 @@ async def test_docimprint_batch_with_a_failing_item(client, emu):
     assert running["progress_message"].endswith("/24")
     emu.advance(1.0)
     done = (await client.get(f"/docimprint/v1/jobs/{job_id}")).json()
-    assert done["status"] == "failed" and done["error"]["code"] == "extract_failed"
+    assert done["status"] == "failed"
+    assert done["error"]["code"] == "extract_failed"
     assert [i["status"] for i in done["items"]] == ["complete", "failed"]
-    assert done["items"][0]["bundle_id"].startswith("ev_") and "bundle_id" not in done
+    assert done["items"][0]["bundle_id"].startswith("ev_")
+    assert "bundle_id" not in done
 
 
 async def test_docimprint_never_and_unknown(client, emu):
@@ -99,7 +106,8 @@ async def test_docimprint_never_and_unknown(client, emu):
     emu.advance(3600)
     assert (await client.get(f"/docimprint/v1/jobs/{job_id}")).json()["status"] == "processing"
     missing = await client.get("/docimprint/v1/jobs/job_nope")
-    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "not_found"
 
 
 @pytest.mark.parametrize(
@@ -140,8 +148,10 @@ async def test_biros_running_then_active(client, emu):
 
     running = await client.get(biros_url(document_id), headers=BIROS)
     assert running.status_code == 200
-    assert running.json()["document"]["status"] == "RUNNING" and running.json()["document"]["message"]
-    assert running.json()["service"] == "svc-1" and running.json()["current_date"].endswith("+00:00")
+    assert running.json()["document"]["status"] == "RUNNING"
+    assert running.json()["document"]["message"]
+    assert running.json()["service"] == "svc-1"
+    assert running.json()["current_date"].endswith("+00:00")
 
     emu.advance(2.1)
     body = (await client.get(biros_url(document_id), headers=BIROS)).json()
@@ -170,7 +180,9 @@ async def test_biros_running_then_active(client, emu):
     entities = page["entities"]
     surname, name = entities["surname_1"][0]["text"], entities["name_1"][0]["text"]
     fiscal_code = entities["fiscal_code_1"]["text"]  # single-valued: an object, not a list
-    assert FISCAL_CODE.fullmatch(fiscal_code) and surname.isalpha() and name.isalpha()
+    assert FISCAL_CODE.fullmatch(fiscal_code)
+    assert surname.isalpha()
+    assert name.isalpha()
     assert [word["text"] for word in page["ocr"]] == [surname, name, fiscal_code]
 
 
@@ -189,7 +201,9 @@ async def test_biros_entities_derive_from_the_file(client, emu):
         for p in pages
     ]
     surnames, names, fiscal_codes = zip(*people, strict=True)
-    assert len(set(surnames)) > 1 and len(set(names)) > 1 and len(set(fiscal_codes)) == 8
+    assert len(set(surnames)) > 1
+    assert len(set(names)) > 1
+    assert len(set(fiscal_codes)) == 8
     # The code starts with the surname's consonants, as an Italian fiscal code does.
     assert all(code[:2] == "".join(c for c in surname if c not in "AEIOU")[:2] for surname, _, code in people)
 
@@ -224,7 +238,8 @@ async def test_biros_error_and_never(client, emu):
     never = (await biros_submit(client, "never.pdf")).json()["resource"]
     emu.advance(3600)
     error = (await client.get(biros_url(failed), headers=BIROS)).json()["document"]
-    assert error["status"] == "ERROR" and error["message"]
+    assert error["status"] == "ERROR"
+    assert error["message"]
     assert (await client.get(biros_url(never), headers=BIROS)).json()["document"]["status"] == "RUNNING"
 
 
@@ -233,7 +248,8 @@ async def test_biros_not_found_and_validation(client):
     document_id = (await biros_submit(client, "a.pdf")).json()["resource"]
     assert (await client.get(biros_url(document_id, service="svc-2"), headers=BIROS)).status_code == 404
     missing = await client.get(biros_url("no-such-doc"), headers=BIROS)
-    assert missing.status_code == 404 and "detail" in missing.json()
+    assert missing.status_code == 404
+    assert "detail" in missing.json()
     no_file = await client.post(
         "/biros/inference/service/svc-1/async-predict", headers=BIROS, files={"x": ("a", b"")}
     )
@@ -243,14 +259,16 @@ async def test_biros_not_found_and_validation(client):
 @pytest.mark.parametrize("headers", [{}, {"x-api-key": "wrong"}], ids=["none", "wrong"])
 async def test_biros_auth(client, headers):
     response = await client.get(biros_url("x"), headers=headers)
-    assert response.status_code == 401 and "detail" in response.json()
+    assert response.status_code == 401
+    assert "detail" in response.json()
 
 
 @pytest.mark.parametrize("endpoint", ["summarize", "qa"])
 async def test_docimprint_focused_endpoints_are_synchronous_unless_async(client, emu, endpoint):
     body = {"source": "https://x.test/lease.pdf", "question": "Who is the tenant?"}
     inline = await client.post(f"/docimprint/v1/{endpoint}", headers=DOCIMPRINT, json=body)
-    assert inline.status_code == 200 and inline.json()["source"] == body["source"]
+    assert inline.status_code == 200
+    assert inline.json()["source"] == body["source"]
 
     queued = await client.post(f"/docimprint/v1/{endpoint}?async=true", headers=DOCIMPRINT, json=body)
     assert queued.status_code == 202
@@ -259,8 +277,10 @@ async def test_docimprint_focused_endpoints_are_synchronous_unless_async(client,
     emu.advance(1.0)
     done = (await client.get(f"/docimprint/v1/jobs/{job_id}")).json()
     # The full result lands in the job response, the same as the synchronous answer; no bundle.
-    assert done["status"] == "complete" and done["endpoint"] == endpoint
-    assert done["result"] == inline.json()["result"] and "bundle_id" not in done
+    assert done["status"] == "complete"
+    assert done["endpoint"] == endpoint
+    assert done["result"] == inline.json()["result"]
+    assert "bundle_id" not in done
 
 
 async def test_docimprint_qa_answers_depend_on_the_source_and_the_question(client, emu):
@@ -269,7 +289,8 @@ async def test_docimprint_qa_answers_depend_on_the_source_and_the_question(clien
         return (await client.post("/docimprint/v1/qa", headers=DOCIMPRINT, json=body)).json()["result"]
 
     first = await answer("https://x.test/a.pdf", "Total?")
-    assert first["question"] == "Total?" and 0 < first["confidence"] < 1
+    assert first["question"] == "Total?"
+    assert 0 < first["confidence"] < 1
     assert first == await answer("https://x.test/a.pdf", "Total?")
     assert first != await answer("https://x.test/b.pdf", "Total?")
     assert first != await answer("https://x.test/a.pdf", "Date?")
@@ -277,11 +298,14 @@ async def test_docimprint_qa_answers_depend_on_the_source_and_the_question(clien
 
 async def test_docimprint_focused_endpoints_validate_and_fail_like_extract(client, emu):
     bad = await client.post("/docimprint/v1/summarize?async=true", headers=DOCIMPRINT, json={"source": "x"})
-    assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_request"
+    assert bad.status_code == 422
+    assert bad.json()["error"]["code"] == "invalid_request"
     unpaid = await client.post("/docimprint/v1/qa", json={"source": "https://x.test/a.pdf"})
     assert unpaid.status_code == 402
     failing = {"source": "https://x.test/fail.pdf"}
     queued = await client.post("/docimprint/v1/summarize?async=true", headers=DOCIMPRINT, json=failing)
     emu.advance(1.0)
     done = (await client.get(f"/docimprint/v1/jobs/{queued.json()['job_id']}")).json()
-    assert done["status"] == "failed" and done["error"]["code"] == "extract_failed" and "result" not in done
+    assert done["status"] == "failed"
+    assert done["error"]["code"] == "extract_failed"
+    assert "result" not in done

@@ -37,7 +37,8 @@ async def test_document_pending_then_result(client, emu):
     submit = await client.post("/finovox/analyse", headers=FINOVOX, **finovox_files())
     assert submit.status_code == 200
     token = submit.json()["retrieve_token"]
-    assert token.startswith("gAAAAAB") and len(token) > 100
+    assert token.startswith("gAAAAAB")
+    assert len(token) > 100
 
     pending = await client.post("/finovox/retrieve", headers=FINOVOX, json={"retrieve_token": token})
     assert pending.status_code == 425
@@ -48,10 +49,12 @@ async def test_document_pending_then_result(client, emu):
     assert done.status_code == 200
     result = done.json()
     assert result["name"] == "payslip.pdf"
-    assert result["global_risk"] == "low" and result["document_quality"] == "acceptable"
+    assert result["global_risk"] == "low"
+    assert result["document_quality"] == "acceptable"
     assert {*RISKS, "software"} <= set(result)
     # A clean document: the tampering signs stay low, whatever else varies.
-    assert result["software_risk"] == result["vision_risk"] == "low" and result["software"] != "photoshop"
+    assert result["software_risk"] == result["vision_risk"] == "low"
+    assert result["software"] != "photoshop"
 
 
 async def test_document_real_clock(app, client):
@@ -78,9 +81,11 @@ async def test_document_fraud_and_fail_are_high_risk(client, emu, name):
     token = await analyse(client, name)
     emu.advance(1.0)
     result = (await retrieve(client, token)).json()
-    assert result["global_risk"] == "high" and result["software"] == "photoshop"
+    assert result["global_risk"] == "high"
+    assert result["software"] == "photoshop"
     assert result["software_risk"] == result["vision_risk"] == "high"
-    assert result["metadata_risk"] in ("medium", "high") and result["coherence_risk"] in ("medium", "high")
+    assert result["metadata_risk"] in ("medium", "high")
+    assert result["coherence_risk"] in ("medium", "high")
 
 
 async def test_document_never_stays_not_ready(client, emu):
@@ -95,7 +100,8 @@ async def test_document_result_expires(client, emu):
     assert (await retrieve(client, token)).status_code == 200
     emu.advance(1.0)
     expired = await retrieve(client, token)
-    assert expired.status_code == 404 and "detail" in expired.json()
+    assert expired.status_code == 404
+    assert "detail" in expired.json()
 
 
 @pytest.mark.parametrize(
@@ -156,7 +162,8 @@ async def test_case_processing_then_decision(client, emu):
     assert isinstance(result["explanation"], str)
     assert result["share_link"]["url"].startswith("http://emulator/finovox/share/")
     page = await client.get(result["share_link"]["url"])
-    assert page.status_code == 200 and "id.pdf" in page.text
+    assert page.status_code == 200
+    assert "id.pdf" in page.text
 
 
 @pytest.mark.parametrize(
@@ -183,7 +190,8 @@ async def test_case_failed_folder_is_500(client, emu):
 async def test_case_sync_mode(client):
     synchronous = case_files("id.pdf", asynchronous=False)
     answered = await client.post("/finovox/case", headers=FINOVOX, **synchronous)
-    assert answered.status_code == 200 and answered.json()["decision"]["status"] == "approved"
+    assert answered.status_code == 200
+    assert answered.json()["decision"]["status"] == "approved"
     failing = case_files("fail.pdf", asynchronous=False)
     assert (await client.post("/finovox/case", headers=FINOVOX, **failing)).status_code == 500
 

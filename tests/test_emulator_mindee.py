@@ -54,14 +54,17 @@ async def test_waiting_processing_then_redirect_to_document(client, emu):
         "url": f"http://emulator{INVOICES}/predict_async",
     }
     job = body["job"]
-    assert job["status"] == "waiting" and job["available_at"] is None and job["error"] == {}
+    assert job["status"] == "waiting"
+    assert job["available_at"] is None
+    assert job["error"] == {}
     assert set(job) == {"available_at", "id", "issued_at", "status", "error"}
 
     queue_url = f"{INVOICES}/documents/queue/{job['id']}"
     assert (await client.get(queue_url, headers=MINDEE)).json()["job"]["status"] == "waiting"
     emu.advance(0.5)
     processing = await client.get(queue_url, headers=MINDEE)
-    assert processing.status_code == 200 and processing.json()["job"]["status"] == "processing"
+    assert processing.status_code == 200
+    assert processing.json()["job"]["status"] == "processing"
 
     emu.advance(0.5)
     redirect = await client.get(queue_url, headers=MINDEE)
@@ -72,9 +75,12 @@ async def test_waiting_processing_then_redirect_to_document(client, emu):
     response = await client.get(location, headers=MINDEE)
     assert response.status_code == 200
     payload = response.json()
-    assert payload["job"]["status"] == "completed" and payload["job"]["available_at"]
+    assert payload["job"]["status"] == "completed"
+    assert payload["job"]["available_at"]
     doc = payload["document"]
-    assert doc["name"] == "inv.pdf" and doc["n_pages"] == 1 and location.endswith(doc["id"])
+    assert doc["name"] == "inv.pdf"
+    assert doc["n_pages"] == 1
+    assert location.endswith(doc["id"])
     inference = doc["inference"]
     assert {
         "prediction",
@@ -89,7 +95,8 @@ async def test_waiting_processing_then_redirect_to_document(client, emu):
     expected = invoice_values(Seeded(seed_of("inv.pdf", PDF)))
     assert inference["prediction"]["invoice_number"]["value"] == expected["invoice_number"]
     assert inference["prediction"]["total_amount"]["value"] == expected["total_amount"]
-    assert len(inference["pages"]) == 1 and inference["product"]["name"] == "mindee/invoices"
+    assert len(inference["pages"]) == 1
+    assert inference["product"]["name"] == "mindee/invoices"
 
     # The redirect target needs the token too.
     assert (await client.get(location)).status_code == 401
@@ -114,7 +121,9 @@ async def test_invoice_values_are_plausible(client, emu, name):
         item["total_amount"] == round(item["quantity"] * item["unit_price"], 2) for item in p["line_items"]
     )
     rate = p["taxes"][0]["rate"]
-    assert rate in TAX_RATES and tax == round(net * rate / 100, 2) and p["taxes"][0]["base"] == net
+    assert rate in TAX_RATES
+    assert tax == round(net * rate / 100, 2)
+    assert p["taxes"][0]["base"] == net
     assert date.fromisoformat(p["due_date"]) > date.fromisoformat(p["date"])
     assert re.fullmatch(r"INV-\d{4}-\d{4}", p["invoice_number"])
     assert p["supplier_name"] == inference["prediction"]["supplier_name"]["raw_value"].upper()
@@ -142,7 +151,8 @@ async def test_base64_url_and_custom_product_inputs(client, emu):
         await client.post(f"{INVOICES}/predict_async", headers=MINDEE, json={"document": url})
         for url in ("https://x.test/a.pdf", "https://x.test/b.pdf", "https://x.test/a.pdf")
     ]
-    assert b64.status_code == 202 and {u.status_code for u in urls} == {202}
+    assert b64.status_code == 202
+    assert {u.status_code for u in urls} == {202}
     receipts = "/mindee/v1/products/acme/receipts/v2"
     others = [await submit(client, name, b"jpg", path=receipts) for name in ("r1.jpg", "r2.jpg")]
     emu.advance(1.0)
@@ -171,7 +181,8 @@ async def test_bad_input_is_400_with_envelope(client, kwargs):
     response = await client.post(f"{INVOICES}/predict_async", headers=MINDEE, **kwargs)
     assert response.status_code == 400
     request = response.json()["api_request"]
-    assert request["status"] == "failure" and request["status_code"] == 400
+    assert request["status"] == "failure"
+    assert request["status_code"] == 400
     assert request["error"]["code"] == "BadRequest"
 
 
@@ -183,9 +194,11 @@ async def test_failed_and_never_jobs(client, emu):
         "job"
     ]
     assert failed_job["status"] == "failed"
-    assert failed_job["error"]["code"] == "ServerError" and failed_job["error"]["message"]
+    assert failed_job["error"]["code"] == "ServerError"
+    assert failed_job["error"]["message"]
     never_poll = await client.get(f"{INVOICES}/documents/queue/{never['id']}", headers=MINDEE)
-    assert never_poll.status_code == 200 and never_poll.json()["job"]["status"] == "processing"
+    assert never_poll.status_code == 200
+    assert never_poll.json()["job"]["status"] == "processing"
 
 
 async def test_unknown_job_is_404(client):
@@ -214,7 +227,8 @@ async def test_auth(client, headers, details):
         "message": "Authorization required",
         "details": details,
     }
-    assert request["status"] == "failure" and request["status_code"] == 401
+    assert request["status"] == "failure"
+    assert request["status_code"] == 401
 
 
 # -- the official mindee SDK against a real server ----------------------------------------------------
@@ -235,7 +249,8 @@ def test_mindee_sdk_against_the_server_process(tmp_path, monkeypatch):
         assert queued.job.status == "waiting"
         deadline = time.monotonic() + 10
         while (response := client.parse_queued(product.InvoiceV4, queued.job.id)).job.status != "completed":
-            assert response.job.status in ("waiting", "processing") and time.monotonic() < deadline
+            assert response.job.status in ("waiting", "processing")
+            assert time.monotonic() < deadline
             time.sleep(0.1)
         prediction = response.document.inference.prediction
         expected = invoice_values(Seeded(seed_of("invoice.pdf", PDF)))
@@ -247,8 +262,10 @@ def test_mindee_sdk_against_the_server_process(tmp_path, monkeypatch):
         assert [item.total_amount for item in prediction.line_items] == [
             entry[4] for entry in expected["lines"]
         ]
-        assert prediction.taxes[0].rate == expected["tax_rate"] and prediction.locale.currency == "USD"
-        assert response.document.n_pages == 1 and expected["invoice_number"] in str(response.document)
+        assert prediction.taxes[0].rate == expected["tax_rate"]
+        assert prediction.locale.currency == "USD"
+        assert response.document.n_pages == 1
+        assert expected["invoice_number"] in str(response.document)
 
         failing = tmp_path / "invoice_fail.pdf"
         failing.write_bytes(PDF)
@@ -259,4 +276,5 @@ def test_mindee_sdk_against_the_server_process(tmp_path, monkeypatch):
 
         with pytest.raises(MindeeHTTPClientError) as denied:
             Client(api_key="wrong").enqueue(product.InvoiceV4, PathInput(str(failing)))
-        assert denied.value.status_code == 401 and denied.value.api_code == "Unauthorized"
+        assert denied.value.status_code == 401
+        assert denied.value.api_code == "Unauthorized"

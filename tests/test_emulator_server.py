@@ -31,7 +31,8 @@ def test_emulator_server_in_process():
             "password": KEY,
             "extra": {"timeout": 5},
         }
-        assert server.url.startswith("http://127.0.0.1:") and server.ca_file is None
+        assert server.url.startswith("http://127.0.0.1:")
+        assert server.ca_file is None
         response = httpx.get(f"{server.url}/_emulator/health")
         assert response.status_code == 200
         httpx.get(f"{server.url}/biros/inference/service/s/predicted-documents/d")
@@ -57,7 +58,8 @@ def test_connections_are_counted_and_reset():
 
 def test_tls_server_is_trusted_through_its_ca_file_and_counts_handshakes():
     with EmulatorServer(tls=True) as server:
-        assert server.url.startswith("https://127.0.0.1:") and server.ca_file.is_file()
+        assert server.url.startswith("https://127.0.0.1:")
+        assert server.ca_file.is_file()
         conn = json.loads(server.connection_json("docimprint", timeout=5))
         assert conn["host"] == f"{server.url}/docimprint"
         assert conn["extra"] == {"ca_bundle": str(server.ca_file), "timeout": 5}
@@ -117,15 +119,18 @@ def test_help_shows_every_default(capsys):
     assert len(entries) == text.count("[--") > 0  # one per option in the usage line
     assert [e for e in entries if not re.search(r"\(default: [^)]*\)$", e)] == []
     defaults = {e.split()[0]: e.rsplit("(default: ", 1)[1][:-1] for e in entries}
-    assert defaults["--processing-seconds"] == "2.0" and defaults["--concurrency"] == "0"
-    assert defaults["--port"] == "8080" and defaults["--tls"] == "False"
+    assert defaults["--processing-seconds"] == "2.0"
+    assert defaults["--concurrency"] == "0"
+    assert defaults["--port"] == "8080"
+    assert defaults["--tls"] == "False"
 
 
 @pytest.mark.parametrize("option", ["--concurrency", "--processing-seconds"], ids=["concurrency", "seconds"])
 def test_negative_values_are_refused(capsys, option):
     with pytest.raises(SystemExit) as refused:
         parse_args([option, "-1"])
-    assert refused.value.code == 2 and f"{option} must not be negative" in capsys.readouterr().err
+    assert refused.value.code == 2
+    assert f"{option} must not be negative" in capsys.readouterr().err
 
 
 def test_cli_serves_tls_with_a_concurrency_limit():

@@ -8,11 +8,9 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
 from test_emulator import (  # noqa: F401 (fixtures, used by name)
     BIROS,
@@ -30,6 +28,11 @@ from test_emulator import (  # noqa: F401 (fixtures, used by name)
 )
 
 from airflow_docjobs.emulator.core import is_fernet_like
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    import httpx
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
@@ -183,7 +186,8 @@ async def test_a_lowered_limit_waits_for_enough_slots(client, emu):
 )
 async def test_bulk_references_are_what_a_submit_returns(client, body, reference):
     references = await bulk(client, 3, **body)
-    assert len(set(references)) == 3 and all(re.fullmatch(reference, r) for r in references)
+    assert len(set(references)) == 3
+    assert all(re.fullmatch(reference, r) for r in references)
     assert body["vendor"] != "finovox" or all(is_fernet_like(r) for r in references)
 
 
@@ -198,7 +202,8 @@ async def test_bulk_product_and_service_are_where_the_jobs_are_polled(client, em
     assert queue.status_code == 302
     assert (await client.get(biros_url(document), headers=BIROS)).status_code == 404
     found = (await client.get(biros_url(document, service="svc-9"), headers=BIROS)).json()
-    assert found["document"]["original_name"] == "doc.pdf" and found["document"]["status"] == "ACTIVE"
+    assert found["document"]["original_name"] == "doc.pdf"
+    assert found["document"]["status"] == "ACTIVE"
 
 
 @pytest.mark.parametrize("kind", KINDS.values(), ids=KINDS.keys())
@@ -229,7 +234,8 @@ async def test_bulk_jobs_read_like_submitted_ones(client, emu):
         for ref in (reference, submitted.json()["job_id"])
     ]
     assert bulk_job.pop("job_id") != submitted_job.pop("job_id")
-    assert bulk_job == submitted_job and bulk_job["status"] == "complete"
+    assert bulk_job == submitted_job
+    assert bulk_job["status"] == "complete"
 
 
 @pytest.mark.parametrize(
@@ -265,7 +271,8 @@ async def test_bulk_jobs_read_like_submitted_ones(client, emu):
 )
 async def test_bulk_validation(client, emu, body):
     response = await client.post("/_emulator/bulk", json=body)
-    assert response.status_code == 422 and response.json()["detail"].startswith("invalid bulk request")
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith("invalid bulk request")
     assert emu.jobs == {}
 
 
@@ -273,7 +280,8 @@ async def test_bulk_makes_ten_thousand_jobs_fast(client, emu):
     started = time.perf_counter()
     references = await bulk(client, 10_000, vendor="mindee")
     assert time.perf_counter() - started < 0.5
-    assert len(set(references)) == 10_000 and emu.job_count == 10_000
+    assert len(set(references)) == 10_000
+    assert emu.job_count == 10_000
 
 
 # -- values derived from the input ------------------------------------------------------------------------
@@ -328,4 +336,6 @@ async def test_values_derive_from_the_input(client, emu, read):
     inputs = [("id.pdf", PDF), ("id.pdf", PDF + b"\n% another version"), ("card.pdf", PDF), ("id.pdf", PDF)]
     values = [await read(client, emu, name, content) for name, content in inputs]
     assert values[0] == values[3]  # the same input reads the same
-    assert values[0] != values[1] and values[0] != values[2] and values[1] != values[2]
+    assert values[0] != values[1]
+    assert values[0] != values[2]
+    assert values[1] != values[2]

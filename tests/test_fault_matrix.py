@@ -95,7 +95,8 @@ def test_a_burst_on_submits_ends_in_one_job(emulator, status):
     emulator.state.faults.append(Fault(vendor="docimprint", path="/v1/extract", status=status, times=2))
     with DocimprintHook() as hook:
         assert hook.submit_source("https://example.com/a.pdf")
-    assert len(emulator.state.requests) == 3 and emulator.state.stats()["jobs"] == 1
+    assert len(emulator.state.requests) == 3
+    assert emulator.state.stats()["jobs"] == 1
 
 
 class RawVendor:
@@ -136,7 +137,8 @@ def test_a_connection_reset_mid_answer_is_retried_then_counted(monkeypatch):
         monkeypatch.setenv("AIRFLOW_CONN_HALF", json.dumps(conn))
         with DocimprintHook("half") as hook, pytest.raises(VendorTransientError, match="3 attempts") as err:
             hook.get_job_status({"job_id": "job_1"})
-        assert vendor.requests == 3 and "'half'" in str(err.value)
+        assert vendor.requests == 3
+        assert "'half'" in str(err.value)
 
 
 def test_a_mindee_redirect_to_another_host_carries_no_credentials(emulator, tmp_path, monkeypatch):
@@ -158,7 +160,8 @@ def test_a_mindee_redirect_to_another_host_carries_no_credentials(emulator, tmp_
             hook.get_job_status(hook.job(job_id, "invoices", "v4"))
     assert queue.requests == 1
     (document,) = emulator.state.requests  # the other host got the request, without the key
-    assert not document["authorized"] and "authorization" not in document["headers"]
+    assert not document["authorized"]
+    assert "authorization" not in document["headers"]
 
 
 def test_an_expired_finovox_result_reads_pending_until_the_deadline(emulator, tmp_path):
@@ -196,7 +199,8 @@ def test_permanent_answers_fail_at_once_naming_the_connection(emulator, make_job
     hook = next((h for key, h in hook_class.items() if key in job), DocimprintHook)()
     with hook, pytest.raises(error) as err:
         hook.get_job_status(job)
-    assert err.value.status_code == status and "_default'" in str(err.value)
+    assert err.value.status_code == status
+    assert "_default'" in str(err.value)
     assert len(emulator.state.requests) == 1  # not retried
 
 
@@ -207,7 +211,8 @@ def test_a_finovox_token_of_another_user_is_refused(emulator, tmp_path, monkeypa
     monkeypatch.setenv("AIRFLOW_CONN_FINOVOX_DEFAULT", emulator.connection_json("finovox"))
     with FinovoxHook() as hook, pytest.raises(VendorAuthError) as err:
         hook.get_job_status(job)
-    assert err.value.status_code == 403 and "another user" in str(err.value)
+    assert err.value.status_code == 403
+    assert "another user" in str(err.value)
 
 
 def test_a_vendor_failure_carries_the_vendor_code_and_message(emulator):
@@ -217,5 +222,7 @@ def test_a_vendor_failure_carries_the_vendor_code_and_message(emulator):
     with DocimprintHook() as hook:
         status = hook.get_job_status(job)
     error = sensor._job_failed(status.message, status.code)
-    assert isinstance(error, VendorJobFailedError) and error.code == "extract_failed"
-    assert "[extract_failed]" in str(error) and "Could not extract" in str(error)
+    assert isinstance(error, VendorJobFailedError)
+    assert error.code == "extract_failed"
+    assert "[extract_failed]" in str(error)
+    assert "Could not extract" in str(error)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import pytest
 import uvicorn
 from conftest import KIND_IDS, KINDS, PATIENCE, SECRET, Kind, copy_sample, journal
 from starlette.applications import Starlette
-from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -32,6 +32,9 @@ from airflow_docjobs.hooks.docimprint import DocimprintHook
 from airflow_docjobs.hooks.finovox import FinovoxHook
 from airflow_docjobs.hooks.mindee import MindeeHook
 
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
 FAILING = [kind for kind in KINDS if kind.name != "finovox"]  # Finovox documents have no failed state
 RESENT_WARNING = "may have created a job"
 
@@ -44,10 +47,12 @@ def test_sync_life_cycle_pending_then_succeeded(frozen, tmp_path, kind):
         frozen.state.advance(5)
         status = hook.get_job_status(job)
     assert status.state == "succeeded"
-    assert isinstance(status.result, dict) and status.result
+    assert isinstance(status.result, dict)
+    assert status.result
     # Every request carried the secret header (the journal shows it was sent, never its value).
     requests = journal(frozen, f"/{kind.vendor}/")
-    assert len(requests) >= 3 and all(r["authorized"] for r in requests)
+    assert len(requests) >= 3
+    assert all(r["authorized"] for r in requests)
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
@@ -85,7 +90,8 @@ def test_progress_is_reported(frozen):
         job = hook.job(hook.submit_source("https://example.com/a.pdf"))
         frozen.state.advance(0.25)  # half of the 0.5 s the job takes
         status = hook.get_job_status(job)
-    assert status.state == "pending" and status.progress.startswith("50%")
+    assert status.state == "pending"
+    assert status.progress.startswith("50%")
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
@@ -94,7 +100,8 @@ def test_wrong_secret_fails_at_once_naming_the_connection(emulator, vendor_conn,
     hook = kind.hook(**{kind.hook.conn_name_attr: bad})
     with pytest.raises(VendorAuthError) as err:
         kind.submit(hook, tmp_path, "doc.pdf")
-    assert "'bad'" in str(err.value) and "s3cr3t-value" not in str(err.value)
+    assert "'bad'" in str(err.value)
+    assert "s3cr3t-value" not in str(err.value)
     assert err.value.status_code == (402 if kind.vendor == "docimprint" else 401)  # docimprint: 402
     assert len(journal(emulator, f"/{kind.vendor}/")) == 1  # no retry
 
@@ -102,7 +109,8 @@ def test_wrong_secret_fails_at_once_naming_the_connection(emulator, vendor_conn,
 def test_unknown_job_is_not_found(emulator):
     with DocimprintHook() as hook, pytest.raises(VendorNotFoundError) as err:
         hook.get_job_status({"job_id": "job_missing"})
-    assert err.value.job_id == "job_missing" and "'docimprint_default'" in str(err.value)
+    assert err.value.job_id == "job_missing"
+    assert "'docimprint_default'" in str(err.value)
 
 
 def test_finovox_case_500_is_a_failed_folder_not_a_retry(emulator, tmp_path):
@@ -111,7 +119,8 @@ def test_finovox_case_500_is_a_failed_folder_not_a_retry(emulator, tmp_path):
         emulator.state.advance(5)
         emulator.state.requests.clear()
         status = hook.get_job_status(job)
-    assert status.state == "failed" and "failed" in status.message
+    assert status.state == "failed"
+    assert "failed" in status.message
     assert len(emulator.state.requests) == 1
 
 
@@ -158,7 +167,8 @@ def test_mindee_redirect_is_followed_with_credentials_on_the_same_host(emulator,
         emulator.state.requests.clear()
         status = hook.get_job_status(job)
     queue, document = emulator.state.requests
-    assert "/documents/queue/" in queue["path"] and document["path"].endswith(status.result["document"]["id"])
+    assert "/documents/queue/" in queue["path"]
+    assert document["path"].endswith(status.result["document"]["id"])
     assert document["authorized"]
 
 
@@ -191,7 +201,8 @@ def redirect_loop():
     thread.start()
     deadline = time.monotonic() + PATIENCE
     while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the stand-in vendor did not start"
+        assert thread.is_alive(), "the stand-in vendor did not start"
+        assert time.monotonic() < deadline, "the stand-in vendor did not start"
         time.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     yield f"http://127.0.0.1:{port}/mindee", seen
@@ -206,15 +217,20 @@ async def test_a_redirect_loop_ends_the_poll_after_a_bounded_number_of_requests(
     url, seen = redirect_loop
     hook = MindeeHook(vendor_conn("mindee", conn_id="looping", fields={"host": url}))
     job = MindeeHook.job("job-1", "invoices", "v4")
-    with pytest.raises(VendorAPIError, match="kept redirecting") as err:
+
+    async def poll() -> None:
         if path == "sync":
             with hook:
                 hook.get_job_status(job)
         else:
             async with hook:
                 await hook.aget_job_status(job)
+
+    with pytest.raises(VendorAPIError, match="kept redirecting") as err:
+        await poll()
     assert len(seen) == MAX_POLL_REQUESTS, seen
-    assert err.value.job_id == "job-1" and "'looping'" in str(err.value)
+    assert err.value.job_id == "job-1"
+    assert "'looping'" in str(err.value)
 
 
 def test_vendor_job_failed_error_does_not_retry():
@@ -227,7 +243,8 @@ def test_a_vendor_echoing_the_secret_does_not_leak_it(emulator, tmp_path):
     emulator.state.faults.append(Fault(vendor="biros", status=401, body=f"invalid key {SECRET} for service"))
     with BirosHook() as hook, pytest.raises(VendorAuthError) as err:
         hook.submit_document(str(copy_sample(tmp_path, "a.pdf")), "svc-1")
-    assert SECRET not in str(err.value) and "invalid key *** for service" in str(err.value)
+    assert SECRET not in str(err.value)
+    assert "invalid key *** for service" in str(err.value)
 
 
 # ---- when a submit (a billed job) is sent again ---------------------------------------------------------
@@ -265,9 +282,11 @@ async def test_a_submit_is_resent_when_the_vendor_did_not_take_it(
         Fault(vendor=kind.vendor, path=kind.submit_path, times=1, **NOT_TAKEN[answer])
     )
     job, resends = await submit_once(kind, path, tmp_path)
-    assert job and resends in (0, None)
+    assert job
+    assert resends in (0, None)
     submits = kind.submits(emulator)
-    assert len(submits) == 2 and emulator.state.stats()["jobs"] == 1
+    assert len(submits) == 2
+    assert emulator.state.stats()["jobs"] == 1
     assert warnings_in(capfd) == []
 
 
@@ -289,12 +308,14 @@ async def test_a_submit_after_an_answer_that_may_have_created_a_job(
             await submit_once(kind, path, tmp_path)
     else:
         job, resends = await submit_once(kind, path, tmp_path)
-        assert job and resends in (1, None)
+        assert job
+        assert resends in (1, None)
     submits = kind.submits(emulator)
     assert len(submits) == (1 if mode == "strict" else 2)
     assert emulator.state.stats()["jobs"] == (0 if mode == "strict" else 1)
     warned = warnings_in(capfd)
-    assert len(warned) == (0 if mode == "strict" else 1) and all("warning" in line for line in warned)
+    assert len(warned) == (0 if mode == "strict" else 1)
+    assert all("warning" in line for line in warned)
 
 
 @pytest.mark.parametrize("mode", list(MODES))

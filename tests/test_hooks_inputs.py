@@ -47,7 +47,8 @@ def test_bad_input_fails_before_any_request(emulator, tmp_path, call, param):
     (tmp_path / "emptydir").mkdir()
     with pytest.raises(DocJobsInputError) as err:
         call(tmp_path)
-    assert f"parameter {param!r}" in str(err.value) and "_default'" in str(err.value)
+    assert f"parameter {param!r}" in str(err.value)
+    assert "_default'" in str(err.value)
     assert emulator.state.requests == []
 
 
@@ -58,14 +59,16 @@ def test_mindee_url_and_base64_inputs_are_sent_as_json(emulator, sample_pdf):
         assert hook.enqueue(content, "invoices", "4")
         assert hook.enqueue("base64:" + base64.b64encode(content).decode(), "invoices", "v4")
     uploads = journal(emulator, "/predict_async", "POST")
-    assert len(uploads) == 3 and emulator.state.stats()["jobs"] == 3
+    assert len(uploads) == 3
+    assert emulator.state.stats()["jobs"] == 3
     assert all(r["headers"]["content-type"] == "application/json" for r in uploads)
     assert all(r["path"].startswith("/mindee/v1/products/mindee/invoices/v4/") for r in uploads)
 
 
 def test_biros_flags_rendered_as_text_keep_their_meaning():
     job = BirosHook.job("svc", "doc", include_validation_errors="False", wait_for_review="true")
-    assert job["include_validation_errors"] is False and job["wait_for_review"] is True
+    assert job["include_validation_errors"] is False
+    assert job["wait_for_review"] is True
 
 
 def test_biros_wait_for_review(frozen, tmp_path):
@@ -74,10 +77,12 @@ def test_biros_wait_for_review(frozen, tmp_path):
         job = hook.job("svc-1", document, include_validation_errors=True, wait_for_review=True)
         frozen.state.advance(0.6)  # processed (0.5 s); the review takes 0.5 s more
         status = hook.get_job_status(job)
-        assert status.state == "pending" and "review" in status.progress
+        assert status.state == "pending"
+        assert "review" in status.progress
         frozen.state.advance(5)
         status = hook.get_job_status(job)
-    assert status.state == "succeeded" and status.result["document"]["revision_status"] == "approved"
+    assert status.state == "succeeded"
+    assert status.result["document"]["revision_status"] == "approved"
     assert frozen.state.requests[-1]["query"] == "include_validation_errors=true"
 
 

@@ -67,7 +67,8 @@ def test_a_plain_500_is_not_retried(emulator):
     emulator.state.faults.append(Fault(vendor="docimprint", path=POLL, status=500))
     with DocimprintHook() as hook, pytest.raises(VendorTransientError) as err:
         hook.get_job_status(job)
-    assert err.value.status_code == 500 and len(journal(emulator, POLL)) == 1
+    assert err.value.status_code == 500
+    assert len(journal(emulator, POLL)) == 1
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -77,7 +78,8 @@ async def test_still_failing_after_all_attempts(emulator, vendor_conn, path):
     emulator.state.faults.append(Fault(vendor="docimprint", path=POLL, status=503))
     with pytest.raises(VendorTransientError) as err:
         await poll(path, job)
-    assert err.value.status_code == 503 and "4 attempts" in str(err.value)
+    assert err.value.status_code == 503
+    assert "4 attempts" in str(err.value)
     assert len(journal(emulator, POLL)) == 4
 
 
@@ -142,6 +144,8 @@ async def test_a_refused_connection_is_retried_then_raised(vendor_conn, refused_
     down = vendor_conn("docimprint", conn_id="down", fields={"host": refused_url}, max_attempts=3)
     with pytest.raises(VendorTransientError, match="still failing after 3 attempts") as err:
         await poll(path, {"job_id": "job_1"}, down)
-    assert "could not connect to " + refused_url in str(err.value) and "'down'" in str(err.value)
+    assert "could not connect to " + refused_url in str(err.value)
+    assert "'down'" in str(err.value)
     retried = [line for line in capfd.readouterr().out.splitlines() if "; retry " in line]
-    assert len(retried) == 2 and all("could not connect" in line for line in retried)
+    assert len(retried) == 2
+    assert all("could not connect" in line for line in retried)

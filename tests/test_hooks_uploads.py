@@ -7,17 +7,21 @@ bytes (a document's values hash its content) and from the journal's ``content-le
 from __future__ import annotations
 
 import tracemalloc
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 from conftest import FIXTURES, KINDS, journal
 
 from airflow_docjobs.emulator import Fault
-from airflow_docjobs.hooks.base import Call
 from airflow_docjobs.hooks.biros import BirosHook
 from airflow_docjobs.hooks.finovox import FinovoxHook
 from airflow_docjobs.hooks.mindee import MindeeHook
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from airflow_docjobs.hooks.base import Call
 
 SIZE = 300_000  # several of httpx's 64 KiB chunks
 LARGE = 8_000_000  # a file whose copy in memory would show
@@ -64,7 +68,8 @@ def test_an_upload_is_streamed_never_read_whole(emulator, tmp_path, kind, locati
         finally:
             tracemalloc.stop()
     assert sent == int(request.headers["content-length"]) > LARGE
-    assert largest < LARGE // 10 and peak < LARGE // 4, (largest, peak)
+    assert largest < LARGE // 10, (largest, peak)
+    assert peak < LARGE // 4, (largest, peak)
 
 
 async def mindee_prediction(emulator, path: Path, *, fail_first: bool, sync: bool) -> dict:
@@ -89,7 +94,9 @@ async def test_a_resent_submit_streams_the_whole_file_again(emulator, tmp_path, 
     resent = await mindee_prediction(emulator, document, fail_first=True, sync=path == "sync")
     uploads = journal(emulator, "/predict_async")
     lengths = {int(r["headers"]["content-length"]) for r in uploads}
-    assert len(uploads) == 2 and len(lengths) == 1 and lengths.pop() > SIZE
+    assert len(uploads) == 2
+    assert len(lengths) == 1
+    assert lengths.pop() > SIZE
     # The emulator's values hash the bytes it received: the resent upload reads as the same document...
     assert resent == await mindee_prediction(emulator, document, fail_first=False, sync=True)
     # ... and as another one once a single byte differs.
@@ -106,7 +113,9 @@ def test_every_upload_is_sent_whole_on_each_attempt(emulator, tmp_path, kind):
         assert hook.check(hook.send(call))  # the second attempt was taken
     uploads = kind.submits(emulator)
     lengths = {int(r["headers"]["content-length"]) for r in uploads}
-    assert len(uploads) == 2 and len(lengths) == 1 and lengths.pop() > SIZE
+    assert len(uploads) == 2
+    assert len(lengths) == 1
+    assert lengths.pop() > SIZE
 
 
 def test_an_object_storage_uri_is_uploaded_as_the_file_itself(emulator, tmp_path):
@@ -119,5 +128,6 @@ def test_an_object_storage_uri_is_uploaded_as_the_file_itself(emulator, tmp_path
         pages = [hook.get_job_status(BirosHook.job("svc-1", i)).result["document_pages"] for i in ids]
     # The myBiros emulator derives the entities it extracts from the name and the bytes it received.
     local, uri, changed = (p[0]["entities"] for p in pages)
-    assert uri == local and changed != local
+    assert uri == local
+    assert changed != local
     assert all(int(r["headers"]["content-length"]) > SIZE for r in journal(emulator, "/async-predict"))

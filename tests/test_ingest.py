@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from conftest import FAST_RETRIES, FIXTURES, VENDORS
@@ -22,6 +22,9 @@ from airflow_docjobs.hooks.mindee import MindeeHook
 from airflow_docjobs.ingest import ResultsDatabase
 from airflow_docjobs.operators.ingest import DocJobsIngestOperator
 from airflow_docjobs.results import ResultsStore, job_key, landed_record, read_json
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 CONN_ID = "docjobs_test_db"
 # kind: hook, submit, job reference for a reference, the inputs of its batch and their expected states
@@ -192,13 +195,12 @@ def test_a_batch_of_every_vendor_lands_one_row_per_document(database, landed, ki
         if expected == "succeeded":
             landed_result = read_json(outcome["result_uri"])["result"]
             assert json.loads(row["result_json"]) == landed_result
-            assert (
-                row["finished_at"]
-                and row["error_code"] is None
-                and row["result_uri"] == outcome["result_uri"]
-            )
+            assert row["finished_at"]
+            assert row["error_code"] is None
+            assert row["result_uri"] == outcome["result_uri"]
         else:
-            assert row["error_message"] and row["result_json"] is None
+            assert row["error_message"]
+            assert row["result_json"] is None
     ok = next(r for r in rows if r["state"] == "succeeded")
     headline = {
         "finovox": lambda r: r["global_risk"] in ("low", "medium", "high"),
@@ -213,7 +215,8 @@ def test_a_batch_of_every_vendor_lands_one_row_per_document(database, landed, ki
     fields = table(database, "fields")
     assert report["fields"] == len(fields)
     if kind != "docimprint":
-        assert fields and {f["input_sha256"] for f in fields} <= {
+        assert fields
+        assert {f["input_sha256"] for f in fields} <= {
             r["input_sha256"] for r in rows if r["state"] == "succeeded"
         }
 
@@ -224,12 +227,17 @@ def test_fields_hold_predictions_entities_and_risk_signals(database, landed):
     ingest(landed["finovox"])
     fields = {(f["vendor"], f["field_name"]): f for f in table(database, "fields")}
     total = fields[("mindee", "total_amount")]
-    assert 0 < total["confidence"] <= 1 and total["page"] == 0 and float(total["field_value"]) > 0
+    assert 0 < total["confidence"] <= 1
+    assert total["page"] == 0
+    assert float(total["field_value"]) > 0
     assert ("mindee", "line_items[0].description") in fields
     surname = fields[("biros", "surname_1")]
-    assert surname["page"] == 0 and 0.9 < surname["confidence"] <= 1  # myBiros says 99.43 (percent)
+    assert surname["page"] == 0
+    assert 0.9 < surname["confidence"] <= 1
     risk = fields[("finovox", "global_risk")]
-    assert risk["field_value"] in ("low", "high") and risk["confidence"] is None and risk["page"] is None
+    assert risk["field_value"] in ("low", "high")
+    assert risk["confidence"] is None
+    assert risk["page"] is None
 
 
 def test_no_finovox_token_is_stored_in_clear(database, landed):
@@ -237,7 +245,8 @@ def test_no_finovox_token_is_stored_in_clear(database, landed):
     ingest(landed["finovox_case"])
     dump = checksum(database)
     tokens = [o["reference"] for kind in ("finovox", "finovox_case") for o in landed[kind] if o["reference"]]
-    assert tokens and not any(token in dump for token in tokens)
+    assert tokens
+    assert not any(token in dump for token in tokens)
     failed = next(r for r in table(database) if r["state"] == "failed")
     assert set(json.loads(failed["job_reference"])) == {"retrieve_token_sha256", "analysis"}
 
@@ -247,7 +256,8 @@ def test_re_ingesting_changes_nothing(database, landed):
     ingest(outcomes)
     before = checksum(database)
     again = ingest(outcomes)
-    assert again["written"] == 0 and again["unchanged"] == len(outcomes)
+    assert again["written"] == 0
+    assert again["unchanged"] == len(outcomes)
     assert checksum(database) == before  # not even ingested_at moved
 
 
@@ -273,7 +283,8 @@ def test_a_single_result_and_its_batch_outcome_are_the_same_document(database, l
     result = read_json(outcome["result_uri"])["result"]
     ingest(result, inputs=outcome["input"])
     report = ingest([outcome])
-    assert report["written"] == 1 and len(table(database)) == 1  # the landed record replaced it
+    assert report["written"] == 1
+    assert len(table(database)) == 1
 
 
 def test_a_newer_result_replaces_an_older_one_never_the_reverse(database, landed, tmp_path):
@@ -290,7 +301,8 @@ def test_a_newer_result_replaces_an_older_one_never_the_reverse(database, landed
     assert table(database)[0]["finished_at"] == "2026-11-24T02:00:00+00:00"
     assert ingest([older, newer])["written"] == 0  # the newer of a batch wins too: unchanged here
     ResultsDatabase(CONN_ID).hook.run(f"DELETE FROM {database.results}")
-    assert ingest([older])["written"] == 1 and ingest([newer])["written"] == 1
+    assert ingest([older])["written"] == 1
+    assert ingest([newer])["written"] == 1
     assert table(database)[0]["finished_at"] == "2026-11-24T02:00:00+00:00"
 
 
@@ -310,4 +322,5 @@ def test_rows_go_to_configured_tables_and_schema(database, landed):
         schema = "warehouse"
     ingest(landed["finovox"], results_table="risk_docs", fields_table="risk_fields", schema=schema)
     custom = ResultsDatabase(CONN_ID, results_table="risk_docs", fields_table="risk_fields", schema=schema)
-    assert len(table(custom)) == 3 and table(custom, "fields")
+    assert len(table(custom)) == 3
+    assert table(custom, "fields")

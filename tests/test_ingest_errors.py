@@ -24,7 +24,8 @@ def test_a_result_missing_from_the_store_is_named_and_the_rest_ingested(database
     outcomes[1]["result_uri"] = gone
     with pytest.raises(ResultMissingError) as raised:
         ingest(outcomes)
-    assert gone in str(raised.value) and "1 of 4 items not ingested, the other 3 were" in str(raised.value)
+    assert gone in str(raised.value)
+    assert "1 of 4 items not ingested, the other 3 were" in str(raised.value)
     assert sorted(r["state"] for r in table(database)) == ["failed", "rejected", "succeeded"]
 
 
@@ -34,7 +35,8 @@ def test_an_unreadable_result_fails_retryably(database, landed, tmp_path):
     outcomes = [dict(landed["biros"][0], result_uri=f"file://{broken}"), landed["biros"][1]]
     with pytest.raises(IngestError) as raised:
         ingest(outcomes, vendor="biros", analysis="svc-1")
-    assert not isinstance(raised.value, ResultMissingError) and str(broken) in str(raised.value)
+    assert not isinstance(raised.value, ResultMissingError)
+    assert str(broken) in str(raised.value)
     assert [r["state"] for r in table(database)] == ["failed"]
 
 

@@ -82,8 +82,10 @@ def test_a_failed_row_has_its_error_and_no_headlines_or_fields():
         state="failed",
         error={"code": None, "message": "The async folder failed"},
     )
-    assert row.fields == [] and row.values["decision_status"] is None
-    assert row.values["error_message"] == "The async folder failed" and row.values["result_json"] is None
+    assert row.fields == []
+    assert row.values["decision_status"] is None
+    assert row.values["error_message"] == "The async folder failed"
+    assert row.values["result_json"] is None
 
 
 def test_a_finovox_reference_is_hashed_as_the_hook_hashes_it():

@@ -86,11 +86,15 @@ def test_a_batch_ends_with_one_outcome_per_input(dags, emulator, results_uri, tm
         assert set(outcome) == {"reference", "input", "sha256", "state", "error", "result_uri"}
         if outcome["state"] == "succeeded":
             landed = read_json(outcome["result_uri"])
-            assert landed["state"] == "succeeded" and landed["result"] and outcome["error"] is None
+            assert landed["state"] == "succeeded"
+            assert landed["result"]
+            assert outcome["error"] is None
         elif outcome["state"] == "failed":
-            assert outcome["error"]["message"] and read_json(outcome["result_uri"])["state"] == "failed"
+            assert outcome["error"]["message"]
+            assert read_json(outcome["result_uri"])["state"] == "failed"
         else:
-            assert outcome["error"]["message"] and outcome["result_uri"] is None
+            assert outcome["error"]["message"]
+            assert outcome["result_uri"] is None
     # Rejected inputs never reached the vendor: one submit per accepted input, nothing more.
     submits = [
         r
@@ -130,7 +134,8 @@ def test_docimprint_focused_endpoint_jobs_land_their_answers(dags, emulator, res
     queries = {r["query"] for r in journal(emulator, "/docimprint/v1/qa", "POST")}
     assert queries == {"async=true"}
     landed = read_json(outcomes[0]["result_uri"])["result"]
-    assert landed["endpoint"] == "qa" and landed["result"]["question"] == "Who signed the lease?"
+    assert landed["endpoint"] == "qa"
+    assert landed["result"]["question"] == "Who signed the lease?"
     assert outcomes[2]["result_uri"] == outcomes[0]["result_uri"]
 
 
@@ -143,7 +148,8 @@ def test_results_stay_out_of_xcom_events_and_logs(dags, emulator, results_uri, t
     markers = [read_json(o["result_uri"])["result"]["document"]["id"] for o in outcomes]
     logs = capfd.readouterr()
     text = logs.out + logs.err + json.dumps(list(xcoms(dag_run).values()), default=str)
-    assert markers and not any(marker in text for marker in markers)
+    assert markers
+    assert not any(marker in text for marker in markers)
 
 
 def test_too_many_failures_fail_the_task_after_recording_every_outcome(
@@ -162,7 +168,8 @@ def test_too_many_failures_fail_the_task_after_recording_every_outcome(
 def test_a_retried_batch_submit_pays_nothing_twice(dags, emulator, results_uri, tmp_path):
     files = [pdf(tmp_path, f"doc_{i}.pdf") for i in range(4)]
     dag_run, tis = run(dags, "docjobs_list_retried", files)
-    assert dag_run.state == "success" and tis["submit"].try_number == 2
+    assert dag_run.state == "success"
+    assert tis["submit"].try_number == 2
     submits = [r for r in emulator.state.requests if r["path"].endswith("/predict_async")]
     assert len(submits) == 4  # the second try reused every reference
 
@@ -172,7 +179,8 @@ def test_a_retry_submits_only_what_the_vendor_did_not_take(dags, emulator, resul
     # The first upload meets three 503s in a row: the hook's three attempts are spent on that document.
     emulator.state.faults.append(Fault(vendor="mindee", path="/predict_async", status=503, times=3))
     dag_run, tis = run(dags, "docjobs_list_serial", files)
-    assert dag_run.state == "success" and tis["submit"].try_number == 2
+    assert dag_run.state == "success"
+    assert tis["submit"].try_number == 2
     accepted = [r for r in emulator.state.requests if r["path"].endswith("/predict_async")]
     assert len(accepted) == 3 + 4  # three refused attempts, then each document accepted once
 
@@ -184,7 +192,8 @@ def test_duplicates_in_a_batch_are_submitted_once(dags, emulator, results_uri, t
     dag_run, _ = run(dags, "docjobs_list_mindee_deferrable", [one, str(copy), one])
     assert dag_run.state == "success"
     references = xcoms(dag_run)[("submit", "return_value")]
-    assert len(set(references)) == 1 and len(references) == 3
+    assert len(set(references)) == 1
+    assert len(references) == 3
     assert len([r for r in emulator.state.requests if r["path"].endswith("/predict_async")]) == 1
 
 

@@ -218,7 +218,8 @@ def test_a_case_batch_reports_the_files_of_each_case(
     # Neither the key nor a retrieve token (each grants access to a result by itself) is in any event.
     tokens = xcoms(dag_run)[("submit", "return_value")]
     text = lineage.path.read_text()
-    assert len(tokens) == 2 and not any(secret in text for secret in [API_KEY, *tokens])
+    assert len(tokens) == 2
+    assert not any(secret in text for secret in [API_KEY, *tokens])
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])
@@ -258,7 +259,8 @@ def test_the_ingest_reports_the_tables_it_writes(
         common_sql = SQLExecuteQueryOperator(task_id="sql", conn_id="lineage_db", sql=sql)
         facets = common_sql.get_openlineage_facets_on_start()
         assert [(d.namespace, d.name) for d in facets.outputs + facets.inputs] == outputs
-        assert outputs[0][0].startswith("postgres://") and outputs[0][0].endswith(f":{settings['port']}")
+        assert outputs[0][0].startswith("postgres://")
+        assert outputs[0][0].endswith(f":{settings['port']}")
     submit = lineage.complete("docjobs_lineage_mindee.submit")
     assert named(submit["inputs"]) == [("file", str(documents / n)) for n in ("a.pdf", "b.pdf")]
 

@@ -64,14 +64,17 @@ def seeded():
 def test_backoff_doubles_with_equal_jitter_up_to_the_cap(seeded, attempt, ceiling):
     delays = [Backoff(base_delay=1.0, max_delay=30.0).delay(attempt, None) for _ in range(200)]
     # Equal jitter: never below half the backoff, never above it...
-    assert ceiling / 2 <= min(delays) and max(delays) <= ceiling
+    assert ceiling / 2 <= min(delays)
+    assert max(delays) <= ceiling
     # ... and spread over that whole half, so a herd of clients does not retry in step.
-    assert min(delays) < ceiling * 0.55 and max(delays) > ceiling * 0.95
+    assert min(delays) < ceiling * 0.55
+    assert max(delays) > ceiling * 0.95
 
 
 def test_a_vendors_retry_after_replaces_the_backoff_even_above_the_cap():
     policy = Backoff(base_delay=1.0, max_delay=30.0)
-    assert policy.delay(1, 7.0) == 7.0 and policy.delay(5, 0.0) == 0.0
+    assert policy.delay(1, 7.0) == 7.0
+    assert policy.delay(5, 0.0) == 0.0
     assert policy.delay(1, 120.0) == 120.0  # the deadline bounds it, not retry_max_delay
 
 
@@ -91,7 +94,8 @@ def test_a_retry_that_fits_before_the_deadline_is_made():
 def test_the_deadline_stops_a_retry_whose_wait_would_pass_it():
     with pytest.raises(VendorTransientError, match="still failing after 1 attempts") as err:
         DocimprintHook()._next_delay(after(9.6), answer(503))  # 0.4 s left, the wait is at least 0.5 s
-    assert err.value.status_code == 503 and err.value.job_id == "job_1"
+    assert err.value.status_code == 503
+    assert err.value.job_id == "job_1"
 
 
 @pytest.mark.parametrize("header", [lambda: "60", lambda: http_date(60)], ids=["seconds", "date"])

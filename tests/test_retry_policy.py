@@ -43,7 +43,8 @@ def test_a_transient_failure_is_retried(dags, emulator):
     # Three 503s spend the hook's three attempts of the first try; the task's retry then succeeds.
     emulator.state.faults.append(Fault(vendor="docimprint", path="/v1/extract", status=503, times=3))
     dag_run = dags["docjobs_retry_policy"].test()
-    assert dag_run.state == "success" and submit_ti(dag_run).try_number == 2
+    assert dag_run.state == "success"
+    assert submit_ti(dag_run).try_number == 2
 
 
 def test_soft_fail_holds_on_the_first_poll_of_a_deferrable_sensor(dags, emulator):
@@ -60,4 +61,5 @@ def test_a_retry_submits_again_when_the_stored_job_failed(dags, emulator):
     assert submit_ti(dag_run).try_number == 2
     submits = [r for r in emulator.state.requests if r["path"].endswith("/v1/extract")]
     polls = [r for r in emulator.state.requests if "/v1/jobs/" in r["path"]]
-    assert len(submits) == 2 and len(polls) == 1  # one check of the stored job, then a new job
+    assert len(submits) == 2
+    assert len(polls) == 1

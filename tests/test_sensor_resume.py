@@ -29,7 +29,8 @@ def test_a_missing_landed_result_is_fetched_again_with_a_warning(emulator, tmp_p
     result = single.execute_complete(context_for("one"), {"status": "success"})
     outcomes = batch.execute_complete(context_for("all"), {"status": "success", "succeeded": 2, "failed": 0})
 
-    assert result["status"] == "complete" and result["job_id"] == ids[0]
+    assert result["status"] == "complete"
+    assert result["job_id"] == ids[0]
     assert [o["state"] for o in outcomes] == ["succeeded", "succeeded"]
     # One fetch each for the jobs not yet landed here: the first was landed by the single sensor's fetch.
     assert len(emulator.state.requests) == 2

@@ -57,7 +57,8 @@ async def test_a_wait_polls_until_the_job_ends_and_resumes_without_the_result(fr
     requests = journal(frozen)
     assert all(r["method"] == "GET" and r["path"].endswith(job["job_id"]) for r in requests)
     # One request per poll, all through one kept-alive connection: no client or handshake per poll.
-    assert frozen.connections == 1 and frozen.state.stats()["requests"] == len(requests)
+    assert frozen.connections == 1
+    assert frozen.state.stats()["requests"] == len(requests)
 
 
 async def test_the_first_poll_waits_one_interval(frozen):
@@ -74,12 +75,15 @@ async def test_vendor_failure_resumes_with_the_message_and_code(frozen):
     job = submit_docimprint("https://example.com/fail.pdf")
     frozen.state.advance(5)
     event = await first_event(trigger_for(job))
-    assert event["status"] == "failed" and event["message"] and event["code"] == "extract_failed"
+    assert event["status"] == "failed"
+    assert event["message"]
+    assert event["code"] == "extract_failed"
 
 
 async def test_the_deadline_ends_the_wait(frozen):
     event = await first_event(trigger_for(submit_docimprint(), seconds=0.5))
-    assert event["status"] == "timeout" and event["pending"] == 1
+    assert event["status"] == "timeout"
+    assert event["pending"] == 1
     assert "docimprint_default" in event["message"]
 
 
@@ -111,7 +115,8 @@ async def test_progress_is_logged_once_per_change(frozen, capfd):
 
 async def test_permanent_error_ends_the_wait_at_once(emulator):
     event = await first_event(trigger_for({"job_id": "job_unknown"}))
-    assert event["status"] == "error" and event["error_type"] == "VendorNotFoundError"
+    assert event["status"] == "error"
+    assert event["error_type"] == "VendorNotFoundError"
     assert polls(emulator) == 1
 
 

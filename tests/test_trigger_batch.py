@@ -55,7 +55,8 @@ async def test_a_batch_lands_every_result_and_ends_with_counts(emulator, tmp_pat
     assert event == {"status": "success", "succeeded": 2, "failed": 1, "already_landed": 0}
     records = [store.landed(job) for job in jobs]
     assert [r["state"] for r in records] == ["succeeded", "failed", "succeeded"]
-    assert records[0]["result"]["status"] == "complete" and records[1]["error"]["code"] == "extract_failed"
+    assert records[0]["result"]["status"] == "complete"
+    assert records[1]["error"]["code"] == "extract_failed"
     assert (
         oct(
             (tmp_path / "results")
@@ -113,7 +114,8 @@ async def test_the_first_poll_waits_one_interval_and_polls_spread_over_it(emulat
     trigger = batch_trigger(jobs, store_in(tmp_path), interval=1.0, seconds=1.45)
     started = asyncio.get_running_loop().time()
     event = await first_event(trigger)
-    assert event["status"] == "timeout" and event["pending"] == 10
+    assert event["status"] == "timeout"
+    assert event["pending"] == 10
     polls = len(emulator.state.requests)
     # No poll in the first interval, then about half the batch in the next 0.45 s: spread, not a burst.
     assert 2 <= polls <= 7, polls
@@ -157,7 +159,8 @@ def test_a_large_batch_keeps_its_trigger_row_small(emulator, tmp_path):
     trigger = batch_trigger(jobs, store, hook=FINOVOX, conn_id="finovox_default")
     _, kwargs = trigger.serialize()
     row = json.dumps(kwargs)
-    assert len(row) < INLINE_LIMIT and token not in row
+    assert len(row) < INLINE_LIMIT
+    assert token not in row
     spilled = (tmp_path / "results").rglob("_jobs/*.json")
     assert token not in next(spilled).read_text()  # encrypted with Airflow's Fernet key
     assert DocJobTrigger.unpack(kwargs["jobs"]) == jobs
@@ -204,5 +207,7 @@ async def test_a_hook_polled_concurrently_takes_the_pool_once_and_gives_it_back(
     async with DocimprintHook() as hook:
         await asyncio.gather(*(hook.aget_job_status(job) for job in jobs))
         pool = hook._pool
-        assert pool is not None and pool.users == 1
-    assert pool.users == 0 and pool.session is None  # closed with its last user
+        assert pool is not None
+        assert pool.users == 1
+    assert pool.users == 0
+    assert pool.session is None

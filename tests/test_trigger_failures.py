@@ -36,7 +36,8 @@ async def test_failed_polls_in_a_row_end_the_wait(frozen):
     job = submit_docimprint()
     frozen.state.faults.append(fault(status=502))
     event = await first_event(trigger_for(job, max_consecutive_failures=2))
-    assert event["status"] == "error" and event["error_type"] == "VendorTransientError"
+    assert event["status"] == "error"
+    assert event["error_type"] == "VendorTransientError"
     assert "2 polls in a row failed" in event["message"]
     assert len(journal(frozen, POLL)) == 2 * 3  # two polls of three attempts, then no more
 
@@ -71,7 +72,8 @@ async def test_back_off_doubles_between_failed_polls(frozen, vendor_conn, capfd)
     interval = 0.1
     event = await first_event(trigger_for(job, poll_interval=interval, max_consecutive_failures=4))
     ended = time.time()
-    assert event["status"] == "error" and len(journal(frozen, POLL)) == 4
+    assert event["status"] == "error"
+    assert len(journal(frozen, POLL)) == 4
     failed = log_times(capfd.readouterr().out, "in a row), will retry")
     assert len(failed) == 3
     # After the k-th failure in a row the next poll waits 2**k intervals: 0.2 s, 0.4 s, then 0.8 s.

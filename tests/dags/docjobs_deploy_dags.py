@@ -18,8 +18,7 @@ from __future__ import annotations
 import os
 import signal
 from datetime import timedelta
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pendulum
 from airflow.sdk import DAG, task, task_group
@@ -32,6 +31,9 @@ from airflow_docjobs.sensors.biros import BirosDocumentSensor
 from airflow_docjobs.sensors.docimprint import DocimprintJobSensor
 from airflow_docjobs.sensors.finovox import FinovoxResultSensor
 from airflow_docjobs.sensors.mindee import MindeeJobSensor
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 MINDEE = {"product": "invoices", "version": "v4"}
 SERVICE = "svc-deploy"
