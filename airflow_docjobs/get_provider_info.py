@@ -97,6 +97,7 @@ def field_behaviour(secret_label: str, base_url: str) -> dict[str, Any]:
 
 
 def get_provider_info() -> dict[str, Any]:
+    """The provider's metadata, which Airflow reads through the ``apache_airflow_provider`` entry point."""
     integrations = [name for _, _, name, _, _ in VENDORS]
 
     def modules(kind: str) -> list[dict[str, Any]]:

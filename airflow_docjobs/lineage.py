@@ -1,7 +1,8 @@
 """
-OpenLineage datasets for what the operators read and write, named as OpenLineage's naming spec says
-(https://openlineage.io/docs/spec/naming). Nothing here imports OpenLineage at module level: the
-operators call it from ``get_openlineage_facets_on_complete``, which only the OpenLineage provider calls.
+OpenLineage datasets for what the operators read and write, named as OpenLineage's naming spec says.
+
+See https://openlineage.io/docs/spec/naming. Nothing here imports OpenLineage at module level: the operators
+call it from ``get_openlineage_facets_on_complete``, which only the OpenLineage provider calls.
 
 - a local path or ``file:///path``: namespace ``file``, name the absolute path (``file://{host}`` for a
   ``file://host/path`` URI);
@@ -64,10 +65,12 @@ def files_in(folder: str) -> list[str]:
 
 def table_datasets(hook: Any, tables: Iterable[str], schema: str | None = None) -> list[Any]:
     """
-    Datasets of tables behind a common-sql hook. The namespace is the hook's own
-    (``get_openlineage_database_info``: ``postgres://host:port``, ``mysql://...``) and the name
-    ``{database}.{schema}.{table}``. SQLite hooks give no such info: there the namespace is
-    ``sqlite://{absolute path of the file}`` and the name ``[schema.]table``. Other hooks: no datasets.
+    Datasets of tables behind a common-sql hook.
+
+    The namespace is the hook's own (``get_openlineage_database_info``: ``postgres://host:port``,
+    ``mysql://...``) and the name ``{database}.{schema}.{table}``. SQLite hooks give no such info: there the
+    namespace is ``sqlite://{absolute path of the file}`` and the name ``[schema.]table``. Other hooks: no
+    datasets.
     """
     from airflow.providers.common.compat.openlineage.facet import Dataset
     from airflow.providers.openlineage.sqlparser import SQLParser

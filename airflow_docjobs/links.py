@@ -20,4 +20,5 @@ class FinovoxShareLink(BaseOperatorLink):
     name = "Finovox case"
 
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
+        """The share link of the task's result, or ``""`` when it has none."""
         return share_link_url(XCom.get_value(ti_key=ti_key, key="return_value")) or ""

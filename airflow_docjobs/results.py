@@ -61,8 +61,9 @@ def batch_key(references: Sequence[str | None]) -> str:
 
 def landed_record(vendor: str, job: Mapping[str, Any], status: Any) -> dict[str, Any]:
     """
-    What lands for a terminal job: its state, the vendor's error (code and message) or its result JSON,
-    unchanged. ``job`` is the reference without secret tokens (``DocJobsHook.public_job``).
+    What lands for a terminal job: its state, the vendor's error (code and message) or its result JSON.
+
+    The result JSON is unchanged. ``job`` is the reference without secret tokens (``DocJobsHook.public_job``).
     """
     failed = status.state == "failed"
     return {
@@ -85,6 +86,7 @@ def fernet() -> FernetProtocol:
 
 
 def now_iso() -> str:
+    """The current UTC time in ISO 8601, to the second."""
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
@@ -151,6 +153,7 @@ class ResultsStore:
 
     @property
     def prefix(self) -> str:
+        """The URI under which this run's records live: ``{base}/{vendor}/{dag_id}/{run_id}``."""
         parts = (self.vendor, self.dag_id, self.run_id)
         return "/".join([self.base.rstrip("/"), *(_UNSAFE.sub("_", p) for p in parts)])
 
@@ -159,6 +162,7 @@ class ResultsStore:
         return {"base": self.base, "vendor": self.vendor, "dag_id": self.dag_id, "run_id": self.run_id}
 
     def uri(self, key: str) -> str:
+        """The URI of the JSON record ``key``."""
         return f"{self.prefix}/{key}.json"
 
     def land(self, job: Mapping[str, Any], record: Mapping[str, Any]) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 
 def get_base_airflow_version_tuple() -> tuple[int, int, int]:
+    """The installed Airflow's (major, minor, micro) version."""
     from airflow import __version__
     from packaging.version import Version
 

@@ -8,9 +8,11 @@ import hmac
 
 def verify_mindee_signature(body: bytes, signature: str, secret: str) -> bool:
     """
-    Whether a Mindee webhook is authentic: ``X-Mindee-Hmac-Signature`` is the hex HMAC-SHA256 of the raw
-    request body with the account's signing secret. Compared in constant time; a missing, malformed or
-    wrongly encoded signature is simply not authentic.
+    Whether a Mindee webhook is authentic.
+
+    ``X-Mindee-Hmac-Signature`` is the hex HMAC-SHA256 of the raw request body with the account's signing
+    secret. Compared in constant time; a missing, malformed or wrongly encoded signature is simply not
+    authentic.
 
     :param body: the raw request body, exactly as received (not re-serialized JSON).
     :param signature: the ``X-Mindee-Hmac-Signature`` header value.

@@ -1,6 +1,7 @@
 """
-A local emulator of the vendor APIs airflow-docjobs wraps, so tests, ``make demo`` and users' DAG tests
-run offline.
+A local emulator of the vendor APIs airflow-docjobs wraps.
+
+It lets tests, ``make demo`` and users' DAG tests run offline.
 
 One Starlette app serves every vendor under its own prefix: ``/finovox``, ``/mindee``, ``/docimprint``
 and ``/biros``; ``/_emulator`` controls it (faults, request journal, settings, bulk jobs, stats, reset).

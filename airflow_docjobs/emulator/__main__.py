@@ -31,6 +31,7 @@ SETTING_OPTIONS = (
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line's options: address, port, ``--tls`` and the ``EmulatorSettings`` fields."""
     defaults = EmulatorSettings()
     parser = argparse.ArgumentParser(
         prog="python -m airflow_docjobs.emulator",
@@ -55,6 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def serve(args: argparse.Namespace) -> int:
+    """Serve until SIGTERM or SIGINT, over HTTPS with a throwaway certificate when ``--tls``."""
     if not args.tls:
         return await _serve(args, None)
     with tempfile.TemporaryDirectory(prefix="docjobs-emulator-tls-") as tls_dir:
@@ -102,6 +104,7 @@ async def _serve(args: argparse.Namespace, certificate: tuple[Path, Path] | None
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the emulator server from the command line; return its exit status."""
     return asyncio.run(serve(parse_args(argv)))
 
 

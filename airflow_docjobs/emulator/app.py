@@ -1,6 +1,7 @@
 """
-The emulator app: the vendor modules' routes assembled under one Starlette app, plus the ``/_emulator``
-control API (faults, journal, settings, bulk jobs, stats, reset).
+The emulator app: the vendor modules' routes under one Starlette app, plus the ``/_emulator`` control API.
+
+The control API covers faults, the request journal, settings, bulk jobs, stats and reset.
 
 The shared core lives in ``core.py``; its main names are re-exported here because other code imports them
 from this module.

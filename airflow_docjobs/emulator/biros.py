@@ -119,6 +119,7 @@ def _revision_status(job: Job, emulator: Emulator, now: float) -> str:
 
 
 async def async_predict(request: Request, emulator: Emulator) -> Response:
+    """Serve ``POST /inference/service/{service_id}/async-predict``: a document upload."""
     service_id = request.path_params["service_id"]
     if service_id == UNKNOWN_SERVICE:
         return _error(request, 404, f"Service {service_id} not found")
@@ -134,6 +135,7 @@ async def async_predict(request: Request, emulator: Emulator) -> Response:
 
 
 async def predicted_document(request: Request, emulator: Emulator) -> Response:
+    """Serve ``GET /inference/service/{service_id}/predicted-documents/{document_id}``: a poll."""
     service_id, document_id = request.path_params["service_id"], request.path_params["document_id"]
     if service_id == UNKNOWN_SERVICE:
         return _error(request, 404, f"Service {service_id} not found")
@@ -215,6 +217,7 @@ def inference_job(
 
 
 def bulk_job(emulator: Emulator, bulk: Bulk) -> Callable[[], Job]:
+    """A factory of inference jobs for ``POST /_emulator/bulk``."""
     service_id, name, seconds = bulk.options["service_id"], bulk.name, bulk.processing_seconds
     if service_id == UNKNOWN_SERVICE:
         raise ValueError(f"service {service_id!r} does not exist")

@@ -1,6 +1,8 @@
 """
-The emulator's shared core: settings, state, auth check, fault injection, request journal, job timing and
-the vendor-independent half of bulk job creation.
+The emulator's shared core: what every vendor module uses.
+
+Settings, state, auth check, fault injection, request journal, job timing and the vendor-independent half of
+bulk job creation.
 
 Each vendor module imports this one and only declares its routes and response shapes; everything that must
 behave the same for every vendor lives here so the vendors cannot drift apart. This module never imports a
@@ -45,6 +47,8 @@ T = TypeVar("T")
 @dataclass
 class EmulatorSettings:
     """
+    Settings of one emulator app; ``/_emulator/config`` changes them while it runs.
+
     :param api_key: the secret every vendor accepts.
     :param processing_seconds: how long a job processes once it has a slot.
     :param result_ttl_seconds: how long Finovox keeps a result after processing.
@@ -104,9 +108,11 @@ class Fault:
     hits: int = 0
 
     def used_up(self) -> bool:
+        """Whether the fault has matched as many requests as ``times`` allows."""
         return self.times is not None and self.hits >= self.times
 
     def matches(self, vendor: str, path: str, method: str) -> bool:
+        """Whether the fault applies to a request (vendor, path, method) and is not used up."""
         return (
             not self.used_up()
             and self.vendor in ("*", vendor)
@@ -116,6 +122,7 @@ class Fault:
 
     @classmethod
     def from_json(cls, data: Any) -> Fault:
+        """A fault from its JSON description (``POST /_emulator/faults``); ``ValueError`` for a bad field."""
         if not isinstance(data, dict):
             raise ValueError("expected a JSON object")
         known = {f.name for f in dataclasses.fields(cls)} - {"hits"}
@@ -149,15 +156,18 @@ class Fault:
         return fault
 
     def as_json(self) -> dict[str, Any]:
+        """The fault as JSON, hit count included."""
         return dataclasses.asdict(self)
 
 
 @dataclass
 class Job:
     """
-    One submitted piece of work. Its outcome is fixed at submit time by ``scenarios``; its state is a pure
-    function of the clock, so polling never mutates anything and tests can jump through time. A job waits
-    in its vendor's queue from ``submitted`` to ``started``, then processes for ``duration`` seconds.
+    One submitted piece of work.
+
+    Its outcome is fixed at submit time by ``scenarios``; its state is a pure function of the clock, so
+    polling never mutates anything and tests can jump through time. A job waits in its vendor's queue from
+    ``submitted`` to ``started``, then processes for ``duration`` seconds.
     """
 
     key: str
@@ -174,9 +184,11 @@ class Job:
 
     @property
     def failed(self) -> bool:
+        """Whether the job was submitted with the ``fail`` scenario."""
         return "fail" in self.scenarios
 
     def queued(self, now: float) -> bool:
+        """Whether the job still waits in its vendor's queue at ``now``."""
         return now < self.started
 
     def elapsed(self, now: float) -> float:
@@ -185,20 +197,25 @@ class Job:
 
     @property
     def finished(self) -> float:
+        """The emulator time at which processing ends."""
         return self.started + self.duration
 
     def done(self, now: float) -> bool:
+        """Whether processing has ended at ``now`` (never for the ``never`` scenario)."""
         return "never" not in self.scenarios and now >= self.finished
 
     def since_done(self, now: float) -> float:
+        """Seconds since processing ended (negative while it has not)."""
         return now - self.finished
 
     def progress(self, now: float) -> float:
+        """The processed fraction at ``now``, from 0.0 to 1.0 (at most 0.99 until done)."""
         if self.done(now):
             return 1.0
         return min(0.99, self.elapsed(now) / self.duration) if self.duration > 0 else 0.0
 
     def expired(self, now: float, ttl: float) -> bool:
+        """Whether the job is done and its result older than ``ttl`` seconds."""
         return self.done(now) and self.since_done(now) >= ttl
 
     def wall(self, moment: float) -> datetime:
@@ -207,6 +224,7 @@ class Job:
 
     @property
     def values(self) -> Seeded:
+        """The emulated values derived from the job's input (its ``seed``)."""
         return Seeded(self.seed)
 
 
@@ -228,6 +246,7 @@ class Emulator:
         self._frozen_at: float | None = None
 
     def now(self) -> float:
+        """The emulator's clock, in seconds: monotonic time plus ``advance()`` skew, or frozen."""
         # settings.frozen_clock may be flipped from anywhere (/_emulator/config): catch up here, so the
         # clock never jumps when it freezes or thaws.
         if self.settings.frozen_clock and self._frozen_at is None:
@@ -249,6 +268,7 @@ class Emulator:
         self.now()
 
     def reset(self) -> None:
+        """Forget every job, fault and journalled request, and zero the counters."""
         # In place: tests may hold references to these lists.
         self.jobs.clear()
         self.faults.clear()
@@ -257,11 +277,13 @@ class Emulator:
         self.reset_counters()
 
     def reset_counters(self) -> None:
+        """Zero the request, job and connection counters."""
         self.request_count = self.job_count = 0
         if self.connections is not None:
             self.connections = 0
 
     def stats(self) -> dict[str, int]:
+        """The connection (when counted), request and job counters."""
         counted = {"connections": self.connections} if self.connections is not None else {}
         return counted | {"requests": self.request_count, "jobs": self.job_count}
 
@@ -309,17 +331,21 @@ class Emulator:
         return job
 
     def alias(self, job: Job, key: str) -> None:
+        """Make ``job`` reachable under a second key as well."""
         self.jobs[(job.vendor, key)] = job
 
     def get(self, vendor: str, key: str, kind: str | None = None) -> Job | None:
+        """The job of ``vendor`` stored under ``key``, if any (and of ``kind``, when given)."""
         job = self.jobs.get((vendor, key))
         return job if job is not None and kind in (None, job.kind) else None
 
     def drop(self, job: Job) -> None:
+        """Forget a job under every key it is stored under."""
         for key in [k for k, j in self.jobs.items() if j is job]:
             del self.jobs[key]
 
     def take_fault(self, vendor: str, path: str, method: str) -> Fault | None:
+        """The first fault matching a request, counting the hit; ``None`` when none matches."""
         for fault in self.faults:
             if fault.matches(vendor, path, method):
                 fault.hits += 1
@@ -327,6 +353,7 @@ class Emulator:
         return None
 
     def record(self, vendor: str, request: Request, authorized: bool) -> None:
+        """Add a request to the journal with its secret headers redacted, and count it."""
         headers = {
             k.lower(): ("***" if k.lower() in SECRET_HEADERS else v) for k, v in request.headers.items()
         }
@@ -358,6 +385,7 @@ class Vendor:
     unauthorized: Callable[[Request], Response]
 
     def authorized(self, request: Request, api_key: str) -> bool:
+        """Whether the request carries the vendor's secret header with ``api_key``."""
         return request.headers.get(self.secret_header) == f"{self.secret_prefix}{api_key}"
 
 
@@ -391,6 +419,7 @@ def vendor_route(
 
 
 def fault_response(vendor: Vendor, request: Request, fault: Fault) -> Response:
+    """The vendor-shaped error (or a fault's raw HTML body) for a fault, with its ``Retry-After``."""
     status = fault.status or 500
     headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
     if fault.body is not None:
@@ -422,6 +451,7 @@ class Bulk:
 
     @classmethod
     def from_json(cls, data: Any, vendor_options: Mapping[str, Mapping[str, str]]) -> Bulk:
+        """A bulk request from its JSON body (``POST /_emulator/bulk``); ``ValueError`` for a bad field."""
         if not isinstance(data, dict):
             raise ValueError("expected a JSON object")
         vendor = data.get("vendor")
@@ -459,16 +489,19 @@ def seed_of(name: str, content: bytes | None = None) -> str:
 @dataclass(frozen=True)
 class Seeded:
     """
-    Values derived from one input: the same input always reads the same, different inputs read
-    differently. Each value hashes its own label, so adding a field never changes the others.
+    Values derived from one input: the same input always reads the same, different inputs read differently.
+
+    Each value hashes its own label, so adding a field never changes the others.
     """
 
     seed: str
 
     def hexdigest(self, label: str) -> str:
+        """The SHA-256 hex digest of ``label`` with the seed."""
         return hashlib.sha256(f"{label}\n{self.seed}".encode()).hexdigest()
 
     def integer(self, label: str, low: int, high: int) -> int:
+        """An integer from ``low`` to ``high`` inclusive, derived from ``label``."""
         return low + int(self.hexdigest(label)[:16], 16) % (high - low + 1)
 
     def amount(self, label: str, low: float, high: float) -> float:
@@ -476,6 +509,7 @@ class Seeded:
         return self.integer(label, round(low * 100), round(high * 100)) / 100
 
     def choice(self, label: str, options: Sequence[T]) -> T:
+        """One of ``options``, picked by ``label``."""
         return options[self.integer(label, 0, len(options) - 1)]
 
 
@@ -505,10 +539,12 @@ async def read_form(request: Request) -> FormData | None:
 
 
 def file_extension(filename: str | None) -> str:
+    """The lower-cased extension of a file name (``.pdf``), or ``""``."""
     return os.path.splitext(filename or "")[1].lower()
 
 
 def pdf_page_count(content: bytes) -> int:
+    """A rough page count of a PDF, at least one."""
     # Good enough for the small PDFs tests send; never less than one page.
     return max(1, len(re.findall(rb"/Type\s*/Page(?![a-z])", content)))
 
@@ -520,6 +556,7 @@ def fernet_like_token() -> str:
 
 
 def is_fernet_like(token: str) -> bool:
+    """Whether ``token`` is URL-safe base64 shaped like a Fernet token (version byte 0x80)."""
     try:
         raw = base64.b64decode(token.encode(), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):

@@ -1,6 +1,7 @@
 """
-docimprint async jobs: ``POST /v1/extract``, ``POST /v1/jobs`` (batches), the focused endpoints
-(``POST /v1/summarize``, ``POST /v1/qa``) and ``GET /v1/jobs/{job_id}``.
+docimprint async jobs: ``POST /v1/extract``, ``POST /v1/jobs`` (batches) and ``GET /v1/jobs/{job_id}``.
+
+Also the focused endpoints, ``POST /v1/summarize`` and ``POST /v1/qa``.
 
 Webhooks are accepted and kept on the job but never delivered: every client must be able to poll anyway,
 and an emulator calling out to the network would break the "everything runs offline" promise.
@@ -120,6 +121,7 @@ def _job_json(job: Job, now: float) -> dict[str, Any]:
 
 
 async def extract(request: Request, emulator: Emulator) -> Response:
+    """Serve ``POST /v1/extract``: one source, answered inline with ``sync=true``, else a job."""
     body = await read_json(request)
     if not isinstance(body, dict) or not _is_http_url(body.get("source")):
         return _error(request, 422, "Body must be a JSON object whose 'source' is an http(s) URL")
@@ -153,6 +155,7 @@ def _focused_result(endpoint: str, source: str, options: dict[str, Any]) -> dict
 
 
 async def focused(request: Request, emulator: Emulator) -> Response:
+    """Serve the focused endpoints (``POST /v1/summarize``, ``/v1/qa``...): a job with ``async=true``."""
     endpoint = request.url.path.rstrip("/").rsplit("/", 1)[-1]
     body = await read_json(request)
     if not isinstance(body, dict) or not _is_http_url(body.get("source")):
@@ -170,6 +173,7 @@ async def focused(request: Request, emulator: Emulator) -> Response:
 
 
 async def batch(request: Request, emulator: Emulator) -> Response:
+    """Serve ``POST /v1/jobs``: a batch of sources as one job."""
     body = await read_json(request)
     items = body.get("items") if isinstance(body, dict) else None
     if not isinstance(items, list) or not items:
@@ -187,6 +191,7 @@ async def batch(request: Request, emulator: Emulator) -> Response:
 
 
 async def job_status(request: Request, emulator: Emulator) -> Response:
+    """Serve ``GET /v1/jobs/{job_id}``: the job's status, progress and result (public, free)."""
     job = emulator.get("docimprint", request.path_params["job_id"])
     if job is None:
         return _error(request, 404, f"No job {request.path_params['job_id']}")
@@ -205,8 +210,9 @@ def extraction_job(
     **data: Any,
 ) -> Job:
     """
-    An ``extract`` or focused (one source) or ``batch`` job; ``data`` keeps the request's other fields. An
-    ``inline`` job was processed within its request: complete at once, whatever its scenarios.
+    An ``extract`` or focused (one source) or ``batch`` job; ``data`` keeps the request's other fields.
+
+    An ``inline`` job was processed within its request: complete at once, whatever its scenarios.
     """
     job_id = "job_" + uuid.uuid4().hex[:16]
     scenarios = frozenset() if inline else scenarios_of(*sources)
@@ -215,6 +221,7 @@ def extraction_job(
 
 
 def bulk_job(emulator: Emulator, bulk: Bulk) -> Callable[[], Job]:
+    """A factory of extract jobs for ``POST /_emulator/bulk``."""
     sources, seconds = [BULK_SITE + bulk.name], bulk.processing_seconds
     return lambda: extraction_job(emulator, "extract", sources, seconds, webhook=None)
 

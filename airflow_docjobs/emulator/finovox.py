@@ -126,6 +126,7 @@ def _case_result(
 
 
 async def analyse(request: Request, emulator: Emulator) -> Response:
+    """Serve ``POST /analyse``: one document upload; a retrieve token when asynchronous, else the result."""
     form = await read_form(request)
     if form is None:
         return _error(request, 422, "Malformed multipart body")
@@ -153,6 +154,7 @@ async def _token(request: Request) -> str | None:
 
 
 async def retrieve(request: Request, emulator: Emulator) -> Response:
+    """Serve ``POST /retrieve``: a document analysis' result, or 425 while it is not ready."""
     token = await _token(request)
     if token is None:
         return _error(request, 422, "Body must be a JSON object with a 'retrieve_token'")
@@ -171,6 +173,7 @@ async def retrieve(request: Request, emulator: Emulator) -> Response:
 
 
 async def case(request: Request, emulator: Emulator) -> Response:
+    """Serve ``POST /case``: a case folder upload; a retrieve token when asynchronous, else the result."""
     form = await read_form(request)
     if form is None:
         return _error(request, 422, "Malformed multipart body")
@@ -208,6 +211,7 @@ async def case(request: Request, emulator: Emulator) -> Response:
 
 
 async def case_retrieve(request: Request, emulator: Emulator) -> Response:
+    """Serve ``POST /case/retrieve``: a case analysis' result, or 202 while it is processing."""
     token = await _token(request)
     if token is None:
         return _error(request, 422, "Body must be a JSON object with a 'retrieve_token'")
@@ -230,6 +234,7 @@ async def case_retrieve(request: Request, emulator: Emulator) -> Response:
 
 
 async def share(request: Request, emulator: Emulator) -> Response:
+    """Serve ``GET /share/{share_id}``: a done case's HTML report behind its share link (no key)."""
     job = emulator.get("finovox", "share:" + request.path_params["share_id"], "case")
     if job is None or not job.done(emulator.now()) or job.failed:
         return HTMLResponse("<h1>Report not found</h1>", status_code=404)
@@ -247,6 +252,7 @@ def _case_json(request: Request, job: Job) -> dict[str, Any]:
 
 
 def document_job(emulator: Emulator, name: str, seed: str, duration: float | None = None) -> Job:
+    """Record a document analysis job keyed on a new retrieve token."""
     token = fernet_like_token()
     return emulator.new_job("finovox", "document", token, scenarios_of(name), seed, duration, name=name)
 
@@ -254,6 +260,7 @@ def document_job(emulator: Emulator, name: str, seed: str, duration: float | Non
 def case_job(
     emulator: Emulator, names: list[str], payload: dict[str, Any], duration: float | None = None
 ) -> Job:
+    """Record a case analysis job keyed on a new retrieve token, with its share link and run id."""
     share_id = uuid.uuid4().hex
     job = emulator.new_job(
         "finovox",
@@ -271,6 +278,7 @@ def case_job(
 
 
 def bulk_job(emulator: Emulator, bulk: Bulk) -> Callable[[], Job]:
+    """A factory of document or case jobs for ``POST /_emulator/bulk``."""
     kind, name, seconds = bulk.options["kind"], bulk.name, bulk.processing_seconds
     if kind == "document":
         return lambda: document_job(emulator, name, seed_of(name), seconds)

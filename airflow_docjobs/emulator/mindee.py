@@ -114,6 +114,7 @@ def _same_product(job: Job, request: Request) -> bool:
 
 
 async def predict_async(request: Request, emulator: Emulator) -> Response:
+    """Serve ``POST /v1/products/{account}/{name}/{version}/predict_async``: enqueue a document."""
     if request.headers.get("content-type", "").startswith("application/json"):
         body = await read_json(request)
         body = body if isinstance(body, dict) else {}
@@ -153,6 +154,7 @@ async def predict_async(request: Request, emulator: Emulator) -> Response:
 
 
 async def queue(request: Request, emulator: Emulator) -> Response:
+    """Serve ``GET .../documents/queue/{job_id}``: the job, or a 302 to its document once completed."""
     job = emulator.get("mindee", request.path_params["job_id"])
     if job is None or not _same_product(job, request):
         return _error(request, 404, "Job not found", f"No job with id {request.path_params['job_id']}")
@@ -169,6 +171,7 @@ async def queue(request: Request, emulator: Emulator) -> Response:
 
 
 async def document(request: Request, emulator: Emulator) -> Response:
+    """Serve ``GET .../documents/{document_id}``: a completed job's prediction."""
     document_id = request.path_params["document_id"]
     job = emulator.get("mindee", "document:" + document_id)
     now = emulator.now()
@@ -314,8 +317,10 @@ def _field(
 
 def invoice_prediction(page_id: int | None, v: dict[str, Any], filled: bool = True) -> dict[str, Any]:
     """
-    An InvoiceV4 prediction of the values ``v`` (see ``invoice_values``); ``page_id`` is set on
-    document-level fields only, as Mindee does. An unfilled prediction has every field empty.
+    An InvoiceV4 prediction of the values ``v`` (see ``invoice_values``).
+
+    ``page_id`` is set on document-level fields only, as Mindee does. An unfilled prediction has every field
+    empty.
     """
 
     def f(value: Any, box: tuple[float, float, float, float] | None = None, **extra: Any) -> dict[str, Any]:
@@ -395,11 +400,13 @@ def invoice_prediction(page_id: int | None, v: dict[str, Any], filled: bool = Tr
 
 
 def generic_values(values: Seeded) -> dict[str, Any]:
+    """The values of a prediction on a product other than invoices: a date and a total amount."""
     issued = date(2024, 1, 1) + timedelta(days=values.integer("date", 0, 365))
     return {"date": issued.isoformat(), "total_amount": values.amount("total amount", 5.0, 500.0)}
 
 
 def generic_prediction(page_id: int | None, v: dict[str, Any]) -> dict[str, Any]:
+    """A generic prediction of the values ``v``: date, locale and total amount."""
     return {
         "date": _field(v["date"], (0.7, 0.1, 0.9, 0.12), page_id),
         "locale": {"confidence": 0.9, "country": "US", "currency": "USD", "language": "en"},
@@ -438,6 +445,7 @@ def prediction_job(
 
 
 def bulk_job(emulator: Emulator, bulk: Bulk) -> Callable[[], Job]:
+    """A factory of prediction jobs for ``POST /_emulator/bulk``."""
     parts = bulk.options["product"].split("/")
     if len(parts) != 3 or not all(parts):
         raise ValueError("product must read 'account/name/version', e.g. 'mindee/invoices/v4'")

@@ -14,9 +14,10 @@ from airflow_docjobs.emulator.core import Emulator
 
 def counting_protocol(emulator: Emulator) -> type[asyncio.Protocol]:
     """
-    uvicorn's own HTTP protocol (httptools or h11), counting accepted connections in
-    ``emulator.connections`` from now on. On a TLS port asyncio makes the protocol only once the
-    handshake has completed, so a connection counts as one full handshake.
+    Uvicorn's own HTTP protocol (httptools or h11), counting accepted connections.
+
+    Connections are counted in ``emulator.connections`` from now on. On a TLS port asyncio makes the protocol
+    only once the handshake has completed, so a connection counts as one full handshake.
     """
     emulator.connections = 0
 

@@ -30,6 +30,8 @@ from airflow_docjobs.emulator.tls import make_certificate
 
 class EmulatorServer:
     """
+    The emulator, served by uvicorn in a background thread of this process (for tests).
+
     :param settings: the emulator's settings; defaults to ``EmulatorSettings()``.
     :param host: the address to listen on.
     :param port: the port to listen on; 0 picks a free one, read back from ``port`` once started.
@@ -66,12 +68,14 @@ class EmulatorServer:
         self.state.reset_counters()
 
     def vendor_url(self, vendor: str) -> str:
+        """The base URL of ``vendor`` on this server, e.g. ``http://127.0.0.1:8080/mindee``."""
         return f"{self.url}/{vendor}"
 
     def connection_json(self, vendor: str, **extra: Any) -> str:
         """
-        An Airflow connection (for ``AIRFLOW_CONN_<ID>``) to ``vendor`` on this server, with the current
-        key; over TLS its extra names the certificate to trust as ``ca_bundle``.
+        An Airflow connection (for ``AIRFLOW_CONN_<ID>``) to ``vendor`` on this server, with the current key.
+
+        Over TLS its extra names the certificate to trust as ``ca_bundle``.
         """
         if self.ca_file is not None:
             extra = {"ca_bundle": str(self.ca_file)} | extra
@@ -79,6 +83,7 @@ class EmulatorServer:
         return json.dumps(conn | ({"extra": extra} if extra else {}))
 
     def start(self, timeout: float = 10.0) -> Self:
+        """Start serving in a background thread; return once it listens (its port then known)."""
         certificate = None
         if self.tls:
             self._tls_dir = Path(tempfile.mkdtemp(prefix="docjobs-emulator-tls-"))
@@ -101,6 +106,7 @@ class EmulatorServer:
         return self
 
     def stop(self) -> None:
+        """Stop the server, join its thread and remove the throwaway certificate."""
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:

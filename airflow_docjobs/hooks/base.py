@@ -1,6 +1,5 @@
 """
-What every vendor hook shares: the connection, the HTTP clients, auth, retries, error classification and
-one poll step.
+What every vendor hook shares: connection, HTTP clients, auth, retries, error classification, one poll step.
 
 A vendor hook describes its requests as :class:`Call` values and reads answers into :class:`JobStatus`
 values; both are pure. The sync path (operators) and the async path (triggers) differ only in the send,
@@ -112,6 +111,7 @@ class JobStatus:
 
     @property
     def terminal(self) -> bool:
+        """Whether the job has ended, in success or failure."""
         return self.state != PENDING
 
 
@@ -130,6 +130,7 @@ class Backoff:
     deadline: float = 300.0
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
+        """Seconds to wait before attempt ``attempt + 1``: ``retry_after`` if given, else jittered backoff."""
         if retry_after is not None:
             return retry_after
         ceiling: float = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
@@ -268,10 +269,12 @@ class DocJobsHook(BaseHook):
 
     @property
     def base_url(self) -> str:
+        """The vendor API's base URL, from the connection or the vendor's default."""
         return self.settings.base_url
 
     @property
     def timeout(self) -> httpx.Timeout:
+        """The connection's request timeouts."""
         return self.settings.timeout
 
     def read_settings(self, conn: Any) -> ConnSettings:
@@ -394,6 +397,7 @@ class DocJobsHook(BaseHook):
         return self._async_client
 
     def close(self) -> None:
+        """Close the sync client, if one was opened."""
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -423,8 +427,10 @@ class DocJobsHook(BaseHook):
 
     def test_connection(self) -> tuple[bool, str]:
         """
-        Ask the vendor, for free, whether it takes the key: ``airflow connections test`` and the UI's Test
-        button tell a refused key and an unreachable host from a working connection, never showing the key.
+        Ask the vendor, for free, whether it takes the key.
+
+        With it, ``airflow connections test`` and the UI's Test button tell a refused key and an unreachable
+        host from a working connection, never showing the key.
         """
         try:
             settings = self.settings
@@ -616,6 +622,7 @@ class DocJobsHook(BaseHook):
         return self.json(response, job_id)
 
     def json(self, response: httpx.Response, job_id: str | None = None) -> Any:
+        """The JSON body of a response; a body that is not JSON raises a transient error."""
         try:
             return response.json()
         except ValueError as exc:
@@ -689,6 +696,7 @@ class DocJobsHook(BaseHook):
         return self.reference(self.check(await self.asend(call)), key)
 
     def reference(self, body: Any, key: str) -> str:
+        """The job reference under the dotted ``key`` of a submit's answer; a ``VendorAPIError`` if absent."""
         value: Any = body
         for part in key.split("."):
             value = value.get(part) if isinstance(value, dict) else None
@@ -730,8 +738,10 @@ def parse_body(response: httpx.Response) -> Any:
 @functools.lru_cache(maxsize=8)
 def _tls_context(ca_bundle: str | None) -> ssl.SSLContext:
     """
-    One TLS context per CA bundle for the whole process. Loading CA certificates costs ~20 ms of CPU, once
-    per client otherwise: a triggerer waiting on hundreds of jobs would pay it for every trigger.
+    One TLS context per CA bundle for the whole process.
+
+    Loading CA certificates costs ~20 ms of CPU, once per client otherwise: a triggerer waiting on hundreds of
+    jobs would pay it for every trigger.
     """
     if ca_bundle:
         return ssl.create_default_context(cafile=ca_bundle)

@@ -43,6 +43,7 @@ class BirosHook(DocJobsHook):
         return quote(value.strip(), safe="")
 
     def predict_call(self, file: str, service_id: str) -> Call:
+        """The ``POST inference/service/{service_id}/async-predict`` upload of one document."""
         service = self._segment(service_id, "service_id")
         upload = self.rules(EXTENSIONS).file(file, param="file", field="file")
         return Call("POST", f"inference/service/{service}/async-predict", uploads=(upload,))
@@ -52,9 +53,11 @@ class BirosHook(DocJobsHook):
         return self.submit(self.predict_call(file, service_id), "resource")
 
     async def asubmit_document(self, file: str, service_id: str) -> str:
+        """Async twin of :meth:`submit_document`."""
         return await self.asubmit(self.predict_call(file, service_id), "resource")
 
     def probe_call(self) -> Call:
+        """The connection test's request: a ``GET`` of a predicted document that cannot exist."""
         # A service and document that cannot exist: a good key gets 404, a bad one 401.
         return Call("GET", "inference/service/airflow-docjobs-connection-test/predicted-documents/none")
 
@@ -65,6 +68,7 @@ class BirosHook(DocJobsHook):
         include_validation_errors: bool = False,
         wait_for_review: bool = False,
     ) -> dict[str, Any]:
+        """The job reference of a submitted document."""
         return {
             "service_id": str(service_id),
             "document_id": document_id,
@@ -73,6 +77,7 @@ class BirosHook(DocJobsHook):
         }
 
     def poll_call(self, job: Mapping[str, Any]) -> Call:
+        """The ``GET inference/service/{service_id}/predicted-documents/{document_id}`` poll of a job."""
         service = self._segment(job.get("service_id"), "service_id")
         document = self._segment(job.get("document_id"), "document_id")
         flag = "true" if job.get("include_validation_errors") else "false"
@@ -84,6 +89,7 @@ class BirosHook(DocJobsHook):
         )
 
     def read_poll(self, job: Mapping[str, Any], response: httpx.Response) -> JobStatus:
+        """Read a predicted document: ``ERROR`` fails, ``ACTIVE`` succeeds (after review if awaited)."""
         body = self.check(response, job.get("document_id"))
         document = (body.get("document") if isinstance(body, dict) else None) or {}
         status = document.get("status")

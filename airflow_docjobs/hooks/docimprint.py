@@ -1,6 +1,8 @@
 """
-docimprint async jobs: ``/v1/extract`` (or a focused endpoint, ``/v1/summarize``, ``/v1/qa``...) for one
-source, ``/v1/jobs`` for a batch, ``GET /v1/jobs/{id}``.
+docimprint async jobs: ``/v1/extract`` or a focused endpoint, ``/v1/jobs``, ``GET /v1/jobs/{id}``.
+
+One source goes to ``/v1/extract`` or to a focused endpoint (``/v1/summarize``, ``/v1/qa``...), a batch to
+``/v1/jobs``; ``GET /v1/jobs/{id}`` polls either.
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ FOCUSED_NAME = re.compile(r"[a-z][a-z0-9_-]{0,40}")
 
 class DocimprintHook(DocJobsHook):
     """
-    docimprint: evidence-bundle extraction from document URLs. Every job costs money (USD 0.075): a
-    submit resent after an answer that may have created a job (502, 504, a lost answer) is logged as a
-    warning, and the connection extra ``resend_ambiguous_submits: false`` refuses such resends.
+    docimprint: evidence-bundle extraction from document URLs.
+
+    Every job costs money (USD 0.075): a submit resent after an answer that may have created a job (502, 504,
+    a lost answer) is logged as a warning, and the connection extra ``resend_ambiguous_submits: false``
+    refuses such resends.
 
     A job reference is ``{"job_id": ...}``.
 
@@ -66,6 +70,8 @@ class DocimprintHook(DocJobsHook):
         self, source: str, webhook: str | None = None, endpoint: str = "extract", options: Any = None
     ) -> Call:
         """
+        The ``POST v1/{endpoint}?async=true`` of one source: ``extract`` or a focused endpoint.
+
         One source to ``/v1/extract`` (a stored evidence bundle), or to a focused endpoint such as
         ``"summarize"`` or ``"qa"``, whose result lands in the job response. ``options`` go beside
         ``source`` in the JSON body (the vendor documents no more of these bodies).
@@ -95,6 +101,7 @@ class DocimprintHook(DocJobsHook):
         return dict(options)
 
     def batch_call(self, sources: Sequence[str], mode: str = "extract", webhook: str | None = None) -> Call:
+        """The ``POST v1/jobs`` batch of several source URLs."""
         if isinstance(sources, str) or not sources:
             raise self.bad_input("source", "expected a non-empty list of URLs for a batch")
         items = [{"source": self._url(s, "source")} for s in sources]
@@ -109,8 +116,9 @@ class DocimprintHook(DocJobsHook):
         options: Mapping[str, Any] | None = None,
     ) -> str:
         """
-        One URL goes to ``/v1/{endpoint}`` (default ``extract``), a list to one ``/v1/jobs`` batch; return
-        the job id.
+        Submit one source URL, or a list of them as a batch; return the job id.
+
+        One URL goes to ``/v1/{endpoint}`` (default ``extract``), a list to one ``/v1/jobs`` batch.
         """
         return self.submit(self._source_call(source, mode, webhook, endpoint, options), "job_id")
 
@@ -146,21 +154,25 @@ class DocimprintHook(DocJobsHook):
         return self.batch_call(source, mode, webhook)
 
     def probe_call(self) -> Call:
+        """The connection test's request: an empty ``POST v1/jobs`` batch, never billed."""
         # Polls are free and need no token, so they cannot test it. An empty batch is refused before any
         # work (422) with a good token and is never billed; a bad token gets 401/402.
         return Call("POST", "v1/jobs", json={"items": []}, idempotent=True)
 
     @staticmethod
     def job(job_id: str) -> dict[str, str]:
+        """The job reference of a submitted job."""
         return {"job_id": job_id}
 
     def poll_call(self, job: Mapping[str, Any]) -> Call:
+        """The ``GET v1/jobs/{job_id}`` poll of a job."""
         job_id = job.get("job_id")
         if not isinstance(job_id, str) or not job_id:
             raise self.bad_input("job_id", f"expected the job id returned by the submit, got {job_id!r}")
         return Call("GET", f"v1/jobs/{quote(job_id, safe='')}", job_id=job_id)
 
     def read_poll(self, job: Mapping[str, Any], response: httpx.Response) -> JobStatus:
+        """Read a job: ``complete`` succeeds, ``failed`` fails, anything else is pending with its progress."""
         body = self.check(response, job.get("job_id"))
         status = body.get("status") if isinstance(body, dict) else None
         if status == "complete":

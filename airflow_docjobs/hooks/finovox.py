@@ -60,6 +60,7 @@ class FinovoxHook(DocJobsHook):
         return types
 
     def document_call(self, file: str, analyse_type: Sequence[str] = ("risk",)) -> Call:
+        """The ``POST analyse`` upload of one document for asynchronous analysis."""
         payload = {"analyse_type": self._analyse_types(analyse_type, None), "asynchronous": True}
         upload = self.rules(DOCUMENT_EXTENSIONS).file(file, param="file", field="file")
         return Call("POST", "analyse", data={"payload": json.dumps(payload)}, uploads=(upload,))
@@ -71,6 +72,7 @@ class FinovoxHook(DocJobsHook):
         analyse_type: Sequence[str] = ("decision",),
         share_link_settings: Mapping[str, Any] | None = None,
     ) -> Call:
+        """The ``POST case`` upload of a case folder for asynchronous analysis."""
         if not isinstance(use_case, str) or not use_case.strip():
             raise self.bad_input("use_case", f"expected a use case name such as 'rental', got {use_case!r}")
         if share_link_settings is not None and not isinstance(share_link_settings, Mapping):
@@ -92,6 +94,7 @@ class FinovoxHook(DocJobsHook):
         return self.submit(self.document_call(file, analyse_type), "retrieve_token")
 
     async def asubmit_document(self, file: str, analyse_type: Sequence[str] = ("risk",)) -> str:
+        """Async twin of :meth:`submit_document`."""
         return await self.asubmit(self.document_call(file, analyse_type), "retrieve_token")
 
     def submit_case(self, documents: str | Sequence[str], use_case: str, **options: Any) -> str:
@@ -99,9 +102,11 @@ class FinovoxHook(DocJobsHook):
         return self.submit(self.case_call(documents, use_case, **options), "retrieve_token")
 
     async def asubmit_case(self, documents: str | Sequence[str], use_case: str, **options: Any) -> str:
+        """Async twin of :meth:`submit_case`."""
         return await self.asubmit(self.case_call(documents, use_case, **options), "retrieve_token")
 
     def probe_call(self) -> Call:
+        """The connection test's request: a ``POST retrieve`` of a token that cannot exist."""
         # A token that cannot exist: a good key reads "not ready" or "not found", a bad one 401/403.
         return Call(
             "POST", "retrieve", json={"retrieve_token": "airflow-docjobs-connection-test"}, idempotent=True
@@ -109,9 +114,11 @@ class FinovoxHook(DocJobsHook):
 
     @staticmethod
     def job(retrieve_token: str, analysis: str = "document") -> dict[str, str]:
+        """The job reference of a submitted document or case."""
         return {"retrieve_token": retrieve_token, "analysis": analysis}
 
     def poll_call(self, job: Mapping[str, Any]) -> Call:
+        """The ``POST retrieve`` (document) or ``POST case/retrieve`` (case) poll of a retrieve token."""
         token, analysis = job.get("retrieve_token"), job.get("analysis", "document")
         if not isinstance(token, str) or not token:
             raise self.bad_input("retrieve_token", "expected the token returned by the submit")
@@ -121,6 +128,7 @@ class FinovoxHook(DocJobsHook):
         return Call("POST", path, json={"retrieve_token": token}, idempotent=True)
 
     def read_poll(self, job: Mapping[str, Any], response: httpx.Response) -> JobStatus:
+        """Read a retrieve answer: 200 succeeds, a case's 500 fails, other answers are pending or raise."""
         status = response.status_code
         if status == 200:
             return JobStatus(SUCCEEDED, result=self.check(response))

@@ -1,7 +1,9 @@
 """
-The connection form on Airflow < 3.2, which reads it from two hook classmethods, from the hook class's own
-``__dict__`` only, rather than from the provider info's ``conn-fields`` and ``ui-field-behaviour``
-(Airflow 3.2+). Both ways are built from the same table, ``get_provider_info.CONN_FIELDS``.
+The connection form on Airflow < 3.2, which reads it from two hook classmethods.
+
+It reads them from the hook class's own ``__dict__`` only, rather than from the provider info's
+``conn-fields`` and ``ui-field-behaviour`` (Airflow 3.2+). Both ways are built from the same table,
+``get_provider_info.CONN_FIELDS``.
 """
 
 from __future__ import annotations

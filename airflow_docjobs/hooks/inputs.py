@@ -1,6 +1,8 @@
 """
-Documents to upload: a local path or an object-storage URI (``file://``, ``s3://``, ... through Airflow's
-``ObjectStoragePath``), checked before any request and streamed from disk or storage when sent.
+Documents to upload: a local path or an object-storage URI, checked before any request.
+
+URIs (``file://``, ``s3://``, ...) go through Airflow's ``ObjectStoragePath``; documents are streamed from
+disk or storage when sent.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Upload:
     content_type: str
 
     def open(self) -> IO[bytes]:
+        """Open the document for reading, locally or through object storage."""
         source: IO[bytes] = as_path(self.location).open("rb")
         return source
 
@@ -47,6 +50,7 @@ class InputRules:
     extensions: frozenset[str]
 
     def fail(self, param: str, problem: str) -> DocJobsInputError:
+        """The input error for parameter ``param``, naming the vendor and connection."""
         return DocJobsInputError(f"parameter {param!r}: {problem}", vendor=self.vendor, conn_id=self.conn_id)
 
     def path(self, location: str, param: str) -> Any:
@@ -143,8 +147,10 @@ def _uri(folder: str, relative: tuple[str, ...]) -> str:
 
 def content_sha256(value: Any) -> str | None:
     """
-    The SHA-256 that identifies an input: a file's content (streamed), a folder's files (a case), the
-    bytes or text given inline, a URL's text. ``None`` when the input cannot be read (it is rejected).
+    The SHA-256 that identifies an input; ``None`` when the input cannot be read (it is rejected).
+
+    It hashes a file's content (streamed), a folder's files (a case), the bytes or text given inline, a URL's
+    text.
     """
     digest = hashlib.sha256()
     if isinstance(value, (bytes, bytearray)):

@@ -60,6 +60,7 @@ class MindeeHook(DocJobsHook):
         return f"v1/products/{account}/{product}/{version}"
 
     def predict_call(self, document: Any, product: str, version: str, account: str = "mindee") -> Call:
+        """The ``POST {product path}/predict_async`` of a document: uploaded, as a URL or as base64 JSON."""
         path = f"{self.product_path(product, version, account)}/predict_async"
         if isinstance(document, (bytes, bytearray)):
             if not document:
@@ -87,9 +88,11 @@ class MindeeHook(DocJobsHook):
         return self.submit(self.predict_call(document, product, version, account), "job.id")
 
     async def aenqueue(self, document: Any, product: str, version: str, account: str = "mindee") -> str:
+        """Async twin of :meth:`enqueue`."""
         return await self.asubmit(self.predict_call(document, product, version, account), "job.id")
 
     def probe_call(self) -> Call:
+        """The connection test's request: a ``GET`` of a queued job that cannot exist."""
         # A job id that cannot exist on an off-the-shelf product: a good key gets 404, a bad one 401.
         return Call(
             "GET",
@@ -98,9 +101,11 @@ class MindeeHook(DocJobsHook):
 
     @staticmethod
     def job(job_id: str, product: str, version: str, account: str = "mindee") -> dict[str, str]:
+        """The job reference of an enqueued document."""
         return {"job_id": job_id, "product": product, "version": version, "account": account}
 
     def poll_call(self, job: Mapping[str, Any]) -> Call:
+        """The ``GET {product path}/documents/queue/{job_id}`` poll of a job."""
         job_id = job.get("job_id")
         if not isinstance(job_id, str) or not job_id:
             raise self.bad_input("job_id", f"expected the job id returned by predict_async, got {job_id!r}")
@@ -108,6 +113,7 @@ class MindeeHook(DocJobsHook):
         return Call("GET", f"{product}/documents/queue/{quote(job_id, safe='')}", job_id=job_id)
 
     def read_poll(self, job: Mapping[str, Any], response: httpx.Response) -> JobStatus | Call:
+        """Read a queue answer: a redirect becomes a ``GET`` of the document, else a status from the job."""
         job_id = job.get("job_id")
         if response.status_code in (301, 302, 303, 307, 308):
             location = response.headers.get("location")

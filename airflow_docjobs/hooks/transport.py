@@ -33,8 +33,10 @@ _CHUNK = 64 * 1024
 
 class AsyncPool:
     """
-    One aiohttp session for one connection in one event loop, plus what its users share: the settings read
-    from the connection, and a pause that a vendor's ``429`` with ``Retry-After`` imposes on all of them.
+    One aiohttp session for one connection in one event loop, plus what its users share.
+
+    They share the settings read from the connection, and a pause that a vendor's ``429`` with ``Retry-After``
+    imposes on all of them.
     """
 
     def __init__(self, key: tuple[str, str]) -> None:
@@ -75,6 +77,7 @@ class AsyncPool:
         self._paused_until = max(self._paused_until, time.monotonic() + seconds)
 
     async def wait_if_paused(self) -> None:
+        """Sleep out a pause imposed by a ``429``, if one is in force."""
         delay = self._paused_until - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
@@ -91,9 +94,10 @@ class AsyncPool:
         self, method: str, url: str, headers: dict[str, str], params: Any = None, json: Any = None
     ) -> httpx.Response:
         """
-        Send a request without a body or with a JSON one (every poll), without building an
-        ``httpx.Request``: parsing its URL alone cost a fifth of a poll's CPU at 1,000 waits. The response
-        gets its request only when a reader needs the URL (a redirect, an error).
+        Send a request without a body or with a JSON one (every poll), without building an ``httpx.Request``.
+
+        Parsing its URL alone cost a fifth of a poll's CPU at 1,000 waits. The response gets its
+        request only when a reader needs the URL (a redirect, an error).
         """
         return await self._exchange(
             method,
@@ -122,6 +126,7 @@ class AsyncPool:
         return response
 
     async def close(self) -> None:
+        """Close the session, if open."""
         if self.session is not None:
             await self.session.close()
             self.session = None
@@ -186,4 +191,5 @@ class PoolTransport(httpx.AsyncBaseTransport):
         self.pool = pool
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send the request through the shared pool."""
         return await self.pool.send(request)

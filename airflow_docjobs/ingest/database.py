@@ -1,6 +1,7 @@
 """
-The results database: any common-sql connection (SQLite, PostgreSQL, MySQL...), written through the
-hook's own dialect.
+The results database: any common-sql connection (SQLite, PostgreSQL, MySQL...).
+
+It is written through the hook's own dialect.
 
 Upserts are the dialect's (``generate_replace_sql``: ``REPLACE INTO`` on SQLite and MySQL, ``INSERT ...
 ON CONFLICT DO UPDATE`` on PostgreSQL, ``MERGE`` on SQL Server), never SQL written per database. One
@@ -47,8 +48,10 @@ def embedded_database_path() -> Path:
 
 def sql_hook(conn_id: str) -> DbApiHook:
     """
-    The common-sql hook of a connection; a clear ``DocJobsInputError`` for an unknown connection or one
-    that is not a SQL database. ``docjobs_db``, when not defined, is the embedded SQLite database.
+    The common-sql hook of a connection.
+
+    Raises a clear ``DocJobsInputError`` for an unknown connection or one that is not a SQL database.
+    ``docjobs_db``, when not defined, is the embedded SQLite database.
     """
     from airflow.providers.common.compat.sdk import AirflowException, AirflowNotFoundException, BaseHook
     from airflow.providers.common.sql.hooks.sql import DbApiHook
@@ -106,6 +109,7 @@ class WriteReport:
     fields: int = 0
 
     def as_dict(self) -> dict[str, int]:
+        """The counts as a dict, keyed by field name."""
         return asdict(self)
 
 
@@ -135,6 +139,7 @@ class ResultsDatabase:
 
     @cached_property
     def hook(self) -> DbApiHook:
+        """The connection's common-sql hook, built on first use."""
         return sql_hook(self.conn_id)
 
     def escape(self, word: str) -> str:
@@ -213,10 +218,11 @@ class ResultsDatabase:
 
     def write(self, rows: Sequence[DocumentRow]) -> WriteReport:
         """
-        Upsert documents and replace their fields, in one transaction. A row is left as it is when its
-        content is the same (re-ingesting changes nothing, not even ``ingested_at``), when the table holds
-        a newer result (``finished_at``), or when the table holds a success and the new row is not one (a
-        failed re-run never erases a paid-for result).
+        Upsert documents and replace their fields, in one transaction.
+
+        A row is left as it is when its content is the same (re-ingesting changes nothing, not even
+        ``ingested_at``), when the table holds a newer result (``finished_at``), or when the table holds a
+        success and the new row is not one (a failed re-run never erases a paid-for result).
         """
         report = WriteReport()
         latest: dict[tuple[str, str, str], DocumentRow] = {}

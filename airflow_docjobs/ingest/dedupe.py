@@ -33,8 +33,7 @@ def new_documents(
     retry_failed: bool = False,
 ) -> list[str]:
     """
-    The candidates to submit, in their order: those whose content has no row yet for this vendor and
-    analysis, each content once.
+    The candidates whose content has no row yet for this vendor and analysis, in order, each content once.
 
     By default every row counts, whatever its state: a ``succeeded`` document was paid for; a ``failed``
     one may have been paid for too (only docimprint says a failed job is free) and fails the same way

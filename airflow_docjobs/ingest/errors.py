@@ -1,5 +1,7 @@
 """
-Errors of the ingestion, below the provider's own tree (:mod:`airflow_docjobs.exceptions`)::
+Errors of the ingestion, below the provider's own tree (:mod:`airflow_docjobs.exceptions`).
+
+The tree::
 
     DocJobsError
      ├── DocJobsInputError        bad parameter or connection, raised before anything is written

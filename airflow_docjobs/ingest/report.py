@@ -1,6 +1,8 @@
 """
-A short text summary of the results database: row counts, then one line per document with its headline
-columns. ``make demo`` prints it after ``docjobs_nightly``; run it yourself with::
+A short text summary of the results database: row counts, then one line per document.
+
+Each line shows the document's headline columns. ``make demo`` prints it after ``docjobs_nightly``; run it
+yourself with::
 
     python -m airflow_docjobs.ingest.report [--conn-id docjobs_db] [--limit 20]
 
@@ -79,6 +81,7 @@ def _document_line(row: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Print the summary from the command line (``--conn-id``, ``--schema``, ``--limit``)."""
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--conn-id", default=DEFAULT_CONN_ID)
     parser.add_argument("--schema", default=None)

@@ -81,13 +81,16 @@ def create_table_sql(
 
 
 def text_sha256(text: str) -> str:
+    """The SHA-256 hex digest of a text's UTF-8 bytes."""
     return hashlib.sha256(text.encode()).hexdigest()
 
 
 def document_key(sha256: str | None, input_name: str | None) -> str | None:
     """
-    The ``input_sha256`` of a document: its content's SHA-256 (``content_sha256``); for an input whose
-    content could not be read (a missing file), the SHA-256 of its name, so it still gets one row.
+    The ``input_sha256`` of a document: its content's SHA-256 (``content_sha256``).
+
+    For an input whose content could not be read (a missing file), the SHA-256 of its name, so it still gets
+    one row.
     """
     if sha256:
         return sha256
@@ -103,14 +106,17 @@ class DocumentRow:
 
     @property
     def key(self) -> tuple[str, str, str]:
+        """The row's key: (vendor, analysis, input SHA-256)."""
         return (self.values["vendor"], self.values["analysis"], self.values["input_sha256"])
 
     def result_row(self, ingested_at: str) -> tuple[Any, ...]:
+        """The row's values in ``RESULT_COLUMNS`` order, stamped with ``ingested_at``."""
         return tuple(
             ingested_at if name == "ingested_at" else self.values[name] for name, _ in RESULT_COLUMNS
         )
 
     def field_rows(self) -> list[tuple[Any, ...]]:
+        """The ``docjobs_fields`` rows: the key, then item number, page, name, value and confidence."""
         return [
             (*self.key, item, f.page, f.name, f.value, f.confidence) for item, f in enumerate(self.fields)
         ]

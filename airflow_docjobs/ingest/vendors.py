@@ -1,6 +1,7 @@
 """
-What each vendor's result says, read for the tables: its analysis kind, a few typed headline columns and
-one row per extracted field.
+What each vendor's result says, read for the tables.
+
+A result gives its analysis kind, a few typed headline columns and one row per extracted field.
 
 A reader is the only place that knows a vendor's result shape; the operator and the tables stay generic.
 Every field row carries a confidence in ``[0, 1]`` where the vendor gives one: Mindee already reports
@@ -49,9 +50,10 @@ class Field:
 
 class VendorReader:
     """
-    How one vendor's results read. ``vendor`` is the connection type (``finovox``, ``mindee``...), the
-    name rows carry; ``hook_class`` tells the display name landed records use and which job keys are
-    secret.
+    How one vendor's results read.
+
+    ``vendor`` is the connection type (``finovox``, ``mindee``...), the name rows carry; ``hook_class`` tells
+    the display name landed records use and which job keys are secret.
     """
 
     vendor: ClassVar[str]
@@ -77,9 +79,11 @@ class VendorReader:
         return None
 
     def headlines(self, analysis: str, result: Mapping[str, Any]) -> dict[str, Any]:
+        """Typed headline columns of a result; none by default."""
         return {}
 
     def fields(self, analysis: str, result: Mapping[str, Any]) -> Iterator[Field]:
+        """One row per extracted field of a result; none by default."""
         return iter(())
 
     def public_reference(self, reference: str, analysis: str | None) -> dict[str, Any]:
@@ -92,30 +96,39 @@ class VendorReader:
         return job | self.job_extras(analysis)
 
     def job_extras(self, analysis: str | None) -> dict[str, Any]:
+        """Job reference fields besides the reference, for :meth:`public_reference`; none by default."""
         return {}
 
 
 class FinovoxReader(VendorReader):
+    """Finovox results: a document's fraud analysis (``global_risk``) or a case decision."""
+
     vendor = FinovoxHook.conn_type
     hook_class = FinovoxHook
     reference_field = "retrieve_token"
 
     def job_extras(self, analysis: str | None) -> dict[str, Any]:
+        """The ``analysis`` (``document`` or ``case``) a Finovox job reference carries."""
         return {"analysis": analysis} if analysis else {}
 
     def analysis_of_job(self, job: Mapping[str, Any]) -> str | None:
+        """The job reference's ``analysis``, ``document`` by default."""
         return str(job.get("analysis") or "document")
 
     def matches(self, result: Mapping[str, Any]) -> bool:
+        """A document analysis (``global_risk``) or a case answer (``decision``, ``explanation``...)."""
         return "global_risk" in result or any(k in result for k in ("decision", "explanation", "share_link"))
 
     def analysis_of_result(self, result: Mapping[str, Any]) -> str | None:
+        """``document`` for a result with ``global_risk``, else ``case``."""
         return "document" if "global_risk" in result else "case"
 
     def input_name(self, result: Mapping[str, Any]) -> str | None:
+        """The ``name`` Finovox echoes."""
         return _text(result.get("name"))
 
     def headlines(self, analysis: str, result: Mapping[str, Any]) -> dict[str, Any]:
+        """``global_risk`` and the case decision's ``status``."""
         decision = _mapping(result.get("decision"))
         return {
             "global_risk": _text(result.get("global_risk")),
@@ -123,6 +136,7 @@ class FinovoxReader(VendorReader):
         }
 
     def fields(self, analysis: str, result: Mapping[str, Any]) -> Iterator[Field]:
+        """The risk signals (``*_risk``, ``document_quality``, ``software``) and the decision's values."""
         # The risk signals: every sub-score, plus what they were read from.
         for key, value in result.items():
             if (key.endswith("_risk") or key in ("document_quality", "software")) and _scalar(value):
@@ -135,20 +149,25 @@ class FinovoxReader(VendorReader):
 
 
 class MindeeReader(VendorReader):
+    """Mindee results: the document a completed job redirects to."""
+
     vendor = MindeeHook.conn_type
     hook_class = MindeeHook
     reference_field = "job_id"
 
     def analysis_of_job(self, job: Mapping[str, Any]) -> str | None:
+        """``{account}/{product}/{version}`` of the job reference; ``None`` without product or version."""
         if not job.get("product") or not job.get("version"):
             return None
         return mindee_analysis(job["product"], job["version"], job.get("account") or "mindee")
 
     def matches(self, result: Mapping[str, Any]) -> bool:
+        """A ``document`` with an ``inference``."""
         document = result.get("document")
         return isinstance(document, Mapping) and isinstance(document.get("inference"), Mapping)
 
     def analysis_of_result(self, result: Mapping[str, Any]) -> str | None:
+        """``{account}/{name}/v{major}`` of the inference's product, or ``None``."""
         # The inference names "mindee/invoices" and "4.11"; the job reference said "mindee/invoices/v4".
         product = result["document"]["inference"].get("product") or {}
         name, version = product.get("name"), str(product.get("version") or "")
@@ -157,6 +176,7 @@ class MindeeReader(VendorReader):
         return f"{name}/v{version.split('.')[0]}"
 
     def input_name(self, result: Mapping[str, Any]) -> str | None:
+        """The document's ``name``."""
         return _text(result["document"].get("name"))
 
     @staticmethod
@@ -166,6 +186,7 @@ class MindeeReader(VendorReader):
         return _mapping(inference.get("prediction"))
 
     def headlines(self, analysis: str, result: Mapping[str, Any]) -> dict[str, Any]:
+        """``total_amount``, ``total_net`` and ``total_tax`` of the prediction, as numbers."""
         prediction = self._prediction(result)
         totals = {}
         for name in ("total_amount", "total_net", "total_tax"):
@@ -174,6 +195,7 @@ class MindeeReader(VendorReader):
         return totals
 
     def fields(self, analysis: str, result: Mapping[str, Any]) -> Iterator[Field]:
+        """One row per prediction field; list items are numbered (``line_items[0]``)."""
         for name, value in self._prediction(result).items():
             if isinstance(value, list):
                 for index, item in enumerate(value):
@@ -183,6 +205,8 @@ class MindeeReader(VendorReader):
 
 
 class DocimprintReader(VendorReader):
+    """docimprint results: a job's final JSON; every job the provider submits is an ``extract``."""
+
     vendor = DocimprintHook.conn_type
     hook_class = DocimprintHook
     reference_field = "job_id"
@@ -190,9 +214,11 @@ class DocimprintReader(VendorReader):
     default_analysis = "extract"
 
     def matches(self, result: Mapping[str, Any]) -> bool:
+        """A job JSON: ``job_id`` with ``bundle_id``, ``manifest_sha256`` or ``status``."""
         return "job_id" in result and any(k in result for k in ("bundle_id", "manifest_sha256", "status"))
 
     def headlines(self, analysis: str, result: Mapping[str, Any]) -> dict[str, Any]:
+        """``bundle_id`` and ``manifest_sha256``."""
         return {
             "bundle_id": _text(result.get("bundle_id")),
             "manifest_sha256": _text(result.get("manifest_sha256")),
@@ -200,14 +226,18 @@ class DocimprintReader(VendorReader):
 
 
 class BirosReader(VendorReader):
+    """myBiros results: a predicted document with its entities per page."""
+
     vendor = BirosHook.conn_type
     hook_class = BirosHook
     reference_field = "document_id"
 
     def analysis_of_job(self, job: Mapping[str, Any]) -> str | None:
+        """The job reference's ``service_id``."""
         return _text(job.get("service_id"))
 
     def matches(self, result: Mapping[str, Any]) -> bool:
+        """A ``document`` with a ``status``, and ``document_pages`` or ``service``."""
         document = result.get("document")
         return (
             isinstance(document, Mapping)
@@ -216,12 +246,15 @@ class BirosReader(VendorReader):
         )
 
     def analysis_of_result(self, result: Mapping[str, Any]) -> str | None:
+        """The ``service`` the result names."""
         return _text(result.get("service"))
 
     def input_name(self, result: Mapping[str, Any]) -> str | None:
+        """The document's ``original_name``."""
         return _text(result["document"].get("original_name"))
 
     def headlines(self, analysis: str, result: Mapping[str, Any]) -> dict[str, Any]:
+        """The document's ``status`` and ``revision_status``."""
         document = _mapping(result.get("document"))
         return {
             "document_status": _text(document.get("status")),
@@ -229,6 +262,7 @@ class BirosReader(VendorReader):
         }
 
     def fields(self, analysis: str, result: Mapping[str, Any]) -> Iterator[Field]:
+        """One row per entity on each page, its confidence turned from a percentage into a fraction."""
         for position, page in enumerate(result.get("document_pages") or []):
             if not isinstance(page, Mapping):
                 continue

@@ -79,6 +79,7 @@ class DocJobSubmitOperator(ResumableJobMixin, BaseOperator):
 
     @cached_property
     def hook(self) -> DocJobsHook:
+        """The vendor hook on this operator's connection."""
         return self.hook_class(**{self.hook_class.conn_name_attr: self.conn_id})
 
     def submit_one(self, hook: DocJobsHook, item: Any) -> str:
@@ -105,6 +106,7 @@ class DocJobSubmitOperator(ResumableJobMixin, BaseOperator):
         return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
 
     def execute(self, context: Any) -> str | list[str | None]:
+        """Submit the input, or each input of a batch; return the reference, or one per input."""
         items = self.batch_items()
         if items is not None:
             return self._execute_batch(context, items)
@@ -129,6 +131,7 @@ class DocJobSubmitOperator(ResumableJobMixin, BaseOperator):
     # ---- one input: Airflow's ResumableJobMixin decides between reusing a stored job and submitting ------
 
     def submit_job(self, context: Any) -> dict[str, Any]:
+        """Submit the single input (``ResumableJobMixin``); return what a durable submit stores."""
         with self.hook:
             reference = self.submit_one(self.hook, getattr(self, self.input_field))
         self._mask(reference)
@@ -138,23 +141,28 @@ class DocJobSubmitOperator(ResumableJobMixin, BaseOperator):
         return self._stored(reference, self._fingerprint())
 
     def get_job_status(self, external_id: Any, context: Any) -> str:
+        """The state of a stored job: ``changed`` when the parameters differ, else its polled state."""
         if not isinstance(external_id, dict) or external_id.get("fingerprint") != self._fingerprint():
             return "changed"  # other inputs or settings: always a new job
         with self.hook:
             return self._check_stored(external_id)
 
     def is_job_active(self, status: str) -> bool:
+        """Whether a stored job is still pending (``ResumableJobMixin``)."""
         return status == PENDING
 
     def is_job_succeeded(self, status: str) -> bool:
+        """Whether a stored job has succeeded (``ResumableJobMixin``)."""
         return status == SUCCEEDED
 
     # Airflow annotates it None, yet its execute_resumable returns it on a reconnect: the reference.
     def poll_until_complete(self, external_id: Any, context: Any) -> str:  # type: ignore[override]
+        """Return the reference without waiting: the sensor waits for the job."""
         # The sensor waits for the job (in the triggerer); the submit only hands its reference on.
         return self.get_job_result(external_id, context)
 
     def get_job_result(self, external_id: Any, context: Any) -> str:
+        """The reference of a stored job, masked in logs."""
         reference = self._reference(external_id)
         self._mask(reference)
         return reference
@@ -181,9 +189,10 @@ class DocJobSubmitOperator(ResumableJobMixin, BaseOperator):
 
     def _check_stored(self, stored: dict[str, Any]) -> str:
         """
-        Poll a stored job once before reusing it: pending or succeeded is reused; failed, unknown to the
-        vendor, or older than the vendor keeps results (a Finovox token then reads "pending" forever) is
-        submitted again.
+        Poll a stored job once before reusing it; return its state, or why it must be submitted again.
+
+        Pending or succeeded is reused; failed, unknown to the vendor (``not_found``), or older than the
+        vendor keeps results (``expired``: a Finovox token then reads "pending" forever) is submitted again.
         """
         try:
             status = self.hook.get_job_status(self.job_for(self._reference(stored)))

@@ -11,8 +11,9 @@ from airflow_docjobs.operators.base import DocJobSubmitOperator
 
 class BirosSubmitOperator(DocJobSubmitOperator):
     """
-    Upload a document to a myBiros service for asynchronous inference; return the document id. A list,
-    a folder or a prefix ending in ``/`` is a batch (list mode): it returns one document id per file.
+    Upload a document to a myBiros service for asynchronous inference; return the document id.
+
+    A list, a folder or a prefix ending in ``/`` is a batch (list mode): it returns one document id per file.
 
     :param file: local path or object-storage URI of the document, or a list of them, or a folder.
     :param service_id: myBiros service id.
@@ -36,7 +37,9 @@ class BirosSubmitOperator(DocJobSubmitOperator):
         self.service_id = service_id
 
     def submit_one(self, hook: BirosHook, item: Any) -> str:  # type: ignore[override]  # the base passes self.hook, of this hook_class
+        """Upload one document to the service; return its document id."""
         return hook.submit_document(item, self.service_id)
 
     def job_for(self, reference: str) -> dict[str, Any]:
+        """The myBiros job reference of a document id."""
         return BirosHook.job(self.service_id, reference)

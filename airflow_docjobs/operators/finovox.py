@@ -14,8 +14,9 @@ from airflow_docjobs.operators.base import DocJobSubmitOperator
 
 class FinovoxSubmitDocumentOperator(DocJobSubmitOperator):
     """
-    Upload a document (PDF, JPEG, PNG) for asynchronous fraud analysis; return its retrieve token. A list,
-    a folder or a prefix ending in ``/`` is a batch (list mode): it returns one token per document.
+    Upload a document (PDF, JPEG, PNG) for asynchronous fraud analysis; return its retrieve token.
+
+    A list, a folder or a prefix ending in ``/`` is a batch (list mode): it returns one token per document.
 
     :param file: local path or object-storage URI of the document, or a list of them, or a folder.
     :param analyse_type: analyses to run (default ``["risk"]``).
@@ -41,16 +42,19 @@ class FinovoxSubmitDocumentOperator(DocJobSubmitOperator):
         self.analyse_type = list(analyse_type or ["risk"])
 
     def submit_one(self, hook: FinovoxHook, item: Any) -> str:  # type: ignore[override]  # the base passes self.hook, of this hook_class
+        """Upload one document for analysis; return its retrieve token."""
         return hook.submit_document(item, self.analyse_type)
 
     def job_for(self, reference: str) -> dict[str, Any]:
+        """The Finovox job reference of a document's retrieve token."""
         return FinovoxHook.job(reference, "document")
 
 
 class FinovoxSubmitCaseOperator(DocJobSubmitOperator):
     """
-    Upload a case folder (rental, payslips...) for asynchronous analysis; return its retrieve token. With
-    ``cases`` it submits a batch of cases (list mode) and returns one token per case.
+    Upload a case folder (rental, payslips...) for asynchronous analysis; return its retrieve token.
+
+    With ``cases`` it submits a batch of cases (list mode) and returns one token per case.
 
     :param documents: one case: a folder (local or object storage) or a list of files; ``*.json`` files
         ride along as folder forms describing the applicants.
@@ -97,6 +101,7 @@ class FinovoxSubmitCaseOperator(DocJobSubmitOperator):
         self.share_link_settings = share_link_settings
 
     def batch_items(self) -> list[Any] | None:
+        """The case folders of ``cases`` (a folder's subfolders with documents); ``None`` for one case."""
         if self.cases is None:
             return None  # one case: its folder or list of files is not a batch
         cases = [self.cases] if isinstance(self.cases, str) else list(self.cases)
@@ -107,13 +112,16 @@ class FinovoxSubmitCaseOperator(DocJobSubmitOperator):
         return cases
 
     def job_for(self, reference: str) -> dict[str, Any]:
+        """The Finovox job reference of a case's retrieve token."""
         return FinovoxHook.job(reference, "case")
 
     def documents_of(self, item: Any) -> list[Any]:
+        """The documents of one case: its list of files, or its folder's own files."""
         # A case is a list of files, or a folder whose own files the hook uploads.
         return list(item) if isinstance(item, (list, tuple)) else files_in(str(item))
 
     def submit_one(self, hook: FinovoxHook, item: Any) -> str:  # type: ignore[override]  # the base passes self.hook, of this hook_class
+        """Upload one case for analysis; return its retrieve token."""
         return hook.submit_case(
             item,
             self.use_case,

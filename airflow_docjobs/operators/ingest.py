@@ -32,9 +32,10 @@ SHOWN_PROBLEMS = 10
 
 def results_asset(results_table: str = RESULTS_TABLE, schema: str | None = None) -> Asset:
     """
-    The Asset an ingest updates: ``docjobs://tables/[schema.]docjobs_results``. Schedule a DAG on it
-    (``schedule=[results_asset()]``) to run after every ingest. It names the table, not the database,
-    because the connection id may be a template that only a run resolves.
+    The Asset an ingest updates: ``docjobs://tables/[schema.]docjobs_results``.
+
+    Schedule a DAG on it (``schedule=[results_asset()]``) to run after every ingest. It names the table, not
+    the database, because the connection id may be a template that only a run resolves.
     """
     return Asset(uri=f"docjobs://tables/{f'{schema}.' if schema else ''}{results_table}")
 
@@ -59,10 +60,12 @@ class _Item:
 
 class DocJobsIngestOperator(BaseOperator):
     """
-    Write sensor results to two tables of any common-sql database, idempotently: ``docjobs_results``,
-    one row per document (vendor, analysis, input name and SHA-256, job reference with secret tokens
-    hashed, state, error, ``finished_at``, headline columns, the raw result JSON), and ``docjobs_fields``,
-    one row per extracted field (Mindee predictions, myBiros entities, Finovox risk signals).
+    Write sensor results to two tables of any common-sql database, idempotently.
+
+    The tables: ``docjobs_results``, one row per document (vendor, analysis, input name and SHA-256, job
+    reference with secret tokens hashed, state, error, ``finished_at``, headline columns, the raw result
+    JSON), and ``docjobs_fields``, one row per extracted field (Mindee predictions, myBiros entities, Finovox
+    risk signals).
 
     ``results`` is what a sensor returns, unchanged: a list sensor's outcomes (results are read from the
     results store by their ``result_uri``; failed and rejected items are written too, with their error),
@@ -130,6 +133,7 @@ class DocJobsIngestOperator(BaseOperator):
         self.schema = schema
 
     def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        """Render the fields, read a lazy XCom sequence once and mask the references it holds."""
         super().render_template_fields(context, jinja_env)
         results = self.results
         if not isinstance(results, (Mapping, str, bytes)) and isinstance(results, Iterable):
@@ -142,6 +146,7 @@ class DocJobsIngestOperator(BaseOperator):
                 mask_secret(entry["reference"])
 
     def execute(self, context: Any) -> dict[str, Any]:
+        """Write the results' rows to the tables; return the counts of documents, writes and states."""
         database = ResultsDatabase(
             self.conn_id, results_table=self.results_table, fields_table=self.fields_table, schema=self.schema
         )

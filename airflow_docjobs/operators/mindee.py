@@ -11,8 +11,9 @@ from airflow_docjobs.operators.base import DocJobSubmitOperator
 
 class MindeeSubmitOperator(DocJobSubmitOperator):
     """
-    Enqueue a document for asynchronous prediction; return the job id. A list, a folder or a prefix
-    ending in ``/`` is a batch (list mode): it returns one job id per document.
+    Enqueue a document for asynchronous prediction; return the job id.
+
+    A list, a folder or a prefix ending in ``/`` is a batch (list mode): it returns one job id per document.
 
     :param document: local path or object-storage URI (uploaded), public ``https://`` URL (Mindee fetches
         it), or base64 content (``bytes``, ``data:...;base64,...`` or ``base64:...``); or a list of them,
@@ -44,7 +45,9 @@ class MindeeSubmitOperator(DocJobSubmitOperator):
         self.account = account
 
     def submit_one(self, hook: MindeeHook, item: Any) -> str:  # type: ignore[override]  # the base passes self.hook, of this hook_class
+        """Enqueue one document for prediction; return its job id."""
         return hook.enqueue(item, self.product, self.version, self.account)
 
     def job_for(self, reference: str) -> dict[str, Any]:
+        """The Mindee job reference of a job id."""
         return MindeeHook.job(reference, self.product, self.version, self.account)

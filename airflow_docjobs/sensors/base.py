@@ -109,14 +109,17 @@ class DocJobSensor(BaseSensorOperator):
 
     @cached_property
     def hook(self) -> DocJobsHook:
+        """The vendor hook on this sensor's connection."""
         return self.hook_class(**{self.hook_class.conn_name_attr: self.conn_id})
 
     def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        """Render the fields, then check the references and mask secret tokens among them."""
         super().render_template_fields(context, jinja_env)
         self.references  # noqa: B018 - masks secret tokens before Airflow stores the rendered fields for the UI
 
     @cached_property
     def batch(self) -> bool:
+        """Whether the reference parameter is a list (list mode: one trigger waits for every job)."""
         value = getattr(self, self.reference_field)
         return isinstance(value, Sequence) and not isinstance(value, str)
 
@@ -145,14 +148,17 @@ class DocJobSensor(BaseSensorOperator):
 
     @property
     def job(self) -> dict[str, Any]:
+        """The one job reference of single mode."""
         return self.jobs[0]
 
     def store(self, context: Any) -> ResultsStore:
+        """The results store of this run and vendor."""
         return ResultsStore.for_run(self.results_uri, self.hook_class.conn_type, context)
 
     # ---- deferrable ---------------------------------------------------------------------------------
 
     def execute(self, context: Any) -> Any:
+        """Poke in the worker; when deferrable, poll once and defer what still runs to the trigger."""
         if not self.deferrable:
             try:
                 with self.hook:  # every poke of a try reuses one client; a reschedule closes it
@@ -230,6 +236,7 @@ class DocJobSensor(BaseSensorOperator):
     # ---- poke / reschedule ----------------------------------------------------------------------------
 
     def poke(self, context: Any) -> PokeReturnValue | Literal[False]:
+        """Poll the jobs not landed yet; done with the result, or a batch's outcomes, once every job ended."""
         if not self.batch:
             # A retried sensor (or one resumed on another worker) takes a landed result from the store.
             if (record := self.store(context).landed(self.job)) is not None:
@@ -275,8 +282,10 @@ class DocJobSensor(BaseSensorOperator):
 
     def _failures_in_a_row(self, context: Any, add: int) -> int:
         """
-        Count failed polls in a row (``add=0`` resets). In reschedule mode every poke runs on a new
-        instance, so the count lives in the task's state store (Airflow >= 3.3), which outlives a poke.
+        Count failed polls in a row (``add=0`` resets).
+
+        In reschedule mode every poke runs on a new instance, so the count lives in the task's state store
+        (Airflow >= 3.3), which outlives a poke.
         """
         store = context.get("task_state_store") if self.reschedule else None
         if store is None:
@@ -377,8 +386,9 @@ class DocJobSensor(BaseSensorOperator):
 
     def _fetch_missing(self, job: dict[str, Any], store: ResultsStore) -> dict[str, Any] | None:
         """
-        A job the trigger reported ended but whose landed result this worker cannot read: fetch it from the
-        vendor once more, land it here, and say which setting to fix.
+        Fetch once more from the vendor a result the trigger landed where this worker cannot read it.
+
+        Land it here, and say which setting to fix.
         """
         self.log.warning(
             "The result of %s job %s is not in the results store %s (a file:// store this worker cannot "

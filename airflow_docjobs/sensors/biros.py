@@ -49,4 +49,5 @@ class BirosDocumentSensor(DocJobSensor):
         self.wait_for_review = wait_for_review
 
     def job_for(self, reference: str) -> dict[str, Any]:
+        """The myBiros job reference of a document id, with this sensor's review options."""
         return BirosHook.job(self.service_id, reference, self.include_validation_errors, self.wait_for_review)

@@ -12,6 +12,7 @@ from airflow_docjobs.sensors.base import DocJobSensor
 class DocimprintJobSensor(DocJobSensor):
     """
     Wait for a docimprint job and return its final job JSON (``bundle_id``, ``manifest_sha256``...).
+
     Progress (``progress_pct``) is logged when it changes.
 
     :param job_id: job id returned by the submit operator, or a list of them (one trigger waits for all).
@@ -34,4 +35,5 @@ class DocimprintJobSensor(DocJobSensor):
         self.job_id = job_id
 
     def job_for(self, reference: str) -> dict[str, Any]:
+        """The docimprint job reference of a job id."""
         return DocimprintHook.job(reference)

@@ -15,8 +15,10 @@ POKE_INTERVALS = {"document": 30.0, "case": 15.0}
 
 class FinovoxResultSensor(DocJobSensor):
     """
-    Wait for a Finovox analysis and return its result JSON. Finovox deletes results 60 minutes after
-    processing; in deferrable mode the result is stored the moment it is fetched.
+    Wait for a Finovox analysis and return its result JSON.
+
+    Finovox deletes results 60 minutes after processing; in deferrable mode the result is stored the moment it
+    is fetched.
 
     :param retrieve_token: token returned by the submit operator (masked in logs), or a list of them.
     :param analysis: ``"document"`` or ``"case"``.
@@ -42,4 +44,5 @@ class FinovoxResultSensor(DocJobSensor):
         self.analysis = analysis
 
     def job_for(self, reference: str) -> dict[str, Any]:
+        """The Finovox job reference of a retrieve token, for this sensor's ``analysis``."""
         return FinovoxHook.job(reference, self.analysis)

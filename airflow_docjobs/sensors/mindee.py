@@ -42,4 +42,5 @@ class MindeeJobSensor(DocJobSensor):
         self.account = account
 
     def job_for(self, reference: str) -> dict[str, Any]:
+        """The Mindee job reference of a job id, for this sensor's product."""
         return MindeeHook.job(reference, self.product, self.version, self.account)

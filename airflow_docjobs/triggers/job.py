@@ -38,8 +38,9 @@ INLINE_LIMIT = 4096
 
 class DocJobTrigger(BaseTrigger):
     """
-    Poll one vendor job (``job``) or a batch of them (``jobs``) every ``poll_interval`` seconds until every
-    one has ended, or ``deadline`` passes.
+    Poll one vendor job or a batch every ``poll_interval`` seconds until all end or ``deadline`` passes.
+
+    A single job is given as ``job``, a batch as ``jobs``.
 
     Each result is written to the results store (``results``) the moment it is fetched, with its state;
     a trigger re-created after a triggerer restart skips what is already landed, so nothing is fetched
@@ -97,8 +98,9 @@ class DocJobTrigger(BaseTrigger):
     @staticmethod
     def pack(jobs: Sequence[Mapping[str, Any]], store: ResultsStore | None = None) -> dict[str, Any]:
         """
-        A batch in a few bytes per job: the fields every job shares once, the rest as rows. Past
-        :data:`INLINE_LIMIT` the rows go to the results store, encrypted with Airflow's Fernet key as
+        A batch in a few bytes per job: the fields every job shares once, the rest as rows.
+
+        Past :data:`INLINE_LIMIT` the rows go to the results store, encrypted with Airflow's Fernet key as
         trigger rows are (a Finovox token grants access to a result).
         """
         keys = list(jobs[0]) if jobs else []
@@ -126,6 +128,7 @@ class DocJobTrigger(BaseTrigger):
         return [{**packed["common"], **dict(zip(packed["keys"], row, strict=True))} for row in rows]
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
+        """The trigger's class path and keyword arguments, as Airflow stores them."""
         kwargs: dict[str, Any] = {
             "hook_class": self.hook_class,
             "conn_id": self.conn_id,
@@ -138,6 +141,7 @@ class DocJobTrigger(BaseTrigger):
         return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Poll until every job ended or the deadline passed; yield one small event."""
         hook = self._hook_type(**{self._hook_type.conn_name_attr: self.conn_id})
         async with hook:
             event = await _Batch(self, hook).run()
@@ -252,9 +256,10 @@ class _Batch:
 
     async def _sleep(self, due: float | None) -> None:
         """
-        Sleep until ``due`` (rounded up to the tick grid) or the deadline, or until a poll puts an earlier
-        one on the schedule. Every trigger in the loop rounds to the same grid, so the polls due within
-        one tick wake the loop once, not once each: most of a poll's CPU is the loop's wake-ups.
+        Sleep until ``due`` (rounded up to the tick grid), the deadline, or a poll scheduling an earlier one.
+
+        Every trigger in the loop rounds to the same grid, so the polls due within one tick wake the loop
+        once, not once each: most of a poll's CPU is the loop's wake-ups.
         """
         when = self.deadline if due is None else min(self.deadline, math.ceil(due / self.tick) * self.tick)
         self.wake = self.loop.create_future()
@@ -309,8 +314,10 @@ class _Batch:
 
     def _progress(self, status: JobStatus | None) -> None:
         """
-        Log progress when it changes: one job's own words; a batch's counts, at most once per interval
-        (and when the last job ends), so a batch of 10,000 does not write 10,000 lines.
+        Log progress when it changes: one job's own words, or a batch's counts.
+
+        A batch's counts are logged at most once per interval (and when the last job ends), so a batch of
+        10,000 does not write 10,000 lines.
         """
         if status is not None and not self.single:
             return
