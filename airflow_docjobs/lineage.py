@@ -18,12 +18,14 @@ presigned URL's signature) and the fragment never reach a dataset.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from airflow_docjobs.hooks.inputs import as_path
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 
 def dataset_name(location: Any) -> tuple[str, str] | None:

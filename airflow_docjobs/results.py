@@ -23,13 +23,14 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
     from airflow.sdk.crypto import FernetProtocol
 
 SUBMITTED = "_submitted"

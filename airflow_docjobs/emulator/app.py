@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from types import ModuleType
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
-from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from airflow_docjobs.emulator.core import VENDORS, Bulk, Emulator, EmulatorSettings, Fault, read_json
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from starlette.requests import Request
 
 __all__ = ["VENDORS", "Emulator", "EmulatorSettings", "Fault", "create_app"]
 

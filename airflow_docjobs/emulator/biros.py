@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import mimetypes
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.datastructures import UploadFile
-from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from airflow_docjobs.emulator.core import (
@@ -25,6 +23,11 @@ from airflow_docjobs.emulator.core import (
     seed_of,
     vendor_route,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from starlette.requests import Request
 
 SERVICE = "/inference/service/{service_id}"
 # The one service id that does not exist, so clients can exercise the documented 404.

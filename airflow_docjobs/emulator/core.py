@@ -25,12 +25,14 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
+
+if TYPE_CHECKING:
+    from starlette.datastructures import FormData
 
 # The vendors, in the order they are served; each name is also its URL prefix and its module's name.
 VENDORS = ("finovox", "mindee", "docimprint", "biros")

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from airflow_docjobs.emulator.core import (
@@ -28,6 +26,11 @@ from airflow_docjobs.emulator.core import (
     scenarios_of,
     vendor_route,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from starlette.requests import Request
 
 PAGES_PER_SOURCE = 12
 ERROR_CODES = {

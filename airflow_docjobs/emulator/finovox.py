@@ -5,11 +5,9 @@ from __future__ import annotations
 import html
 import json
 import uuid
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.datastructures import FormData, UploadFile
-from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from airflow_docjobs.emulator.core import (
@@ -27,6 +25,11 @@ from airflow_docjobs.emulator.core import (
     seed_of,
     vendor_route,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from starlette.requests import Request
 
 DOCUMENT_EXTENSIONS = frozenset({".pdf", ".jpg", ".jpeg", ".png"})
 CASE_EXTENSIONS = DOCUMENT_EXTENSIONS | frozenset(

@@ -10,13 +10,11 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from collections.abc import Callable
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from starlette.datastructures import UploadFile
-from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from airflow_docjobs.emulator.core import (
@@ -32,6 +30,11 @@ from airflow_docjobs.emulator.core import (
     seed_of,
     vendor_route,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from starlette.requests import Request
 
 PRODUCT = "/v1/products/{account}/{name}/{version}"
 ERROR_CODES = {

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
-from airflow_docjobs.emulator.core import Emulator
+if TYPE_CHECKING:
+    import asyncio
+    from pathlib import Path
+
+    from airflow_docjobs.emulator.core import Emulator
 
 
 def counting_protocol(emulator: Emulator) -> type[asyncio.Protocol]:

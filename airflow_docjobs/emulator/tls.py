@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def make_certificate(directory: Path, key_type: str = "ec") -> tuple[Path, Path]:

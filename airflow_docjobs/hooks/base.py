@@ -18,11 +18,10 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -44,6 +43,9 @@ from airflow_docjobs.get_provider_info import CONN_FIELDS
 from airflow_docjobs.hooks import form, transport
 from airflow_docjobs.hooks.inputs import InputRules, Upload
 from airflow_docjobs.version_compat import async_connection_lookup
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
 
 # Answers worth the same request again. A plain 500 is not among them: for most vendors it is a bug on
 # their side that a retry will not fix, and Finovox uses it for "this folder failed" (see finovox.py).

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import httpx
-
 from airflow_docjobs.hooks.base import FAILED, PENDING, SUCCEEDED, Call, DocJobsHook, JobStatus
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    import httpx
 
 EXTENSIONS = frozenset({".pdf", ".jpg", ".jpeg", ".png", ".tif", ".tiff"})
 REVIEW_DONE = frozenset({"approved", "not_approved"})

@@ -10,10 +10,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
-
-import httpx
 
 from airflow_docjobs.hooks.base import (
     FAILED,
@@ -24,6 +22,9 @@ from airflow_docjobs.hooks.base import (
     JobStatus,
     vendor_message,
 )
+
+if TYPE_CHECKING:
+    import httpx
 
 # An endpoint under /v1/: extract, or a focused one (summarize, qa, ...).
 FOCUSED_NAME = re.compile(r"[a-z][a-z0-9_-]{0,40}")

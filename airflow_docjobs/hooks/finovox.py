@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from airflow_docjobs.hooks.base import (
     FAILED,
@@ -18,6 +16,9 @@ from airflow_docjobs.hooks.base import (
     parse_body,
     vendor_message,
 )
+
+if TYPE_CHECKING:
+    import httpx
 
 DOCUMENT_EXTENSIONS = frozenset({".pdf", ".jpg", ".jpeg", ".png"})
 # A case folder also takes office files and the applicants' *.json folder forms.

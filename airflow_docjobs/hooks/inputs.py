@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from airflow_docjobs.exceptions import DocJobsInputError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 
 def as_path(location: str) -> Any:

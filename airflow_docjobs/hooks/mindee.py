@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-import httpx
 
 from airflow_docjobs.exceptions import VendorAPIError
 from airflow_docjobs.hooks.base import (
@@ -20,6 +17,11 @@ from airflow_docjobs.hooks.base import (
     JobStatus,
     vendor_message,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    import httpx
 
 EXTENSIONS = frozenset({".pdf", ".jpg", ".jpeg", ".png", ".webp", ".heic", ".tif", ".tiff"})
 _SEGMENT = re.compile(r"^[A-Za-z0-9_.-]+$")

@@ -16,14 +16,16 @@ Python; aiohttp is already what Airflow's HTTP provider uses for its async hook.
 from __future__ import annotations
 
 import asyncio
-import ssl
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import httpx
+
+if TYPE_CHECKING:
+    import ssl
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
 # Connections one pool keeps open to a vendor: above the vendors' own concurrency limits (Finovox: 10 per
 # key), so a burst of polls never queues in the client for a socket.

@@ -11,7 +11,6 @@ ingest is one transaction: a document's result row and its field rows change tog
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass
 from functools import cached_property
@@ -33,6 +32,8 @@ from airflow_docjobs.ingest.tables import (
 from airflow_docjobs.results import now_iso
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
+
     from airflow.providers.common.sql.hooks.sql import DbApiHook
 
 DEFAULT_CONN_ID = "docjobs_db"

@@ -9,13 +9,16 @@ document renamed, copied into another day's folder or submitted again by a re-ru
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from airflow_docjobs.hooks.inputs import content_sha256
 from airflow_docjobs.ingest.database import DEFAULT_CONN_ID, ResultsDatabase
 from airflow_docjobs.ingest.tables import FIELDS_TABLE, RESULTS_TABLE, document_key
 from airflow_docjobs.ingest.vendors import vendor_id
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 log = logging.getLogger(__name__)
 # Concurrent reads when hashing an object-storage inbox: hashing is I/O bound.

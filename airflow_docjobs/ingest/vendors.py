@@ -14,13 +14,15 @@ import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow_docjobs.hooks.base import DocJobsHook
 from airflow_docjobs.hooks.biros import BirosHook
 from airflow_docjobs.hooks.docimprint import DocimprintHook
 from airflow_docjobs.hooks.finovox import FinovoxHook
 from airflow_docjobs.hooks.mindee import MindeeHook
+
+if TYPE_CHECKING:
+    from airflow_docjobs.hooks.base import DocJobsHook
 
 # The typed headline columns of ``docjobs_results``, in table order; every reader fills a subset.
 HEADLINES = (

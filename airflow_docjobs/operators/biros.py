@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_docjobs.hooks.biros import BirosHook
 from airflow_docjobs.operators.base import DocJobSubmitOperator
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 class BirosSubmitOperator(DocJobSubmitOperator):

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_docjobs.hooks.finovox import FinovoxHook
 from airflow_docjobs.hooks.inputs import documents_under, is_folder
 from airflow_docjobs.lineage import files_in
 from airflow_docjobs.operators.base import DocJobSubmitOperator
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 
 class FinovoxSubmitDocumentOperator(DocJobSubmitOperator):

@@ -324,7 +324,8 @@ class DocJobsIngestOperator(BaseOperator):
             )
 
     def _row(self, item: _Item, problems: list[tuple[str, bool]]) -> DocumentRow | None:
-        assert item.vendor is not None and item.analysis is not None  # _settle saw to it
+        assert item.vendor is not None  # _settle saw to it
+        assert item.analysis is not None
         job = item.job
         if job is None and item.reference:
             job = READERS[item.vendor].public_reference(item.reference, item.analysis)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_docjobs.hooks.finovox import FinovoxHook
 from airflow_docjobs.links import FinovoxShareLink
 from airflow_docjobs.sensors.base import DocJobSensor
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 # Finovox recommends 30 s for a document and 10 to 30 s for a case.
 POKE_INTERVALS = {"document": 30.0, "case": 15.0}

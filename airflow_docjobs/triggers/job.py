@@ -6,8 +6,7 @@ import asyncio
 import heapq
 import json
 import math
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pendulum
 from airflow.providers.common.compat.module_loading import import_string
@@ -24,6 +23,9 @@ from airflow_docjobs.results import (
     read_json,
     write_json,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Mapping, Sequence
 
 # The closed set of statuses a DocJobTrigger event carries back to the sensor.
 EVENT_STATUSES = frozenset({"success", "failed", "error", "timeout"})
