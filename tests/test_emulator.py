@@ -22,7 +22,8 @@ import pytest
 import airflow_docjobs.emulator as package
 from airflow_docjobs.emulator import app as app_module
 from airflow_docjobs.emulator import core
-from airflow_docjobs.emulator.core import Emulator, EmulatorSettings, Seeded, seed_of
+from airflow_docjobs.emulator.core import Emulator, EmulatorSettings
+from airflow_docjobs.emulator.values import Seeded, seed_of
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

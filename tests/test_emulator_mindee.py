@@ -23,8 +23,8 @@ from test_emulator import (  # noqa: F401 (fixtures, used by name)
     emulator_process,
 )
 
-from airflow_docjobs.emulator.core import Seeded, seed_of
 from airflow_docjobs.emulator.mindee import TAX_RATES, invoice_values
+from airflow_docjobs.emulator.values import Seeded, seed_of
 
 
 async def submit(client, name: str = "inv.pdf", content: bytes = PDF, path: str = INVOICES) -> dict:

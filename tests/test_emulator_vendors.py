@@ -27,7 +27,7 @@ from test_emulator import (  # noqa: F401 (fixtures, used by name)
     finovox_files,
 )
 
-from airflow_docjobs.emulator.core import is_fernet_like
+from airflow_docjobs.emulator.values import is_fernet_like
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

@@ -17,7 +17,8 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from airflow_docjobs.emulator.core import VENDORS, Bulk, Emulator, EmulatorSettings, Fault, read_json
+from airflow_docjobs.emulator.core import VENDORS, Emulator, EmulatorSettings, Fault
+from airflow_docjobs.emulator.routes import Bulk, read_json
 
 if TYPE_CHECKING:
     from types import ModuleType

@@ -10,24 +10,15 @@ from typing import TYPE_CHECKING, Any
 from starlette.datastructures import UploadFile
 from starlette.responses import JSONResponse, Response
 
-from airflow_docjobs.emulator.core import (
-    Bulk,
-    Emulator,
-    Job,
-    Seeded,
-    Vendor,
-    file_extension,
-    pdf_page_count,
-    read_form,
-    scenarios_of,
-    seed_of,
-    vendor_route,
-)
+from airflow_docjobs.emulator.routes import Bulk, Vendor, read_form, vendor_route
+from airflow_docjobs.emulator.values import Seeded, file_extension, pdf_page_count, scenarios_of, seed_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from starlette.requests import Request
+
+    from airflow_docjobs.emulator.core import Emulator, Job
 
 SERVICE = "/inference/service/{service_id}"
 # The one service id that does not exist, so clients can exercise the documented 404.

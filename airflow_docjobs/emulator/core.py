@@ -1,8 +1,8 @@
 """
 The emulator's shared core: what every vendor module uses.
 
-Settings, state, auth check, fault injection, request journal, job timing and the vendor-independent half of
-bulk job creation.
+Settings, state, fault injection, the request journal and job timing; the HTTP plumbing every vendor shares
+is in ``routes.py``, the emulated values in ``values.py``.
 
 Each vendor module imports this one and only declares its routes and response shapes; everything that must
 behave the same for every vendor lives here so the vendors cannot drift apart. This module never imports a
@@ -11,39 +11,24 @@ vendor module: ``app.py`` assembles them.
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
 import dataclasses
-import hashlib
 import heapq
-import json
 import math
-import os
-import re
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
+from airflow_docjobs.emulator.values import Seeded
 
 if TYPE_CHECKING:
-    from starlette.datastructures import FormData
+    from starlette.requests import Request
 
 # The vendors, in the order they are served; each name is also its URL prefix and its module's name.
 VENDORS = ("finovox", "mindee", "docimprint", "biros")
-# Substrings of a file name, URL or content that select a deterministic outcome (see the vendor modules).
-SCENARIOS = ("fail", "never", "fraud", "reject", "noncompliant")
 # Redacted from the journal for every vendor, so a test can see that a secret was sent but never its value.
 SECRET_HEADERS = frozenset({"api-key", "authorization", "x-payment", "x-api-key"})
 JOURNAL_LIMIT = 10_000
-BULK_LIMIT = 1_000_000
-
-T = TypeVar("T")
 
 
 @dataclass
@@ -371,196 +356,3 @@ class Emulator:
         )
         del self.requests[:-JOURNAL_LIMIT]
         self.request_count += 1
-
-
-Handler = Callable[[Request, Emulator], Awaitable[Response]]
-
-
-@dataclass(frozen=True)
-class Vendor:
-    """How one vendor authenticates and shapes its error bodies."""
-
-    name: str
-    secret_header: str
-    secret_prefix: str
-    error: Callable[[Request, int, str], Response]
-    unauthorized: Callable[[Request], Response]
-
-    def authorized(self, request: Request, api_key: str) -> bool:
-        """Whether the request carries the vendor's secret header with ``api_key``."""
-        return request.headers.get(self.secret_header) == f"{self.secret_prefix}{api_key}"
-
-
-def vendor_route(
-    vendor: Vendor, path: str, handler: Handler, methods: list[str], public: bool = False
-) -> Route:
-    """
-    A route under ``/<vendor>``: journal, then fault injection, then auth, then the vendor's handler.
-
-    Faults come before auth because a gateway's 429/503 reaches the client whatever its credentials.
-    ``public`` routes need no secret (documented as free or unauthenticated), but still record whether a
-    valid one was sent.
-    """
-    prefix = f"/{vendor.name}"
-
-    async def endpoint(request: Request) -> Response:
-        emulator: Emulator = request.app.state.emulator
-        authorized = vendor.authorized(request, emulator.settings.api_key)
-        emulator.record(vendor.name, request, authorized)
-        fault = emulator.take_fault(vendor.name, request.url.path.removeprefix(prefix), request.method)
-        if fault is not None:
-            if fault.delay > 0:
-                await asyncio.sleep(fault.delay)
-            if fault.status is not None or fault.body is not None:
-                return fault_response(vendor, request, fault)
-        if not (authorized or public):
-            return vendor.unauthorized(request)
-        return await handler(request, emulator)
-
-    return Route(prefix + path, endpoint, methods=methods)
-
-
-def fault_response(vendor: Vendor, request: Request, fault: Fault) -> Response:
-    """The vendor-shaped error (or a fault's raw HTML body) for a fault, with its ``Retry-After``."""
-    status = fault.status or 500
-    headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
-    if fault.body is not None:
-        # Gateways and load balancers answer with HTML pages: clients must cope with a non-JSON error.
-        return HTMLResponse(fault.body, status_code=status, headers=headers)
-    response = vendor.error(request, status, f"Emulated fault: HTTP {status}")
-    response.headers.update(headers)
-    return response
-
-
-# -- bulk job creation ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Bulk:
-    """
-    A ``POST /_emulator/bulk`` request: ``count`` jobs of one vendor, made at once without uploads.
-
-    ``name`` stands for the uploaded file name (it selects the scenarios and seeds the values);
-    ``options`` are the vendor's own fields, each vendor module's ``BULK_OPTIONS`` filled in for the
-    ones not given.
-    """
-
-    vendor: str
-    count: int
-    name: str = "doc.pdf"
-    processing_seconds: float | None = None
-    options: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def from_json(cls, data: Any, vendor_options: Mapping[str, Mapping[str, str]]) -> Bulk:
-        """A bulk request from its JSON body (``POST /_emulator/bulk``); ``ValueError`` for a bad field."""
-        if not isinstance(data, dict):
-            raise ValueError("expected a JSON object")
-        vendor = data.get("vendor")
-        if vendor not in vendor_options or not isinstance(vendor, str):
-            raise ValueError(f"vendor must be one of {', '.join(vendor_options)}")
-        defaults = vendor_options[vendor]
-        common = {"vendor", "count", "name", "processing_seconds"}
-        if unknown := sorted(set(data) - common - set(defaults)):
-            raise ValueError(f"unknown fields {unknown} for {vendor}")
-        count = data.get("count")
-        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= BULK_LIMIT:
-            raise ValueError(f"count must be an integer from 1 to {BULK_LIMIT}")
-        name = data.get("name", "doc.pdf")
-        if not isinstance(name, str) or not name:
-            raise ValueError("name must be a non-empty string")
-        seconds = data.get("processing_seconds")
-        if seconds is not None and (
-            isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0
-        ):
-            raise ValueError("processing_seconds must be a non-negative number of seconds or null")
-        options = {key: data.get(key, default) for key, default in defaults.items()}
-        if bad := [key for key, value in options.items() if not isinstance(value, str) or not value]:
-            raise ValueError(f"{bad[0]} must be a non-empty string")
-        return cls(vendor, count, name, seconds, options)
-
-
-# -- emulated values ------------------------------------------------------------------------------------
-
-
-def seed_of(name: str, content: bytes | None = None) -> str:
-    """What a job's emulated values derive from: a file's name plus its content's SHA-256, or a URL."""
-    return name if content is None else f"{name}\n{hashlib.sha256(content).hexdigest()}"
-
-
-@dataclass(frozen=True)
-class Seeded:
-    """
-    Values derived from one input: the same input always reads the same, different inputs read differently.
-
-    Each value hashes its own label, so adding a field never changes the others.
-    """
-
-    seed: str
-
-    def hexdigest(self, label: str) -> str:
-        """The SHA-256 hex digest of ``label`` with the seed."""
-        return hashlib.sha256(f"{label}\n{self.seed}".encode()).hexdigest()
-
-    def integer(self, label: str, low: int, high: int) -> int:
-        """An integer from ``low`` to ``high`` inclusive, derived from ``label``."""
-        return low + int(self.hexdigest(label)[:16], 16) % (high - low + 1)
-
-    def amount(self, label: str, low: float, high: float) -> float:
-        """A money amount with two decimals."""
-        return self.integer(label, round(low * 100), round(high * 100)) / 100
-
-    def choice(self, label: str, options: Sequence[T]) -> T:
-        """One of ``options``, picked by ``label``."""
-        return options[self.integer(label, 0, len(options) - 1)]
-
-
-# -- helpers shared by the vendor modules -------------------------------------------------------------
-
-
-def scenarios_of(*texts: str | bytes | None) -> frozenset[str]:
-    """The scenario keywords found, case-insensitively, in any of ``texts``."""
-    blob = " ".join(t.decode("latin-1") if isinstance(t, bytes) else t for t in texts if t).lower()
-    return frozenset(s for s in SCENARIOS if s in blob)
-
-
-async def read_json(request: Request) -> Any:
-    """The JSON body, or ``None`` when it is absent or malformed."""
-    try:
-        return json.loads(await request.body())
-    except ValueError:
-        return None
-
-
-async def read_form(request: Request) -> FormData | None:
-    """The form body, or ``None`` when it is malformed."""
-    try:
-        return await request.form()
-    except Exception:  # Starlette raises several types for a broken multipart body.
-        return None
-
-
-def file_extension(filename: str | None) -> str:
-    """The lower-cased extension of a file name (``.pdf``), or ``""``."""
-    return os.path.splitext(filename or "")[1].lower()
-
-
-def pdf_page_count(content: bytes) -> int:
-    """A rough page count of a PDF, at least one."""
-    # Good enough for the small PDFs tests send; never less than one page.
-    return max(1, len(re.findall(rb"/Type\s*/Page(?![a-z])", content)))
-
-
-def fernet_like_token() -> str:
-    """An opaque token shaped like a Fernet token (``gAAAAAB...``), as Finovox issues."""
-    raw = b"\x80" + int(time.time()).to_bytes(8, "big") + os.urandom(96)
-    return base64.urlsafe_b64encode(raw).decode()
-
-
-def is_fernet_like(token: str) -> bool:
-    """Whether ``token`` is URL-safe base64 shaped like a Fernet token (version byte 0x80)."""
-    try:
-        raw = base64.b64decode(token.encode(), altchars=b"-_", validate=True)
-    except (binascii.Error, ValueError):
-        return False
-    return len(raw) >= 57 and raw[0] == 0x80

@@ -16,21 +16,15 @@ from urllib.parse import urlparse
 
 from starlette.responses import JSONResponse, Response
 
-from airflow_docjobs.emulator.core import (
-    Bulk,
-    Emulator,
-    Job,
-    Seeded,
-    Vendor,
-    read_json,
-    scenarios_of,
-    vendor_route,
-)
+from airflow_docjobs.emulator.routes import Bulk, Vendor, read_json, vendor_route
+from airflow_docjobs.emulator.values import Seeded, scenarios_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from starlette.requests import Request
+
+    from airflow_docjobs.emulator.core import Emulator, Job
 
 PAGES_PER_SOURCE = 12
 ERROR_CODES = {

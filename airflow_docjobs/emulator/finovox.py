@@ -10,26 +10,22 @@ from typing import TYPE_CHECKING, Any
 from starlette.datastructures import FormData, UploadFile
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from airflow_docjobs.emulator.core import (
-    Bulk,
-    Emulator,
-    Job,
+from airflow_docjobs.emulator.routes import Bulk, Vendor, read_form, read_json, vendor_route
+from airflow_docjobs.emulator.values import (
     Seeded,
-    Vendor,
     fernet_like_token,
     file_extension,
     is_fernet_like,
-    read_form,
-    read_json,
     scenarios_of,
     seed_of,
-    vendor_route,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from starlette.requests import Request
+
+    from airflow_docjobs.emulator.core import Emulator, Job
 
 DOCUMENT_EXTENSIONS = frozenset({".pdf", ".jpg", ".jpeg", ".png"})
 CASE_EXTENSIONS = DOCUMENT_EXTENSIONS | frozenset(

@@ -17,24 +17,15 @@ from urllib.parse import urlparse
 from starlette.datastructures import UploadFile
 from starlette.responses import JSONResponse, Response
 
-from airflow_docjobs.emulator.core import (
-    Bulk,
-    Emulator,
-    Job,
-    Seeded,
-    Vendor,
-    pdf_page_count,
-    read_form,
-    read_json,
-    scenarios_of,
-    seed_of,
-    vendor_route,
-)
+from airflow_docjobs.emulator.routes import Bulk, Vendor, read_form, read_json, vendor_route
+from airflow_docjobs.emulator.values import Seeded, pdf_page_count, scenarios_of, seed_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from starlette.requests import Request
+
+    from airflow_docjobs.emulator.core import Emulator, Job
 
 PRODUCT = "/v1/products/{account}/{name}/{version}"
 ERROR_CODES = {
