@@ -23,7 +23,7 @@ from test_emulator import (  # noqa: F401 (fixtures, used by name)
     emulator_process,
 )
 
-from airflow_docjobs.emulator.mindee import TAX_RATES, invoice_values
+from airflow_docjobs.emulator.mindee_predictions import TAX_RATES, invoice_values
 from airflow_docjobs.emulator.values import Seeded, seed_of
 
 
