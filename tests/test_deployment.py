@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
-from deployment import SECRET, Airflow, Emulator, decode_xcom, events, leaks, postgres
+from deployment import SECRET, Airflow, Emulator
+from deployment_checks import decode_xcom, events, leaks, postgres
 
 from airflow_docjobs.hooks.biros import BirosHook
 from airflow_docjobs.hooks.docimprint import DocimprintHook

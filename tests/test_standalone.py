@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from deployment import SECRET, Airflow, Component, Emulator, decode_xcom, events, leaks
+from deployment import SECRET, Airflow, Component, Emulator
+from deployment_checks import decode_xcom, events, leaks
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
