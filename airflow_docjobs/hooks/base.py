@@ -21,12 +21,14 @@ import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
 from airflow.providers.common.compat.sdk import BaseHook
+from tenacity import AsyncRetrying, DoSleep, RetryCallState, Retrying, stop_after_attempt
+from tenacity.stop import stop_base
 
 from airflow_docjobs import __version__
 from airflow_docjobs.exceptions import (
@@ -45,7 +47,7 @@ from airflow_docjobs.hooks.inputs import InputRules, Upload
 from airflow_docjobs.version_compat import async_connection_lookup
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Awaitable, Callable, Iterator, Mapping
 
 # Answers worth the same request again. A plain 500 is not among them: for most vendors it is a bug on
 # their side that a retry will not fix, and Finovox uses it for "this folder failed" (see finovox.py).
@@ -163,6 +165,183 @@ class _Attempts:
     started: float = field(default_factory=time.monotonic)
     count: int = 0
     resent_ambiguous: int = 0
+
+
+_Outcome = httpx.Response | httpx.TransportError
+
+
+class _PastDeadline(stop_base):
+    """
+    Stop when the next wait would end past the call's wall-clock deadline.
+
+    tenacity's ``stop_before_delay`` counts from its own start; the deadline counts from the call's first
+    attempt, which the sends make before tenacity takes over (see :meth:`DocJobsHook.send`).
+    """
+
+    def __init__(self, attempts: _Attempts) -> None:
+        self.attempts = attempts
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        spent = time.monotonic() - self.attempts.started
+        return retry_state.upcoming_sleep > self.attempts.policy.deadline - spent
+
+
+class _RetryRules:
+    """
+    The tenacity arguments of one call; the sync and async sends share them, only the attempt differs.
+
+    ``retry`` decides on each outcome (and raises at once what a retry cannot fix), ``wait`` honours
+    ``Retry-After`` or backs off, ``stop`` spends attempts and the deadline, ``before_sleep`` logs and counts
+    the resend, ``give_up`` raises the typed error once the budget is spent.
+    """
+
+    def __init__(
+        self, hook: DocJobsHook, attempts: _Attempts, pause: Callable[[float], None] | None = None
+    ) -> None:
+        self.hook = hook
+        self.attempts = attempts
+        self.pause = pause
+
+    def arguments(self) -> dict[str, Any]:
+        """Keyword arguments for ``Retrying`` and ``AsyncRetrying``."""
+        return {
+            "stop": stop_after_attempt(self.attempts.policy.max_attempts) | _PastDeadline(self.attempts),
+            "wait": self.wait,
+            "retry": self.retry,
+            "before_sleep": self.before_sleep,
+            "retry_error_callback": self.give_up,
+        }
+
+    def retry(self, retry_state: RetryCallState) -> bool:
+        """Whether an outcome is worth another attempt; a DNS failure or a strict ambiguous submit raises."""
+        outcome = _outcome(retry_state)
+        if isinstance(outcome, httpx.Response):
+            if outcome.status_code not in TRANSIENT_STATUSES:
+                return False
+        elif not isinstance(outcome, httpx.TransportError):
+            return False
+        self.attempts.count = retry_state.attempt_number
+        call, hook = self.attempts.call, self.hook
+        status, what = _describe(outcome)
+        if isinstance(outcome, httpx.TransportError) and _name_not_known(outcome):
+            # A host name that does not resolve is a typo or a missing DNS: five retries will not help.
+            raise hook.error(
+                VendorUnreachableError,
+                f"could not resolve the host of {_origin_text(str(outcome.request.url))}",
+                job_id=call.job_id,
+                vendor_message=str(outcome) or None,
+            ) from outcome
+        if _ambiguous(call, outcome) and not hook.settings.resend_ambiguous:
+            raise hook.error(
+                VendorTransientError,
+                f"{what} after the request was sent: the job may exist, so it is not resent "
+                "(resend_ambiguous_submits is false)",
+                status_code=status,
+                job_id=call.job_id,
+                vendor_message=str(outcome) if isinstance(outcome, Exception) else None,
+            ) from (outcome if isinstance(outcome, Exception) else None)
+        return True
+
+    def wait(self, retry_state: RetryCallState) -> float:
+        """The vendor's ``Retry-After`` when it gave one, else the policy's jittered exponential backoff."""
+        outcome = _outcome(retry_state)
+        retry_after = retry_after_seconds(outcome) if isinstance(outcome, httpx.Response) else None
+        return self.attempts.policy.delay(retry_state.attempt_number, retry_after)
+
+    def before_sleep(self, retry_state: RetryCallState) -> None:
+        """Log the retry (and count a resend that may pay twice); a 429 pauses the async pool."""
+        outcome, delay, hook = _outcome(retry_state), retry_state.upcoming_sleep, self.hook
+        call = self.attempts.call
+        _, what = _describe(outcome)
+        if _ambiguous(call, outcome):
+            # A gateway's 502/504 or a lost answer usually means the vendor never took the job, and a
+            # nightly run that fails on one hiccup pages a person; but it may have: say so, and count it.
+            self.attempts.resent_ambiguous += 1
+            hook.log.warning(
+                "%s: %s after the upload: the vendor may have created a job that will be paid for twice; "
+                "sending it again (connection extra resend_ambiguous_submits=false fails instead)",
+                hook.vendor,
+                what,
+            )
+        hook.log.warning(
+            "%s: %s on %s %s; retry %d in %.1fs",
+            hook.vendor,
+            what,
+            call.method,
+            _path_only(call.path),
+            retry_state.attempt_number,
+            delay,
+        )
+        if self.pause is not None and isinstance(outcome, httpx.Response) and outcome.status_code == 429:
+            self.pause(delay)
+
+    def give_up(self, retry_state: RetryCallState) -> NoReturn:
+        """Raise the typed error naming the origin once attempts or the deadline are spent."""
+        outcome = _outcome(retry_state)
+        status, what = _describe(outcome)
+        message = vendor_message(parse_body(outcome)) if isinstance(outcome, httpx.Response) else str(outcome)
+        raise self.hook.error(
+            VendorTransientError,
+            f"still failing after {retry_state.attempt_number} attempts ({what})",
+            status_code=status,
+            job_id=self.attempts.call.job_id,
+            vendor_message=message,
+        ) from (outcome if isinstance(outcome, Exception) else None)
+
+
+def _outcome(retry_state: RetryCallState) -> Any:
+    """What an attempt ended with: the response it returned or the exception it raised."""
+    future = retry_state.outcome
+    assert future is not None
+    return future.exception() if future.failed else future.result()
+
+
+def _describe(outcome: _Outcome) -> tuple[int | None, str]:
+    """The status of a transient outcome, if any, and a phrase naming what happened and where."""
+    origin = _origin_text(str(outcome.request.url))
+    if isinstance(outcome, httpx.Response):
+        return outcome.status_code, f"{origin} answered HTTP {outcome.status_code}"
+    if isinstance(outcome, NOT_SENT_ERRORS):
+        return None, f"could not connect to {origin} ({type(outcome).__name__})"
+    return None, f"no complete answer from {origin} ({type(outcome).__name__})"
+
+
+def _ambiguous(call: Call, outcome: _Outcome) -> bool:
+    """Whether resending after this outcome may create a second job (a submit that may have been taken)."""
+    if call.repeatable:
+        return False
+    if isinstance(outcome, httpx.Response):
+        return outcome.status_code not in NOT_TAKEN_STATUSES
+    return not isinstance(outcome, NOT_SENT_ERRORS)
+
+
+def _replay(first: _Outcome, attempt: Callable[[], httpx.Response]) -> Callable[[], httpx.Response]:
+    """``attempt``, except that its first call gives back ``first``: the outcome the send already has."""
+    pending = [first]
+
+    def again() -> httpx.Response:
+        return _given(pending.pop()) if pending else attempt()
+
+    return again
+
+
+def _areplay(
+    first: _Outcome, attempt: Callable[[], Awaitable[httpx.Response]]
+) -> Callable[[], Awaitable[httpx.Response]]:
+    """Async twin of :func:`_replay`."""
+    pending = [first]
+
+    async def again() -> httpx.Response:
+        return _given(pending.pop()) if pending else await attempt()
+
+    return again
+
+
+def _given(outcome: _Outcome) -> httpx.Response:
+    """An outcome as the attempt that met it ended: returned, or raised again."""
+    if isinstance(outcome, httpx.TransportError):
+        raise outcome
+    return outcome
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
@@ -495,117 +674,77 @@ class DocJobsHook(BaseHook):
                 files=files or None,
             )
 
-    def _next_delay(self, attempts: _Attempts, outcome: httpx.Response | httpx.TransportError) -> float:
-        """Seconds to wait before the next attempt, or raise once retries are spent."""
-        attempts.count += 1
-        policy = attempts.policy
-        origin = _origin_text(str(outcome.request.url))
+    def _retrying(self, attempts: _Attempts, pause: Callable[[float], None] | None = None) -> dict[str, Any]:
+        """The tenacity arguments of one call (:class:`_RetryRules`), the same for the sync and async sends."""
+        return _RetryRules(self, attempts, pause).arguments()
+
+    def _next_delay(self, attempts: _Attempts, outcome: _Outcome) -> float:
+        """
+        One decision of the retry engine after a transient outcome: seconds to wait, or the typed error.
+
+        It runs one step of the same tenacity loop as :meth:`send` (same rules, warnings and counts) without
+        sleeping, so the retry arithmetic can be checked without a server.
+        """
+        retrying = Retrying(**self._retrying(attempts))
+        retrying.begin()
+        state = RetryCallState(retrying, fn=None, args=(), kwargs={})
+        state.attempt_number = attempts.count + 1
         if isinstance(outcome, httpx.Response):
-            delay = policy.delay(attempts.count, retry_after_seconds(outcome))
-            status, what = outcome.status_code, f"{origin} answered HTTP {outcome.status_code}"
+            state.set_result(outcome)
         else:
-            delay = policy.delay(attempts.count, None)
-            status = None
-            if isinstance(outcome, NOT_SENT_ERRORS):
-                what = f"could not connect to {origin} ({type(outcome).__name__})"
-            else:
-                what = f"no complete answer from {origin} ({type(outcome).__name__})"
-            if _name_not_known(outcome):
-                # A host name that does not resolve is a typo or a missing DNS: five retries will not help.
-                raise self.error(
-                    VendorUnreachableError,
-                    f"could not resolve the host of {origin}",
-                    job_id=attempts.call.job_id,
-                    vendor_message=str(outcome) or None,
-                ) from outcome
-        remaining = policy.deadline - (time.monotonic() - attempts.started)
-        ambiguous = not attempts.call.repeatable and not (
-            outcome.status_code in NOT_TAKEN_STATUSES
-            if isinstance(outcome, httpx.Response)
-            else isinstance(outcome, NOT_SENT_ERRORS)
-        )
-        if ambiguous and not self.settings.resend_ambiguous:
-            raise self.error(
-                VendorTransientError,
-                f"{what} after the request was sent: the job may exist, so it is not resent "
-                "(resend_ambiguous_submits is false)",
-                status_code=status,
-                job_id=attempts.call.job_id,
-                vendor_message=str(outcome) if isinstance(outcome, Exception) else None,
-            ) from (outcome if isinstance(outcome, Exception) else None)
-        if attempts.count >= policy.max_attempts or delay > remaining:
-            message = (
-                vendor_message(parse_body(outcome)) if isinstance(outcome, httpx.Response) else str(outcome)
-            )
-            raise self.error(
-                VendorTransientError,
-                f"still failing after {attempts.count} attempts ({what})",
-                status_code=status,
-                job_id=attempts.call.job_id,
-                vendor_message=message,
-            ) from (outcome if isinstance(outcome, Exception) else None)
-        if ambiguous:
-            # A gateway's 502/504 or a lost answer usually means the vendor never took the job, and a
-            # nightly run that fails on one hiccup pages a person; but it may have: say so, and count it.
-            attempts.resent_ambiguous += 1
-            self.log.warning(
-                "%s: %s after the upload: the vendor may have created a job that will be paid for twice; "
-                "sending it again (connection extra resend_ambiguous_submits=false fails instead)",
-                self.vendor,
-                what,
-            )
-        self.log.warning(
-            "%s: %s on %s %s; retry %d in %.1fs",
-            self.vendor,
-            what,
-            attempts.call.method,
-            _path_only(attempts.call.path),
-            attempts.count,
-            delay,
-        )
-        return delay
+            state.set_exception((type(outcome), outcome, outcome.__traceback__))
+        action = retrying.iter(state)
+        if not isinstance(action, DoSleep):
+            raise TypeError(f"not a transient outcome: {outcome!r}")
+        return float(action)
 
     def send(self, call: Call) -> httpx.Response:
-        """Send a call, retrying transient trouble; any other answer is returned as it is."""
+        """
+        Send a call, retrying transient trouble; any other answer is returned as it is.
+
+        The first attempt is made directly, and tenacity takes over only after a transient outcome: a call
+        that succeeds at once (nearly every poll) costs no retry machinery.
+        """
         client = self.get_conn()
         attempts = _Attempts(call, self.settings.backoff)
-        while True:
-            try:
-                with self._request(call) as request:
-                    response = client.send(request)
-            except httpx.TransportError as exc:
-                outcome: httpx.Response | httpx.TransportError = exc
-            else:
-                if response.status_code not in TRANSIENT_STATUSES:
-                    self._calls.resent_ambiguous = attempts.resent_ambiguous
-                    return response
-                outcome = response
-            time.sleep(self._next_delay(attempts, outcome))
+
+        def attempt() -> httpx.Response:
+            with self._request(call) as request:
+                return client.send(request)
+
+        try:
+            response = attempt()
+        except httpx.TransportError as exc:
+            response = Retrying(**self._retrying(attempts))(_replay(exc, attempt))
+        else:
+            if response.status_code in TRANSIENT_STATUSES:
+                response = Retrying(**self._retrying(attempts))(_replay(response, attempt))
+        self._calls.resent_ambiguous = attempts.resent_ambiguous
+        return response
 
     async def asend(self, call: Call) -> httpx.Response:
         """Async twin of :meth:`send`, over the connection's shared pool. A 429 pauses every user of it."""
         pool = await self.apool()
         attempts = _Attempts(call, pool.settings.backoff)
-        while True:
+
+        async def attempt() -> httpx.Response:
             await pool.wait_if_paused()
-            try:
-                if call.uploads or call.data:
-                    with self._request(call) as request:
-                        response = await pool.send(request)
-                else:
-                    url, same_host = self._target(call)
-                    headers = self._auth_headers if same_host else self._plain_headers
-                    response = await pool.send_call(call.method, url, headers, call.params, call.json)
-            except httpx.TransportError as exc:
-                outcome: httpx.Response | httpx.TransportError = exc
-            else:
-                if response.status_code not in TRANSIENT_STATUSES:
-                    return response
-                outcome = response
-            delay = self._next_delay(attempts, outcome)
-            if isinstance(outcome, httpx.Response) and outcome.status_code == 429:
-                pool.pause(delay)
-            await asyncio.sleep(delay)
+            if call.uploads or call.data:
+                with self._request(call) as request:
+                    return await pool.send(request)
+            url, same_host = self._target(call)
+            headers = self._auth_headers if same_host else self._plain_headers
+            return await pool.send_call(call.method, url, headers, call.params, call.json)
+
+        try:
+            response = await attempt()
+        except httpx.TransportError as exc:
+            first: _Outcome = exc
+        else:
+            if response.status_code not in TRANSIENT_STATUSES:
+                return response
+            first = response
+        return await AsyncRetrying(**self._retrying(attempts, pool.pause))(_areplay(first, attempt))
 
     # ---- reading answers ------------------------------------------------------------------------------
 
