@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from airflow_docjobs.hooks.inputs import as_path
+from airflow_docjobs.hooks.inputs import as_path, folder_files
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -59,7 +59,7 @@ def datasets(locations: Iterable[Any]) -> list[Any]:
 def files_in(folder: str) -> list[str]:
     """A folder's documents as a Finovox case uploads them: its own files, hidden ones skipped."""
     root = as_path(folder.strip())
-    files = sorted(p.name for p in root.iterdir() if not p.name.startswith(".") and p.is_file())
+    files = [p.name for p in folder_files(root)]
     if "://" in folder:
         return [folder.strip().rstrip("/") + "/" + name for name in files]
     return [str(root / name) for name in files]

@@ -117,13 +117,21 @@ def _job_json(job: Job, now: float) -> dict[str, Any]:
     return out
 
 
-async def extract(request: Request, emulator: Emulator) -> Response:
-    """Serve ``POST /v1/extract``: one source, answered inline with ``sync=true``, else a job."""
+async def _one_source(request: Request) -> dict[str, Any] | Response:
+    """The JSON body of a one-source request, or the 422 for a missing source or a bad webhook."""
     body = await read_json(request)
     if not isinstance(body, dict) or not _is_http_url(body.get("source")):
         return _error(request, 422, "Body must be a JSON object whose 'source' is an http(s) URL")
     if body.get("webhook") is not None and not _is_http_url(body["webhook"]):
         return _error(request, 422, "webhook must be an http(s) URL")
+    return body
+
+
+async def extract(request: Request, emulator: Emulator) -> Response:
+    """Serve ``POST /v1/extract``: one source, answered inline with ``sync=true``, else a job."""
+    body = await _one_source(request)
+    if isinstance(body, Response):
+        return body
     source = body["source"]
     if request.query_params.get("sync", "").lower() == "true":
         if "fail" in scenarios_of(source):
@@ -154,11 +162,9 @@ def _focused_result(endpoint: str, source: str, options: dict[str, Any]) -> dict
 async def focused(request: Request, emulator: Emulator) -> Response:
     """Serve the focused endpoints (``POST /v1/summarize``, ``/v1/qa``...): a job with ``async=true``."""
     endpoint = request.url.path.rstrip("/").rsplit("/", 1)[-1]
-    body = await read_json(request)
-    if not isinstance(body, dict) or not _is_http_url(body.get("source")):
-        return _error(request, 422, "Body must be a JSON object whose 'source' is an http(s) URL")
-    if body.get("webhook") is not None and not _is_http_url(body["webhook"]):
-        return _error(request, 422, "webhook must be an http(s) URL")
+    body = await _one_source(request)
+    if isinstance(body, Response):
+        return body
     source = body["source"]
     options = {k: v for k, v in body.items() if k not in ("source", "webhook")}
     if request.query_params.get("async", "").lower() != "true":  # synchronous: the answer inline

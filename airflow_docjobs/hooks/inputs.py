@@ -11,12 +11,9 @@ import hashlib
 import mimetypes
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from airflow_docjobs.exceptions import DocJobsInputError
-
-if TYPE_CHECKING:
-    from collections.abc import Iterable
 
 
 def as_path(location: str) -> Any:
@@ -100,11 +97,7 @@ class InputRules:
                 raise self.fail(param, f"cannot read {str(value)!r}: {exc}") from exc
             if not is_dir:
                 raise self.fail(param, f"{str(value)!r} is not a folder; pass a folder or a list of files")
-            entries: Iterable[Any] = sorted(
-                (p for p in folder.iterdir() if not p.name.startswith(".") and p.is_file()),
-                key=lambda p: p.name,
-            )
-            items = [str(p) for p in entries]
+            items = [str(p) for p in folder_files(folder)]
             if not items:
                 raise self.fail(param, f"folder {str(value)!r} holds no documents")
         elif isinstance(value, (list, tuple)):
@@ -114,6 +107,13 @@ class InputRules:
         else:
             raise self.fail(param, f"expected a folder or a list of files, got {type(value).__name__}")
         return tuple(self.file(item, param=param, field=field) for item in items)
+
+
+def folder_files(folder: Any) -> list[Any]:
+    """A case folder's documents as the hook uploads them: its own files by name, hidden ones skipped."""
+    return sorted(
+        (p for p in folder.iterdir() if not p.name.startswith(".") and p.is_file()), key=lambda p: p.name
+    )
 
 
 def is_folder(value: Any) -> bool:
