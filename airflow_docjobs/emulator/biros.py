@@ -11,6 +11,7 @@ from starlette.datastructures import UploadFile
 from starlette.responses import JSONResponse, Response
 
 from airflow_docjobs.emulator.routes import Bulk, Vendor, read_form, vendor_route
+from airflow_docjobs.emulator.routes import detail_error as _error
 from airflow_docjobs.emulator.values import Seeded, file_extension, pdf_page_count, scenarios_of, seed_of
 
 if TYPE_CHECKING:
@@ -32,10 +33,6 @@ SURNAMES = ("VERDI", "ROSSI", "BIANCHI", "ESPOSITO", "ROMANO", "COLOMBO", "RICCI
 NAMES = ("GIUSEPPE", "MARIA", "GIOVANNI", "ANNA", "LUCA", "FRANCESCA", "MARCO", "GIULIA", "PAOLO")
 MONTHS = "ABCDEHLMPRST"  # the fiscal code's letter for January to December
 BULK_OPTIONS = {"service_id": "svc-1"}
-
-
-def _error(request: Request, status: int, detail: str) -> Response:
-    return JSONResponse({"detail": detail}, status_code=status)
 
 
 BIROS = Vendor(

@@ -11,6 +11,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from airflow_docjobs.emulator.routes import Bulk, Vendor, read_form, read_json, vendor_route
+from airflow_docjobs.emulator.routes import detail_error as _error
 from airflow_docjobs.emulator.values import (
     Seeded,
     fernet_like_token,
@@ -36,10 +37,6 @@ FOLDER_FAILED = "The async folder failed and could not produce a final result."
 # Producers of clean documents; a tampered one (scenario "fraud" or "fail") always reads "photoshop".
 SOFTWARE = ("Microsoft Word", "LibreOffice", "Adobe Acrobat", "Google Docs", "Quartz PDFContext", "iText")
 BULK_OPTIONS = {"kind": "document"}
-
-
-def _error(request: Request, status: int, detail: str) -> Response:
-    return JSONResponse({"detail": detail}, status_code=status)
 
 
 FINOVOX = Vendor(

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from airflow_docjobs.emulator.core import Emulator, Fault
@@ -40,6 +40,11 @@ class Vendor:
     def authorized(self, request: Request, api_key: str) -> bool:
         """Whether the request carries the vendor's secret header with ``api_key``."""
         return request.headers.get(self.secret_header) == f"{self.secret_prefix}{api_key}"
+
+
+def detail_error(request: Request, status: int, detail: str) -> Response:
+    """A FastAPI-style error body, ``{"detail": ...}`` (Finovox and myBiros answer so)."""
+    return JSONResponse({"detail": detail}, status_code=status)
 
 
 def vendor_route(
