@@ -15,8 +15,6 @@ two triggerers, against the emulator). Every input comes from the run conf, so p
 
 from __future__ import annotations
 
-import os
-import signal
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +29,11 @@ from airflow_docjobs.sensors.biros import BirosDocumentSensor
 from airflow_docjobs.sensors.docimprint import DocimprintJobSensor
 from airflow_docjobs.sensors.finovox import FinovoxResultSensor
 from airflow_docjobs.sensors.mindee import MindeeJobSensor
+
+try:  # Airflow: the bundle's folder is on sys.path (see _dies_after_submit.py)
+    from _dies_after_submit import dies_after_submit
+except ModuleNotFoundError:  # imported by the suite itself: tests/ is on sys.path
+    from dags._dies_after_submit import dies_after_submit
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -102,26 +105,10 @@ with _dag("docjobs_deploy_batch", params=dict.fromkeys(BATCH_SIZES)) as batch_da
     )
 
 
-class KilledAfterSubmit:
-    """
-    On try 1 the worker dies (SIGKILL, as the OOM killer or a lost node does) right after the vendor
-    accepted the job(s) and the submit recorded them, before the XCom is pushed.
-    """
-
-    def execute(self, context):
-        reference = super().execute(context)
-        if context["ti"].try_number == 1:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return reference
-
-
-class MindeeSubmitKilled(KilledAfterSubmit, MindeeSubmitOperator):
-    pass
-
-
-class BirosSubmitKilled(KilledAfterSubmit, BirosSubmitOperator):
-    pass
-
+# On try 1 the worker dies (SIGKILL, as the OOM killer or a lost node does) right after the vendor accepted
+# the job(s) and the submit recorded them, before the XCom is pushed.
+MindeeSubmitKilled = dies_after_submit(MindeeSubmitOperator, how="sigkill")
+BirosSubmitKilled = dies_after_submit(BirosSubmitOperator, how="sigkill")
 
 with _dag(
     "docjobs_deploy_resubmit",

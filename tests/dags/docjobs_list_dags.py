@@ -19,6 +19,11 @@ from airflow_docjobs.sensors.docimprint import DocimprintJobSensor
 from airflow_docjobs.sensors.finovox import FinovoxResultSensor
 from airflow_docjobs.sensors.mindee import MindeeJobSensor
 
+try:  # Airflow: the bundle's folder is on sys.path (see _dies_after_submit.py)
+    from _dies_after_submit import dies_after_submit
+except ModuleNotFoundError:  # imported by the suite itself: tests/ is on sys.path
+    from dags._dies_after_submit import dies_after_submit
+
 FILES = "{{ params.files }}"
 MINDEE = {"product": "invoices", "version": "v4"}
 
@@ -51,18 +56,9 @@ def docimprint(wait):
     return submit, DocimprintJobSensor(task_id="wait", job_id=submit.output, **wait)
 
 
-class SubmitDiesAfterTheFirstTry(MindeeSubmitOperator):
-    """Its first try fails after submitting, as a worker lost mid-batch would."""
-
-    def execute(self, context):
-        references = super().execute(context)
-        if context["ti"].try_number == 1:
-            raise RuntimeError("worker lost after submitting")
-        return references
-
-
 def mindee_retried(wait):
-    submit = SubmitDiesAfterTheFirstTry(task_id="submit", document=FILES, **MINDEE)
+    # Its first try fails after submitting the whole list, as a worker lost mid-batch would.
+    submit = dies_after_submit(MindeeSubmitOperator)(task_id="submit", document=FILES, **MINDEE)
     return submit, MindeeJobSensor(task_id="wait", job_id=submit.output, **MINDEE, **wait)
 
 

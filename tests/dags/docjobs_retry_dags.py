@@ -12,6 +12,11 @@ from airflow_docjobs.operators.mindee import MindeeSubmitOperator
 from airflow_docjobs.retry import docjobs_retry_policy
 from airflow_docjobs.sensors.docimprint import DocimprintJobSensor
 
+try:  # Airflow: the bundle's folder is on sys.path (see _dies_after_submit.py)
+    from _dies_after_submit import dies_after_submit
+except ModuleNotFoundError:  # imported by the suite itself: tests/ is on sys.path
+    from dags._dies_after_submit import dies_after_submit
+
 SOURCE = "https://example.com/{{ params.name }}"
 
 
@@ -39,18 +44,9 @@ with dag("docjobs_soft_fail_first_poll") as soft_fail:
     )
 
 
-class SubmitThenLoseTheWorker(DocimprintSubmitOperator):
-    """Fails its first try right after the vendor accepted the job, as a killed worker would."""
-
-    def execute(self, context):
-        reference = super().execute(context)
-        if context["ti"].try_number == 1:
-            raise RuntimeError("worker lost after submitting")
-        return reference
-
-
 with dag("docjobs_durable_failed_job") as durable_failed_job:
-    SubmitThenLoseTheWorker(task_id="submit", source=SOURCE, retry_policy=None)
+    # Its first try fails right after the vendor accepted the job, as a killed worker would.
+    dies_after_submit(DocimprintSubmitOperator)(task_id="submit", source=SOURCE, retry_policy=None)
 
 
 with DAG(

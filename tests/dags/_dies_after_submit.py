@@ -1,0 +1,47 @@
+"""
+The submit whose first try dies right after the vendor accepted its job(s) and the submit recorded them,
+before the XCom is pushed: how the suite's DAG files lose a worker mid-submit. The retry must find the
+references the first try stored and submit nothing more.
+
+Not a DAG file (the folder's ``.airflowignore`` keeps Airflow from parsing it). The DAG files import it as
+``_dies_after_submit``, Airflow having put the folder on ``sys.path`` (a bundle's root is, wherever a DAG
+file is parsed: DAG processor, task runner, ``dag.test()``'s bundle sync, ``airflow dags`` commands), or
+as ``dags._dies_after_submit`` when the suite imports a DAG file itself (pytest puts ``tests/`` there).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+
+def _raise() -> None:
+    raise RuntimeError("worker lost after submitting")
+
+
+def _sigkill() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+# How try 1 dies: with an error the task fails on (under ``dag.test()``, which runs tasks in its own
+# process), or by SIGKILL, as the OOM killer or a lost node ends a worker (in a real deployment).
+DEATHS = {"raise": _raise, "sigkill": _sigkill}
+NAMES = {"raise": "DiesAfterSubmit", "sigkill": "KilledAfterSubmit"}
+
+
+class DiesAfterSubmit:
+    """A submit operator's mixin: try 1 dies (``how``, a key of ``DEATHS``) once the submit returned."""
+
+    how = "raise"
+
+    def execute(self, context: Any) -> Any:
+        reference = super().execute(context)
+        if context["ti"].try_number == 1:
+            DEATHS[self.how]()
+        return reference
+
+
+def dies_after_submit(operator: type, how: str = "raise") -> type:
+    """``operator`` whose first try dies ``how`` right after its submit: ``MindeeSubmitOperatorDiesAfterSubmit``."""
+    return type(f"{operator.__name__}{NAMES[how]}", (DiesAfterSubmit, operator), {"how": how})
