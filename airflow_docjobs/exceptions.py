@@ -106,3 +106,18 @@ class VendorNotFoundError(VendorAPIError):
 
 class VendorJobFailedError(DocJobsError, AirflowFailException):
     """The vendor reports that the job failed: a terminal state, so the task fails without retrying."""
+
+
+# Answers that mean "this key is refused" (docimprint says 402 Payment Required for a bad token).
+REFUSED_KEY_STATUSES = frozenset({401, 402, 403})
+
+
+def error_for_status(status: int) -> tuple[type[VendorAPIError | VendorTransientError], str]:
+    """The typed error of an HTTP error status, and a summary of it."""
+    if status in REFUSED_KEY_STATUSES:
+        return VendorAuthError, "credentials were refused"
+    if status == 404:
+        return VendorNotFoundError, "job or resource not found"
+    if status == 429 or status >= 500:
+        return VendorTransientError, "server error"
+    return VendorRequestError, "request was refused"

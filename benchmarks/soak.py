@@ -135,7 +135,7 @@ async def soak(args: argparse.Namespace, url: str, ca: str) -> dict:
         store = ResultsStore(f"file://{args.store}", "docimprint", "soak", "run")
         deadline = pendulum.now("UTC").add(seconds=seconds + 30 * args.interval).isoformat()
         common = {"hook_class": HOOK, "conn_id": "docimprint_default", "deadline": deadline}
-        jobs = [DocimprintHook.job(ref) for ref in refs]
+        jobs = [DocimprintHook.job_reference(ref) for ref in refs]
         singles = jobs[: len(jobs) // 10]
         triggers = [
             DocJobTrigger(

@@ -207,10 +207,10 @@ def make_triggers(impl: str, ids: list[str], interval: float, store_dir: Path) -
     if impl == "list":
         # Packing is the sensor's work in a worker, before the trigger exists: done here, before the
         # first RSS reading. Past 4 KB the job list spills to the store, as the sensor's would.
-        jobs = DocJobTrigger.pack([DocimprintHook.job(i) for i in ids], store)
+        jobs = DocJobTrigger.pack([DocimprintHook.job_reference(i) for i in ids], store)
         return [DocJobTrigger(jobs=jobs, **common).serialize()]
     if impl == "single":
-        return (DocJobTrigger(job=DocimprintHook.job(i), **common).serialize() for i in ids)
+        return (DocJobTrigger(job=DocimprintHook.job_reference(i), **common).serialize() for i in ids)
     from airflow.providers.http.triggers.http import HttpSensorTrigger
 
     return (

@@ -42,7 +42,7 @@ import sys  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
 from typing import TYPE_CHECKING, Any  # noqa: E402
 
 import pytest  # noqa: E402
@@ -75,49 +75,66 @@ POLL_PATHS = {
 
 @dataclass(frozen=True)
 class Kind:
-    """One kind of vendor job: how to submit a document named ``name`` and get its job reference."""
+    """
+    One kind of vendor job: its input for a document named ``name`` (the name picks the emulator's
+    scenario), the parameters of the hook's ``submit`` and of its ``job_reference``.
+    """
 
     name: str
     vendor: str
     hook: type[DocJobsHook]
     submit_path: str
+    takes: str = "file"  # "file", "files" (a case: a list of files) or "url"
+    params: dict[str, Any] = field(default_factory=dict)
+    reference: dict[str, Any] = field(default_factory=dict)
 
-    def submit(self, hook: Any, folder: Path, name: str) -> dict[str, Any]:
-        doc = str(copy_sample(folder, name))
-        if self.name == "finovox":
-            return hook.job(hook.submit_document(doc))
-        if self.name == "finovox-case":
-            return hook.job(hook.submit_case([doc], "rental"), "case")
-        if self.name == "mindee":
-            return hook.job(hook.enqueue(doc, "invoices", "v4"), "invoices", "v4")
-        if self.name == "docimprint":
-            return hook.job(hook.submit_source(f"https://example.com/{name}"))
-        return hook.job("svc-1", hook.submit_document(doc, "svc-1"))
+    def document(self, folder: Path, name: str) -> Any:
+        """The input of a document named ``name``: a copy of the sample PDF in ``folder``, or a URL."""
+        if self.takes == "url":
+            return f"https://example.com/{name}"
+        return self.input_of(str(copy_sample(folder, name)))
 
-    async def asubmit(self, hook: Any, folder: Path, name: str) -> dict[str, Any]:
-        doc = str(copy_sample(folder, name))
-        if self.name == "finovox":
-            return hook.job(await hook.asubmit_document(doc))
-        if self.name == "finovox-case":
-            return hook.job(await hook.asubmit_case([doc], "rental"), "case")
-        if self.name == "mindee":
-            return hook.job(await hook.aenqueue(doc, "invoices", "v4"), "invoices", "v4")
-        if self.name == "docimprint":
-            return hook.job(await hook.asubmit_source(f"https://example.com/{name}"))
-        return hook.job("svc-1", await hook.asubmit_document(doc, "svc-1"))
+    def input_of(self, path: str) -> Any:
+        """What the hook's submit takes for the document at ``path``."""
+        return [path] if self.takes == "files" else path
+
+    def submit(self, hook: DocJobsHook, folder: Path, name: str) -> dict[str, Any]:
+        reference = hook.submit(self.document(folder, name), **self.params)
+        return hook.job_reference(reference, **self.reference)
+
+    async def asubmit(self, hook: DocJobsHook, folder: Path, name: str) -> dict[str, Any]:
+        reference = await hook.asubmit(self.document(folder, name), **self.params)
+        return hook.job_reference(reference, **self.reference)
 
     def submits(self, emulator) -> list[dict]:
         """The submits of this kind the emulator received."""
         return [r for r in journal(emulator, method="POST") if r["path"].endswith(self.submit_path)]
 
 
+MINDEE_PRODUCT = {"product": "invoices", "version": "v4"}
 # Every kind of job the provider submits, each through its vendor's own submit call.
 KINDS = [
     Kind("finovox", "finovox", FinovoxHook, "/analyse"),
-    Kind("finovox-case", "finovox", FinovoxHook, "/case"),
-    Kind("mindee", "mindee", MindeeHook, "/predict_async"),
-    Kind("docimprint", "docimprint", DocimprintHook, "/v1/extract"),
-    Kind("biros", "biros", BirosHook, "/async-predict"),
+    Kind(
+        "finovox-case",
+        "finovox",
+        FinovoxHook,
+        "/case",
+        "files",
+        {"analysis": "case", "use_case": "rental"},
+        {"analysis": "case"},
+    ),
+    Kind("mindee", "mindee", MindeeHook, "/predict_async", "file", MINDEE_PRODUCT, MINDEE_PRODUCT),
+    Kind("docimprint", "docimprint", DocimprintHook, "/v1/extract", "url"),
+    Kind(
+        "biros",
+        "biros",
+        BirosHook,
+        "/async-predict",
+        "file",
+        {"service_id": "svc-1"},
+        {"service_id": "svc-1"},
+    ),
 ]
 KIND_IDS = [kind.name for kind in KINDS]
 # How long a test waits for something that normally takes milliseconds, on a loaded machine.

@@ -29,57 +29,59 @@ def sample(folder: Path, name: str, content: bytes = b"%PDF-1.4 sample") -> str:
 
 CASES = {
     "missing file": (
-        lambda d: FinovoxHook().submit_document(str(d / "nope.pdf")),
+        lambda d: FinovoxHook().submit(str(d / "nope.pdf")),
         "'file'",
         "does not exist",
     ),
-    "empty file": (lambda d: FinovoxHook().submit_document(sample(d, "a.pdf", b"")), "'file'", "is empty"),
+    "empty file": (lambda d: FinovoxHook().submit(sample(d, "a.pdf", b"")), "'file'", "is empty"),
     "folder without documents": (
-        lambda d: FinovoxHook().submit_case(str((d / "case").mkdir() or d / "case"), "rental"),
+        lambda d: FinovoxHook().submit(
+            str((d / "case").mkdir() or d / "case"), analysis="case", use_case="rental"
+        ),
         "'documents'",
         "holds no documents",
     ),
     "unsupported extension": (
-        lambda d: FinovoxHook().submit_document(sample(d, "a.docx")),
+        lambda d: FinovoxHook().submit(sample(d, "a.docx")),
         "'file'",
         "unsupported extension .docx",
     ),
     "plain-HTTP Mindee URL": (
-        lambda d: MindeeHook().enqueue("http://example.com/a.pdf", "invoices", "v4"),
+        lambda d: MindeeHook().submit("http://example.com/a.pdf", product="invoices", version="v4"),
         "'document'",
         "only fetches public https:// URLs",
     ),
     "unknown analyse_type": (
-        lambda d: FinovoxHook().submit_case([sample(d, "a.pdf")], "rental", analyse_type=["verdict"]),
+        lambda d: FinovoxHook().submit(
+            [sample(d, "a.pdf")], analysis="case", use_case="rental", analyse_type=["verdict"]
+        ),
         "'analyse_type'",
         "unknown ['verdict']",
     ),
     "docimprint endpoint that is not a name": (
-        lambda d: DocimprintHook().submit_source("https://example.com/a.pdf", endpoint="../admin"),
+        lambda d: DocimprintHook().submit("https://example.com/a.pdf", endpoint="../admin"),
         "'endpoint'",
         "expected an endpoint name",
     ),
     "docimprint options that override the source": (
-        lambda d: DocimprintHook().submit_source(
+        lambda d: DocimprintHook().submit(
             "https://example.com/a.pdf", endpoint="qa", options={"source": "https://example.com/b.pdf"}
         ),
         "'options'",
         "without source or webhook",
     ),
     "docimprint options that are not JSON": (
-        lambda d: DocimprintHook().submit_source(
-            "https://example.com/a.pdf", endpoint="qa", options={"q": {1, 2}}
-        ),
+        lambda d: DocimprintHook().submit("https://example.com/a.pdf", endpoint="qa", options={"q": {1, 2}}),
         "'options'",
         "not JSON",
     ),
     "docimprint batch to a focused endpoint": (
-        lambda d: DocimprintHook().submit_source(["https://example.com/a.pdf"], endpoint="summarize"),
+        lambda d: DocimprintHook().submit(["https://example.com/a.pdf"], endpoint="summarize"),
         "'source'",
         "takes one source per job",
     ),
     "object store without its filesystem": (
-        lambda d: MindeeHook().enqueue("nosuchfs://bucket/a.pdf", "invoices", "v4"),
+        lambda d: MindeeHook().submit("nosuchfs://bucket/a.pdf", product="invoices", version="v4"),
         "'document'",
         "no filesystem for nosuchfs:// is installed",
     ),
@@ -112,7 +114,7 @@ def test_bad_input_fails_before_any_request(emulator, tmp_path, case):
 def test_a_connection_that_cannot_work_is_named(emulator, monkeypatch, tmp_path, conn, problem):
     monkeypatch.setenv("AIRFLOW_CONN_BAD", json.dumps({"host": emulator.vendor_url("mindee")} | conn))
     with pytest.raises(DocJobsInputError, match=problem) as err:
-        MindeeHook("bad").enqueue(sample(tmp_path, "a.pdf"), "invoices", "v4")
+        MindeeHook("bad").submit(sample(tmp_path, "a.pdf"), product="invoices", version="v4")
     assert "connection 'bad'" in str(err.value)
     assert emulator.state.requests == []
 

@@ -50,16 +50,35 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 BUNDLES_VAR = "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"
 KINDS = ("module", "pytest", "dag", "dag-body")
-RESULT_KINDS = (
-    "finovox",
-    "finovox-case",
-    "mindee",
-    "docimprint",
-    "docimprint-batch",
-    "docimprint-qa",
-    "biros",
-)
-HOOKS = {"finovox": FinovoxHook, "mindee": MindeeHook, "docimprint": DocimprintHook, "biros": BirosHook}
+DATA = ROOT / "example_dags" / "data"
+SOURCES = ["https://example.com/lease_agreement.pdf", "https://example.com/utility_bill.pdf"]
+MINDEE = {"product": "invoices", "version": "v4"}
+BIROS = {"service_id": "id-cards"}
+# Each kind of documented result: its hook, its input, the submit's and the job reference's parameters.
+RESULT_KINDS = {
+    "finovox": (FinovoxHook, str(DATA / "payslip_2026_10.pdf"), {}, {}),
+    "finovox-case": (
+        FinovoxHook,
+        str(DATA / "rental_folder"),
+        {"analysis": "case", "use_case": "rental", "analyse_type": ["decision", "explanation", "share_link"]},
+        {"analysis": "case"},
+    ),
+    "mindee": (MindeeHook, str(DATA / "invoice_2026_11_042.pdf"), MINDEE, MINDEE),
+    "docimprint": (DocimprintHook, SOURCES[0], {}, {}),
+    "docimprint-batch": (DocimprintHook, SOURCES, {}, {}),
+    "docimprint-qa": (
+        DocimprintHook,
+        SOURCES[0],
+        {"endpoint": "qa", "options": {"question": "Who is the tenant?"}},
+        {},
+    ),
+    "biros": (
+        BirosHook,
+        str(DATA / "id_card_julien_moreau.pdf"),
+        BIROS,
+        BIROS | {"include_validation_errors": True, "wait_for_review": True},
+    ),
+}
 # Fence names that look like Python but would escape the runner.
 PYTHON_LOOKALIKES = ("py", "python3", "pycon", "ipython", "py3")
 
@@ -137,7 +156,7 @@ def test_every_python_block_says_how_it_runs():
             problems.append(f"{block.where}: a snippet comment before a ```{block.info} block")
         elif what == "result" and (block.info != "json" or (block.spec or [""])[0] not in RESULT_KINDS):
             problems.append(
-                f"{block.where}: a result comment needs a ```json block and one of {RESULT_KINDS}"
+                f"{block.where}: a result comment needs a ```json block and one of {list(RESULT_KINDS)}"
             )
     assert not problems, "\n".join(problems)
 
@@ -318,28 +337,9 @@ def build_dag_body(block: Block) -> None:
 
 def emulator_result(kind: str) -> Any:
     """What the emulator answers for one job of ``kind``, through the provider's own hooks."""
-    data = ROOT / "example_dags" / "data"
-    sources = ["https://example.com/lease_agreement.pdf", "https://example.com/utility_bill.pdf"]
-    hook: Any = HOOKS[kind.split("-")[0]]()
-    with hook:
-        if kind == "finovox":
-            job = hook.job(hook.submit_document(str(data / "payslip_2026_10.pdf")))
-        elif kind == "finovox-case":
-            options = {"analyse_type": ["decision", "explanation", "share_link"]}
-            token = hook.submit_case(str(data / "rental_folder"), "rental", **options)
-            job = hook.job(token, "case")
-        elif kind == "mindee":
-            job_id = hook.enqueue(str(data / "invoice_2026_11_042.pdf"), "invoices", "v4")
-            job = hook.job(job_id, "invoices", "v4")
-        elif kind == "docimprint-qa":
-            options = {"question": "Who is the tenant?"}
-            job = hook.job(hook.submit_source(sources[0], endpoint="qa", options=options))
-        elif kind.startswith("docimprint"):
-            job = hook.job(hook.submit_source(sources if kind == "docimprint-batch" else sources[0]))
-        else:
-            document = hook.submit_document(str(data / "id_card_julien_moreau.pdf"), "id-cards")
-            job = hook.job("id-cards", document, True, True)
-        status = hook.get_job_status(job)
+    hook_class, document, params, reference = RESULT_KINDS[kind]
+    with hook_class() as hook:
+        status = hook.get_job_status(hook.job_reference(hook.submit(document, **params), **reference))
     assert status.state == "succeeded", status
     return status.result
 

@@ -81,7 +81,7 @@ def test_a_hook_polls_the_tls_server_on_one_connection(monkeypatch):
     with EmulatorServer(EmulatorSettings(processing_seconds=1.0), tls=True) as server:
         monkeypatch.setenv("AIRFLOW_CONN_DOCIMPRINT_DEFAULT", server.connection_json("docimprint"))
         with DocimprintHook() as hook:
-            job = hook.job(hook.submit_source("https://example.com/a.pdf"))
+            job = hook.job_reference(hook.submit("https://example.com/a.pdf"))
             assert hook.get_job_status(job).state == "pending"
             server.state.advance(1.0)
             assert hook.get_job_status(job).state == "succeeded"

@@ -39,7 +39,7 @@ POLL = "/v1/jobs/"
 
 def docimprint_job(name: str = "a.pdf") -> dict:
     with DocimprintHook() as hook:
-        return hook.job(hook.submit_source(f"https://example.com/{name}"))
+        return hook.job_reference(hook.submit(f"https://example.com/{name}"))
 
 
 def http_date(seconds_from_now: float) -> str:
@@ -94,7 +94,7 @@ async def test_transient_answers_on_a_poll_end_in_success(emulator, monkeypatch,
 def test_a_burst_on_submits_ends_in_one_job(emulator, status):
     emulator.state.faults.append(Fault(vendor="docimprint", path="/v1/extract", status=status, times=2))
     with DocimprintHook() as hook:
-        assert hook.submit_source("https://example.com/a.pdf")
+        assert hook.submit("https://example.com/a.pdf")
     assert len(emulator.state.requests) == 3
     assert emulator.state.stats()["jobs"] == 1
 
@@ -143,7 +143,7 @@ def test_a_connection_reset_mid_answer_is_retried_then_counted(monkeypatch):
 
 def test_a_mindee_redirect_to_another_host_carries_no_credentials(emulator, tmp_path, monkeypatch):
     with MindeeHook() as hook:
-        job_id = hook.enqueue(str(copy_sample(tmp_path, "a.pdf")), "invoices", "v4")
+        job_id = hook.submit(str(copy_sample(tmp_path, "a.pdf")), product="invoices", version="v4")
     document_id = emulator.state.get("mindee", job_id).data["document_id"]
     elsewhere = f"{emulator.url}/mindee/v1/products/mindee/invoices/v4/documents/{document_id}"
     redirect = f"HTTP/1.1 302 Found\r\nLocation: {elsewhere}\r\nContent-Length: 0\r\n\r\n".encode()
@@ -157,7 +157,7 @@ def test_a_mindee_redirect_to_another_host_carries_no_credentials(emulator, tmp_
         emulator.state.advance(5)
         emulator.state.requests.clear()
         with MindeeHook("queue") as hook, pytest.raises(VendorAuthError):
-            hook.get_job_status(hook.job(job_id, "invoices", "v4"))
+            hook.get_job_status(hook.job_reference(job_id, "invoices", "v4"))
     assert queue.requests == 1
     (document,) = emulator.state.requests  # the other host got the request, without the key
     assert not document["authorized"]
@@ -167,7 +167,7 @@ def test_a_mindee_redirect_to_another_host_carries_no_credentials(emulator, tmp_
 def test_an_expired_finovox_result_reads_pending_until_the_deadline(emulator, tmp_path):
     emulator.state.settings.update({"result_ttl_seconds": 1})
     with FinovoxHook() as hook:
-        job = hook.job(hook.submit_document(str(copy_sample(tmp_path, "a.pdf"))))
+        job = hook.job_reference(hook.submit(str(copy_sample(tmp_path, "a.pdf"))))
         emulator.state.advance(5)
         assert hook.get_job_status(job).state == "pending"  # gone: Finovox says "not ready" for it
 
@@ -175,15 +175,19 @@ def test_an_expired_finovox_result_reads_pending_until_the_deadline(emulator, tm
 @pytest.mark.parametrize(
     ("make_job", "error", "status"),
     [
-        (lambda: FinovoxHook.job("gAAAAABnot-a-real-token-" + "x" * 80, "case"), VendorNotFoundError, 404),
-        (lambda: FinovoxHook.job("not-fernet", "case"), VendorAuthError, 401),
         (
-            lambda: MindeeHook.job("00000000-0000-0000-0000-000000000000", "invoices", "v4"),
+            lambda: FinovoxHook.job_reference("gAAAAABnot-a-real-token-" + "x" * 80, "case"),
             VendorNotFoundError,
             404,
         ),
-        (lambda: DocimprintHook.job("job_unknown"), VendorNotFoundError, 404),
-        (lambda: BirosHook.job("svc-1", "doc-unknown"), VendorNotFoundError, 404),
+        (lambda: FinovoxHook.job_reference("not-fernet", "case"), VendorAuthError, 401),
+        (
+            lambda: MindeeHook.job_reference("00000000-0000-0000-0000-000000000000", "invoices", "v4"),
+            VendorNotFoundError,
+            404,
+        ),
+        (lambda: DocimprintHook.job_reference("job_unknown"), VendorNotFoundError, 404),
+        (lambda: BirosHook.job_reference("doc-unknown", "svc-1"), VendorNotFoundError, 404),
     ],
     ids=[
         "finovox case unknown",
@@ -206,7 +210,9 @@ def test_permanent_answers_fail_at_once_naming_the_connection(emulator, make_job
 
 def test_a_finovox_token_of_another_user_is_refused(emulator, tmp_path, monkeypatch):
     with FinovoxHook() as hook:
-        job = hook.job(hook.submit_case([str(copy_sample(tmp_path, "a.pdf"))], "rental"), "case")
+        job = hook.job_reference(
+            hook.submit([str(copy_sample(tmp_path, "a.pdf"))], analysis="case", use_case="rental"), "case"
+        )
     emulator.state.settings.update({"api_key": "another-user"})
     monkeypatch.setenv("AIRFLOW_CONN_FINOVOX_DEFAULT", emulator.connection_json("finovox"))
     with FinovoxHook() as hook, pytest.raises(VendorAuthError) as err:

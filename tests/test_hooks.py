@@ -87,7 +87,7 @@ def test_never_stays_pending(emulator, tmp_path, kind):
 
 def test_progress_is_reported(frozen):
     with DocimprintHook() as hook:
-        job = hook.job(hook.submit_source("https://example.com/a.pdf"))
+        job = hook.job_reference(hook.submit("https://example.com/a.pdf"))
         frozen.state.advance(0.25)  # half of the 0.5 s the job takes
         status = hook.get_job_status(job)
     assert status.state == "pending"
@@ -115,7 +115,9 @@ def test_unknown_job_is_not_found(emulator):
 
 def test_finovox_case_500_is_a_failed_folder_not_a_retry(emulator, tmp_path):
     with FinovoxHook() as hook:
-        job = hook.job(hook.submit_case([str(copy_sample(tmp_path, "fail.pdf"))], "rental"), "case")
+        job = hook.job_reference(
+            hook.submit([str(copy_sample(tmp_path, "fail.pdf"))], analysis="case", use_case="rental"), "case"
+        )
         emulator.state.advance(5)
         emulator.state.requests.clear()
         status = hook.get_job_status(job)
@@ -128,7 +130,7 @@ def test_an_expired_finovox_token_reads_pending(frozen, tmp_path):
     """Finovox deletes a result after its TTL and then answers as for a token not ready: pending, no error."""
     ttl = frozen.state.settings.result_ttl_seconds
     with FinovoxHook() as hook:
-        job = hook.job(hook.submit_document(str(copy_sample(tmp_path, "a.pdf"))))
+        job = hook.job_reference(hook.submit(str(copy_sample(tmp_path, "a.pdf"))))
         frozen.state.advance(5)
         assert hook.get_job_status(job).state == "succeeded"
         frozen.state.advance(ttl)
@@ -138,8 +140,8 @@ def test_an_expired_finovox_token_reads_pending(frozen, tmp_path):
 
 def test_finovox_token_stays_out_of_descriptions(emulator, sample_pdf):
     with FinovoxHook() as hook:
-        token = hook.submit_document(str(sample_pdf))
-        assert token not in hook.describe_job(hook.job(token))
+        token = hook.submit(str(sample_pdf))
+        assert token not in hook.describe_job(hook.job_reference(token))
 
 
 def test_finovox_case_result_and_share_link(emulator, tmp_path):
@@ -150,9 +152,11 @@ def test_finovox_case_result_and_share_link(emulator, tmp_path):
     (folder / "applicant.json").write_text('{"name": "Julien Moreau"}')
     (folder / ".DS_Store").write_text("hidden files are skipped")
     with FinovoxHook() as hook:
-        token = hook.submit_case(str(folder), "rental", analyse_type=["decision", "share_link"])
+        token = hook.submit(
+            str(folder), analysis="case", use_case="rental", analyse_type=["decision", "share_link"]
+        )
         emulator.state.advance(5)
-        status = hook.get_job_status(hook.job(token, "case"))
+        status = hook.get_job_status(hook.job_reference(token, "case"))
     assert status.result["decision"]["status"] == "approved"
     assert status.result["share_link"]["url"].startswith(emulator.url)
     upload = journal(emulator, "/finovox/case", "POST")[0]
@@ -175,7 +179,7 @@ def test_mindee_redirect_is_followed_with_credentials_on_the_same_host(emulator,
 def test_a_redirect_without_location_is_a_vendor_error(emulator):
     emulator.state.faults.append(Fault(vendor="mindee", path="/documents/queue/", status=302))
     with MindeeHook() as hook, pytest.raises(VendorAPIError, match="redirected without a Location"):
-        hook.get_job_status(MindeeHook.job("job-1", "invoices", "v4"))
+        hook.get_job_status(MindeeHook.job_reference("job-1", "invoices", "v4"))
 
 
 @pytest.fixture
@@ -216,7 +220,7 @@ async def test_a_redirect_loop_ends_the_poll_after_a_bounded_number_of_requests(
 ):
     url, seen = redirect_loop
     hook = MindeeHook(vendor_conn("mindee", conn_id="looping", fields={"host": url}))
-    job = MindeeHook.job("job-1", "invoices", "v4")
+    job = MindeeHook.job_reference("job-1", "invoices", "v4")
 
     async def poll() -> None:
         if path == "sync":
@@ -242,7 +246,7 @@ def test_vendor_job_failed_error_does_not_retry():
 def test_a_vendor_echoing_the_secret_does_not_leak_it(emulator, tmp_path):
     emulator.state.faults.append(Fault(vendor="biros", status=401, body=f"invalid key {SECRET} for service"))
     with BirosHook() as hook, pytest.raises(VendorAuthError) as err:
-        hook.submit_document(str(copy_sample(tmp_path, "a.pdf")), "svc-1")
+        hook.submit(str(copy_sample(tmp_path, "a.pdf")), service_id="svc-1")
     assert SECRET not in str(err.value)
     assert "invalid key *** for service" in str(err.value)
 
@@ -339,5 +343,5 @@ async def test_a_submit_that_never_connected_is_resent(
 def test_a_submit_is_never_resent_after_a_refusal(emulator, tmp_path):
     emulator.state.faults.append(Fault(vendor="biros", path="/async-predict", status=422, times=1))
     with BirosHook() as hook, pytest.raises(VendorRequestError):
-        hook.submit_document(str(copy_sample(tmp_path, "a.pdf")), "svc-1")
+        hook.submit(str(copy_sample(tmp_path, "a.pdf")), service_id="svc-1")
     assert len(journal(emulator, "/async-predict")) == 1

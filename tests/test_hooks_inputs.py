@@ -16,28 +16,42 @@ from airflow_docjobs.hooks.finovox import FinovoxHook
 from airflow_docjobs.hooks.mindee import MindeeHook
 
 BAD_INPUTS = {
-    "missing file": (lambda p: FinovoxHook().submit_document(str(p / "missing.pdf")), "file"),
-    "unsupported format": (lambda p: FinovoxHook().submit_document(str(copy_sample(p, "x.gif"))), "file"),
-    "empty file": (lambda p: FinovoxHook().submit_document(str(p / "empty.pdf")), "file"),
-    "no case folder": (lambda p: FinovoxHook().submit_case(str(p / "nofolder"), "rental"), "documents"),
-    "empty case folder": (lambda p: FinovoxHook().submit_case(str(p / "emptydir"), "rental"), "documents"),
-    "no use case": (lambda p: FinovoxHook().submit_case([str(copy_sample(p, "a.pdf"))], ""), "use_case"),
+    "missing file": (lambda p: FinovoxHook().submit(str(p / "missing.pdf")), "file"),
+    "unsupported format": (lambda p: FinovoxHook().submit(str(copy_sample(p, "x.gif"))), "file"),
+    "empty file": (lambda p: FinovoxHook().submit(str(p / "empty.pdf")), "file"),
+    "no case folder": (
+        lambda p: FinovoxHook().submit(str(p / "nofolder"), analysis="case", use_case="rental"),
+        "documents",
+    ),
+    "empty case folder": (
+        lambda p: FinovoxHook().submit(str(p / "emptydir"), analysis="case", use_case="rental"),
+        "documents",
+    ),
+    "no use case": (
+        lambda p: FinovoxHook().submit([str(copy_sample(p, "a.pdf"))], analysis="case", use_case=""),
+        "use_case",
+    ),
     "unknown analysis": (
-        lambda p: FinovoxHook().submit_case([str(copy_sample(p, "a.pdf"))], "rental", analyse_type=["nope"]),
+        lambda p: FinovoxHook().submit(
+            [str(copy_sample(p, "a.pdf"))], analysis="case", use_case="rental", analyse_type=["nope"]
+        ),
         "analyse_type",
     ),
     "plain http URL": (
-        lambda p: MindeeHook().enqueue("http://example.com/a.pdf", "invoices", "v4"),
+        lambda p: MindeeHook().submit("http://example.com/a.pdf", product="invoices", version="v4"),
         "document",
     ),
     "product path": (
-        lambda p: MindeeHook().enqueue(str(copy_sample(p, "a.pdf")), "invoices/x", "v4"),
+        lambda p: MindeeHook().submit(str(copy_sample(p, "a.pdf")), product="invoices/x", version="v4"),
         "product",
     ),
-    "bad base64": (lambda p: MindeeHook().enqueue("base64:!!notbase64", "invoices", "v4"), "document"),
-    "ftp source": (lambda p: DocimprintHook().submit_source("ftp://example.com/a.pdf"), "source"),
-    "empty batch": (lambda p: DocimprintHook().submit_source([]), "source"),
-    "no service": (lambda p: BirosHook().submit_document(str(copy_sample(p, "a.pdf")), ""), "service_id"),
+    "bad base64": (
+        lambda p: MindeeHook().submit("base64:!!notbase64", product="invoices", version="v4"),
+        "document",
+    ),
+    "ftp source": (lambda p: DocimprintHook().submit("ftp://example.com/a.pdf"), "source"),
+    "empty batch": (lambda p: DocimprintHook().submit([]), "source"),
+    "no service": (lambda p: BirosHook().submit(str(copy_sample(p, "a.pdf")), service_id=""), "service_id"),
 }
 
 
@@ -55,9 +69,9 @@ def test_bad_input_fails_before_any_request(emulator, tmp_path, call, param):
 def test_mindee_url_and_base64_inputs_are_sent_as_json(emulator, sample_pdf):
     content = sample_pdf.read_bytes()
     with MindeeHook() as hook:
-        assert hook.enqueue("https://example.com/invoice.pdf", "invoices", "v4")
-        assert hook.enqueue(content, "invoices", "4")
-        assert hook.enqueue("base64:" + base64.b64encode(content).decode(), "invoices", "v4")
+        assert hook.submit("https://example.com/invoice.pdf", product="invoices", version="v4")
+        assert hook.submit(content, product="invoices", version="4")
+        assert hook.submit("base64:" + base64.b64encode(content).decode(), product="invoices", version="v4")
     uploads = journal(emulator, "/predict_async", "POST")
     assert len(uploads) == 3
     assert emulator.state.stats()["jobs"] == 3
@@ -66,15 +80,15 @@ def test_mindee_url_and_base64_inputs_are_sent_as_json(emulator, sample_pdf):
 
 
 def test_biros_flags_rendered_as_text_keep_their_meaning():
-    job = BirosHook.job("svc", "doc", include_validation_errors="False", wait_for_review="true")
+    job = BirosHook.job_reference("doc", "svc", include_validation_errors="False", wait_for_review="true")
     assert job["include_validation_errors"] is False
     assert job["wait_for_review"] is True
 
 
 def test_biros_wait_for_review(frozen, tmp_path):
     with BirosHook() as hook:
-        document = hook.submit_document(str(copy_sample(tmp_path, "id.pdf")), "svc-1")
-        job = hook.job("svc-1", document, include_validation_errors=True, wait_for_review=True)
+        document = hook.submit(str(copy_sample(tmp_path, "id.pdf")), service_id="svc-1")
+        job = hook.job_reference(document, "svc-1", include_validation_errors=True, wait_for_review=True)
         frozen.state.advance(0.6)  # processed (0.5 s); the review takes 0.5 s more
         status = hook.get_job_status(job)
         assert status.state == "pending"
@@ -97,7 +111,7 @@ def test_credentials_never_go_to_another_host(emulator):
 
 def test_requests_name_the_package_and_its_version(emulator):
     with DocimprintHook() as hook:
-        hook.submit_source("https://example.com/a.pdf")
+        hook.submit("https://example.com/a.pdf")
     (submit,) = emulator.state.requests
     assert submit["headers"]["user-agent"] == f"airflow-docjobs/{airflow_docjobs.__version__}"
 
@@ -119,7 +133,7 @@ def test_a_connection_without_a_secret_is_refused_before_any_request(emulator, v
     ids=["empty host", "host port schema", "URL with a prefix"],
 )
 def test_the_host_holds_the_base_url(vendor_conn, fields, base_url):
-    assert MindeeHook(vendor_conn("mindee", conn_id="where", fields=fields)).base_url == base_url
+    assert MindeeHook(vendor_conn("mindee", conn_id="where", fields=fields)).settings.base_url == base_url
 
 
 @pytest.mark.parametrize(
@@ -137,7 +151,7 @@ def test_bad_connection_extras_are_named(vendor_conn, extra, named):
 
 
 def test_connection_form_fields_with_legacy_prefix_are_read(vendor_conn):
-    assert BirosHook(vendor_conn("biros", conn_id="form", extra__biros__timeout=7)).timeout.read == 7
+    assert BirosHook(vendor_conn("biros", conn_id="form", extra__biros__timeout=7)).settings.timeout.read == 7
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ def http_date(seconds_from_now: float) -> str:
 
 def docimprint_job(name: str = "a.pdf") -> dict:
     with DocimprintHook() as hook:
-        return hook.job(hook.submit_source(f"https://example.com/{name}"))
+        return hook.job_reference(hook.submit(f"https://example.com/{name}"))
 
 
 async def poll(path: str, job: dict, conn_id: str = "docimprint_default"):
@@ -125,6 +125,26 @@ def test_the_retry_deadline_counts_the_time_already_spent(emulator, vendor_conn)
         hook.get_job_status(job)
     assert time.monotonic() - started >= 2.0
     assert len(journal(emulator, POLL)) == 2
+
+
+@pytest.mark.parametrize("path", PATHS)
+async def test_a_backoff_that_would_pass_the_deadline_is_not_waited(emulator, vendor_conn, path):
+    """Waits of 0.5 to 1 s and a 0.4 s deadline: the first 503 ends the retries at once."""
+    strict = vendor_conn(
+        "docimprint",
+        conn_id="strict",
+        max_attempts=5,
+        retry_base_delay=1.0,
+        retry_max_delay=1.0,
+        retry_deadline=0.4,
+    )
+    job = docimprint_job()
+    emulator.state.faults.append(Fault(vendor="docimprint", path=POLL, status=503))
+    with pytest.raises(VendorTransientError, match="still failing after 1 attempts") as err:
+        await poll(path, job, strict)
+    assert err.value.status_code == 503
+    assert err.value.job_id == job["job_id"]
+    assert len(journal(emulator, POLL)) == 1
 
 
 @pytest.mark.parametrize("path", PATHS)

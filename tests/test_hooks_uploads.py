@@ -11,17 +11,17 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
-from conftest import FIXTURES, KINDS, journal
+from conftest import FIXTURES, KINDS, Kind, journal
 
 from airflow_docjobs.emulator import Fault
 from airflow_docjobs.hooks.biros import BirosHook
-from airflow_docjobs.hooks.finovox import FinovoxHook
 from airflow_docjobs.hooks.mindee import MindeeHook
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from airflow_docjobs.hooks.base import Call
+    from airflow_docjobs.hooks.base import DocJobsHook
+    from airflow_docjobs.hooks.calls import Call
 
 SIZE = 300_000  # several of httpx's 64 KiB chunks
 LARGE = 8_000_000  # a file whose copy in memory would show
@@ -37,21 +37,16 @@ def big_pdf(folder: Path, name: str = "big.pdf", filler: bytes = b"x", size: int
     return path
 
 
-def upload_call(kind_name: str, document: str) -> tuple[object, Call]:
-    if kind_name == "finovox":
-        return (hook := FinovoxHook()), hook.document_call(document)
-    if kind_name == "finovox-case":
-        return (hook := FinovoxHook()), hook.case_call([document], "rental")
-    if kind_name == "mindee":
-        return (hook := MindeeHook()), hook.predict_call(document, "invoices", "v4")
-    return (hook := BirosHook()), hook.predict_call(document, "svc-1")
+def upload_call(kind: Kind, document: str) -> tuple[DocJobsHook, Call]:
+    hook = kind.hook()
+    return hook, hook.submit_call(kind.input_of(document), **kind.params)
 
 
 @pytest.mark.parametrize("location", ["path", "file:// URI"])
 @pytest.mark.parametrize("kind", UPLOADING, ids=[kind.name for kind in UPLOADING])
 def test_an_upload_is_streamed_never_read_whole(emulator, tmp_path, kind, location):
     path = big_pdf(tmp_path, size=LARGE)
-    hook, call = upload_call(kind.name, str(path) if location == "path" else f"file://{path}")
+    hook, call = upload_call(kind, str(path) if location == "path" else f"file://{path}")
     sent, largest = 0, 0
     with hook:
         with hook._request(call) as request:  # once before measuring: first imports allocate too
@@ -78,13 +73,13 @@ async def mindee_prediction(emulator, path: Path, *, fail_first: bool, sync: boo
         emulator.state.faults.append(Fault(vendor="mindee", path="/predict_async", status=503, times=1))
     if sync:
         with MindeeHook() as hook:
-            job_id = hook.enqueue(str(path), "invoices", "v4")
+            job_id = hook.submit(str(path), product="invoices", version="v4")
     else:
         async with MindeeHook() as hook:
-            job_id = await hook.aenqueue(str(path), "invoices", "v4")
+            job_id = await hook.asubmit(str(path), product="invoices", version="v4")
     emulator.state.advance(5)
     with MindeeHook() as hook:
-        result = hook.get_job_status(MindeeHook.job(job_id, "invoices", "v4")).result
+        result = hook.get_job_status(MindeeHook.job_reference(job_id, "invoices", "v4")).result
     return result["document"]["inference"]["prediction"]
 
 
@@ -108,7 +103,7 @@ async def test_a_resent_submit_streams_the_whole_file_again(emulator, tmp_path, 
 def test_every_upload_is_sent_whole_on_each_attempt(emulator, tmp_path, kind):
     document = big_pdf(tmp_path)
     emulator.state.faults.append(Fault(vendor=kind.vendor, path=kind.submit_path, status=503, times=1))
-    hook, call = upload_call(kind.name, str(document))
+    hook, call = upload_call(kind, str(document))
     with hook:
         assert hook.check(hook.send(call))  # the second attempt was taken
     uploads = kind.submits(emulator)
@@ -123,9 +118,11 @@ def test_an_object_storage_uri_is_uploaded_as_the_file_itself(emulator, tmp_path
     other = big_pdf(tmp_path / "other", filler=b"y")
     sources = (str(document), f"file://{document}", f"file://{other}")
     with BirosHook() as hook:
-        ids = [hook.submit_document(source, "svc-1") for source in sources]
+        ids = [hook.submit(source, service_id="svc-1") for source in sources]
         emulator.state.advance(5)
-        pages = [hook.get_job_status(BirosHook.job("svc-1", i)).result["document_pages"] for i in ids]
+        pages = [
+            hook.get_job_status(BirosHook.job_reference(i, "svc-1")).result["document_pages"] for i in ids
+        ]
     # The myBiros emulator derives the entities it extracts from the name and the bytes it received.
     local, uri, changed = (p[0]["entities"] for p in pages)
     assert uri == local

@@ -27,24 +27,26 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 CONN_ID = "docjobs_test_db"
-# kind: hook, submit, job reference for a reference, the inputs of its batch and their expected states
+MINDEE = {"product": "invoices", "version": "v4"}
+BIROS = {"service_id": "svc-1"}
+# kind: hook, the submit's and the job reference's parameters, the inputs of its batch and their states
 KINDS = {
     "finovox": (
         FinovoxHook,
-        lambda hook, item: hook.submit_document(item),
-        lambda ref: FinovoxHook.job(ref, "document"),
+        {},
+        {},
         [("ok_1.pdf", "succeeded"), ("fraud_2.pdf", "succeeded"), ("notes.txt", "rejected")],
     ),
     "finovox_case": (
         FinovoxHook,
-        lambda hook, item: hook.submit_case(item, "rental", analyse_type=["decision", "share_link"]),
-        lambda ref: FinovoxHook.job(ref, "case"),
+        {"analysis": "case", "use_case": "rental", "analyse_type": ["decision", "share_link"]},
+        {"analysis": "case"},
         [("case_ok/", "succeeded"), ("case_fail/", "failed"), ("case_empty/", "rejected")],
     ),
     "mindee": (
         MindeeHook,
-        lambda hook, item: hook.enqueue(item, "invoices", "v4"),
-        lambda ref: MindeeHook.job(ref, "invoices", "v4"),
+        MINDEE,
+        MINDEE,
         [
             ("ok_1.pdf", "succeeded"),
             ("ok_2.pdf", "succeeded"),
@@ -54,14 +56,14 @@ KINDS = {
     ),
     "docimprint": (
         DocimprintHook,
-        lambda hook, item: hook.submit_source(item),
-        DocimprintHook.job,
+        {},
+        {},
         [("https://example.com/a.pdf", "succeeded"), ("https://example.com/fail_b.pdf", "failed")],
     ),
     "biros": (
         BirosHook,
-        lambda hook, item: hook.submit_document(item, "svc-1"),
-        lambda ref: BirosHook.job("svc-1", ref),
+        BIROS,
+        BIROS,
         [("ok_1.pdf", "succeeded"), ("fail_2.pdf", "failed"), ("gone.pdf", "rejected")],
     ),
 }
@@ -95,7 +97,7 @@ def make_input(folder: Path, name: str) -> str:
 
 def run_batch(kind: str, folder: Path, store: ResultsStore) -> list[dict]:
     """Submit, wait and land a batch as a list sensor does; return its outcomes."""
-    hook_class, submit, job_for, batch = KINDS[kind]
+    hook_class, params, reference_params, batch = KINDS[kind]
     folder.mkdir(parents=True)
     outcomes = []
     with hook_class() as hook:
@@ -103,13 +105,13 @@ def run_batch(kind: str, folder: Path, store: ResultsStore) -> list[dict]:
             item = make_input(folder, name)
             outcome = {"reference": None, "input": item, "sha256": content_sha256(item), "result_uri": None}
             try:
-                outcome["reference"] = reference = submit(hook, item)
+                outcome["reference"] = reference = hook.submit(item, **params)
             except DocJobsInputError as exc:
                 outcomes.append(
                     outcome | {"state": "rejected", "error": {"code": "invalid_input", "message": str(exc)}}
                 )
                 continue
-            job = job_for(reference)
+            job = hook.job_reference(reference, **reference_params)
             deadline = time.monotonic() + 10
             while not (status := hook.get_job_status(job)).terminal and time.monotonic() < deadline:
                 time.sleep(0.05)

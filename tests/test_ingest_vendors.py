@@ -91,7 +91,7 @@ def test_a_failed_row_has_its_error_and_no_headlines_or_fields():
 def test_a_finovox_reference_is_hashed_as_the_hook_hashes_it():
     token = "gAAAAAsecret-token"
     built = READERS["finovox"].public_reference(token, "case")
-    assert built == FinovoxHook().public_job(FinovoxHook.job(token, "case"))
+    assert built == FinovoxHook().public_job(FinovoxHook.job_reference(token, "case"))
     assert token not in str(built)
     assert READERS["mindee"].public_reference("job-1", "mindee/invoices/v4") == {"job_id": "job-1"}
 

@@ -1,6 +1,7 @@
 """
-The retry arithmetic, without a server: ``Retry-After`` in both of its forms, equal-jitter exponential
-backoff (doubling, capped), and the attempts and wall-clock deadline that bound it.
+The retry arithmetic, without a server: ``Retry-After`` in both of its forms and equal-jitter exponential
+backoff (doubling, capped). What bounds the retries (attempts, the wall-clock deadline) is tested through
+the hooks against the emulator, in ``test_hooks_retries.py``.
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ import time
 import httpx
 import pytest
 
-from airflow_docjobs.exceptions import VendorTransientError
-from airflow_docjobs.hooks.base import Backoff, Call, _Attempts, retry_after_seconds
-from airflow_docjobs.hooks.docimprint import DocimprintHook
+from airflow_docjobs.hooks.retries import Backoff, retry_after_seconds
 
 
 def http_date(seconds_from_now: float) -> str:
@@ -76,36 +75,3 @@ def test_a_vendors_retry_after_replaces_the_backoff_even_above_the_cap():
     assert policy.delay(1, 7.0) == 7.0
     assert policy.delay(5, 0.0) == 0.0
     assert policy.delay(1, 120.0) == 120.0  # the deadline bounds it, not retry_max_delay
-
-
-POLL = Call("GET", "v1/jobs/job_1", job_id="job_1")
-ONE_SECOND = Backoff(max_attempts=5, base_delay=1.0, max_delay=1.0, deadline=10.0)  # waits 0.5 to 1 s
-
-
-def after(seconds: float, count: int = 0) -> _Attempts:
-    """The retry bookkeeping of a call that started ``seconds`` ago and made ``count`` attempts."""
-    return _Attempts(POLL, ONE_SECOND, started=time.monotonic() - seconds, count=count)
-
-
-def test_a_retry_that_fits_before_the_deadline_is_made():
-    assert 0.5 <= DocimprintHook()._next_delay(after(8.5), answer(503)) <= 1.0  # 1.5 s left
-
-
-def test_the_deadline_stops_a_retry_whose_wait_would_pass_it():
-    with pytest.raises(VendorTransientError, match="still failing after 1 attempts") as err:
-        DocimprintHook()._next_delay(after(9.6), answer(503))  # 0.4 s left, the wait is at least 0.5 s
-    assert err.value.status_code == 503
-    assert err.value.job_id == "job_1"
-
-
-@pytest.mark.parametrize("header", [lambda: "60", lambda: http_date(60)], ids=["seconds", "date"])
-def test_a_retry_after_past_the_deadline_gives_up_at_once(header):
-    with pytest.raises(VendorTransientError, match="after 1 attempts"):
-        DocimprintHook()._next_delay(after(0), answer(429, header()))
-    assert DocimprintHook()._next_delay(after(0), answer(429, "3")) == 3.0
-
-
-def test_attempts_are_bounded_too():
-    assert DocimprintHook()._next_delay(after(0, count=3), answer(502)) <= 1.0  # the 4th of 5
-    with pytest.raises(VendorTransientError, match="still failing after 5 attempts"):
-        DocimprintHook()._next_delay(after(0, count=4), answer(502))

@@ -19,7 +19,7 @@ def context_for(task_id: str) -> dict:
 
 def test_a_missing_landed_result_is_fetched_again_with_a_warning(emulator, tmp_path, capfd):
     with DocimprintHook() as hook:
-        ids = [hook.submit_source(f"https://example.com/{name}.pdf") for name in ("a", "b")]
+        ids = [hook.submit(f"https://example.com/{name}.pdf") for name in ("a", "b")]
     emulator.state.advance(5)
     uri = f"file://{tmp_path / 'results'}"
     single = DocimprintJobSensor(task_id="one", job_id=ids[0], results_uri=uri)

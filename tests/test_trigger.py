@@ -37,7 +37,7 @@ async def first_event(trigger: DocJobTrigger) -> dict:
 
 def submit_docimprint(source: str = "https://example.com/a.pdf") -> dict:
     with DocimprintHook() as hook:
-        return hook.job(hook.submit_source(source))
+        return hook.job_reference(hook.submit(source))
 
 
 def polls(emulator) -> int:
@@ -90,7 +90,7 @@ async def test_the_deadline_ends_the_wait(frozen):
 async def test_an_expired_finovox_token_waits_until_the_deadline(frozen, tmp_path):
     """Finovox forgets a result after its TTL and then answers "not ready": a timeout, never an error."""
     with FinovoxHook() as hook:
-        job = hook.job(hook.submit_document(str(copy_sample(tmp_path, "a.pdf"))))
+        job = hook.job_reference(hook.submit(str(copy_sample(tmp_path, "a.pdf"))))
     frozen.state.advance(5 + frozen.state.settings.result_ttl_seconds)
     event = await first_event(trigger_for(job, hook=FINOVOX, conn_id="finovox_default", seconds=1))
     assert event["status"] == "timeout"
@@ -122,8 +122,8 @@ async def test_permanent_error_ends_the_wait_at_once(emulator):
 
 def test_serialize_round_trip_is_json_without_secrets(emulator, tmp_path):
     with FinovoxHook() as hook:
-        token = hook.submit_document(str(copy_sample(tmp_path, "a.pdf")))
-    trigger = trigger_for(FinovoxHook.job(token), hook=FINOVOX, conn_id="finovox_default")
+        token = hook.submit(str(copy_sample(tmp_path, "a.pdf")))
+    trigger = trigger_for(FinovoxHook.job_reference(token), hook=FINOVOX, conn_id="finovox_default")
     classpath, kwargs = trigger.serialize()
     assert classpath == "airflow_docjobs.triggers.job.DocJobTrigger"
     text = json.dumps(kwargs)  # JSON only

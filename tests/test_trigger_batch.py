@@ -41,7 +41,7 @@ def batch_trigger(jobs, store, *, hook=DOCIMPRINT, conn_id="docimprint_default",
 
 def submit_docimprint(*names: str) -> list[dict]:
     with DocimprintHook() as hook:
-        return [hook.job(hook.submit_source(f"https://example.com/{name}")) for name in names]
+        return [hook.job_reference(hook.submit(f"https://example.com/{name}")) for name in names]
 
 
 async def first_event(trigger: DocJobTrigger):
@@ -95,9 +95,9 @@ async def test_a_recreated_trigger_fetches_nothing_twice(emulator, tmp_path):
 async def test_results_land_before_a_finovox_result_expires(emulator, tmp_path):
     emulator.state.settings.update({"processing_seconds": 0.2, "result_ttl_seconds": 0.5})
     with FinovoxHook() as hook:
-        quick = hook.job(hook.submit_document(str(copy_sample(tmp_path, "quick.pdf"))))
+        quick = hook.job_reference(hook.submit(str(copy_sample(tmp_path, "quick.pdf"))))
         emulator.state.settings.update({"processing_seconds": 2})
-        slow = hook.job(hook.submit_document(str(copy_sample(tmp_path, "slow.pdf"))))
+        slow = hook.job_reference(hook.submit(str(copy_sample(tmp_path, "slow.pdf"))))
     store = ResultsStore(f"file://{tmp_path / 'results'}", "finovox", "dag", "run")
     event = await first_event(batch_trigger([quick, slow], store, hook=FINOVOX, conn_id="finovox_default"))
     assert event == {"status": "success", "succeeded": 2, "failed": 0, "already_landed": 0}
@@ -155,7 +155,7 @@ async def test_every_trigger_of_a_connection_shares_one_pool(emulator, tmp_path)
 def test_a_large_batch_keeps_its_trigger_row_small(emulator, tmp_path):
     store = store_in(tmp_path)
     token = "gAAAAAB" + "x" * 150
-    jobs = [FinovoxHook.job(f"{token}{i}") for i in range(1000)]
+    jobs = [FinovoxHook.job_reference(f"{token}{i}") for i in range(1000)]
     trigger = batch_trigger(jobs, store, hook=FINOVOX, conn_id="finovox_default")
     _, kwargs = trigger.serialize()
     row = json.dumps(kwargs)
@@ -176,7 +176,7 @@ async def test_many_single_triggers_share_one_pool_over_tls(tmp_path, monkeypatc
             json={"vendor": "docimprint", "count": 100},
             verify=str(server.ca_file),
         )
-        jobs = [DocimprintHook.job(ref) for ref in response.json()["references"]]
+        jobs = [DocimprintHook.job_reference(ref) for ref in response.json()["references"]]
         server.reset_counters()
         store = store_in(tmp_path)
         triggers = [

@@ -1,1 +1,1 @@
-"""One hook per vendor over a shared httpx layer (:mod:`airflow_docjobs.hooks.base`)."""
+"""One hook per vendor over a shared layer: :mod:`~airflow_docjobs.hooks.base` and its modules."""

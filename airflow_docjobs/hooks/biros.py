@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from airflow_docjobs.hooks.base import FAILED, PENDING, SUCCEEDED, Call, DocJobsHook, JobStatus
+from airflow_docjobs.hooks.base import DocJobsHook
+from airflow_docjobs.hooks.calls import FAILED, PENDING, SUCCEEDED, Call, JobStatus
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -33,6 +34,7 @@ class BirosHook(DocJobsHook):
     vendor = "myBiros"
     default_base_url = "https://platform.mybiros.com/api/v1"
     auth_header = "x-api-key"
+    reference_key = "resource"
 
     def __init__(self, biros_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(conn_id=biros_conn_id, **kwargs)
@@ -44,19 +46,11 @@ class BirosHook(DocJobsHook):
             raise self.bad_input(param, f"expected a non-empty id, got {value!r}")
         return quote(value.strip(), safe="")
 
-    def predict_call(self, file: str, service_id: str) -> Call:
+    def submit_call(self, file: str, service_id: str) -> Call:
         """The ``POST inference/service/{service_id}/async-predict`` upload of one document."""
         service = self._segment(service_id, "service_id")
         upload = self.rules(EXTENSIONS).file(file, param="file", field="file")
         return Call("POST", f"inference/service/{service}/async-predict", uploads=(upload,))
-
-    def submit_document(self, file: str, service_id: str) -> str:
-        """Upload a document for asynchronous inference; return its document id (the API's ``resource``)."""
-        return self.submit(self.predict_call(file, service_id), "resource")
-
-    async def asubmit_document(self, file: str, service_id: str) -> str:
-        """Async twin of :meth:`submit_document`."""
-        return await self.asubmit(self.predict_call(file, service_id), "resource")
 
     def probe_call(self) -> Call:
         """The connection test's request: a ``GET`` of a predicted document that cannot exist."""
@@ -64,16 +58,16 @@ class BirosHook(DocJobsHook):
         return Call("GET", "inference/service/airflow-docjobs-connection-test/predicted-documents/none")
 
     @staticmethod
-    def job(
+    def job_reference(
+        reference: str,
         service_id: str,
-        document_id: str,
         include_validation_errors: bool = False,
         wait_for_review: bool = False,
     ) -> dict[str, Any]:
-        """The job reference of a submitted document."""
+        """The job reference of a submitted document, from its document id (the API's ``resource``)."""
         return {
             "service_id": str(service_id),
-            "document_id": document_id,
+            "document_id": reference,
             "include_validation_errors": _flag(include_validation_errors),
             "wait_for_review": _flag(wait_for_review),
         }

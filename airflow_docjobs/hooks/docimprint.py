@@ -13,15 +13,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
-from airflow_docjobs.hooks.base import (
-    FAILED,
-    PENDING,
-    SUCCEEDED,
-    Call,
-    DocJobsHook,
-    JobStatus,
-    vendor_message,
-)
+from airflow_docjobs.hooks.base import DocJobsHook
+from airflow_docjobs.hooks.calls import FAILED, PENDING, SUCCEEDED, Call, JobStatus, vendor_message
 
 if TYPE_CHECKING:
     import httpx
@@ -51,6 +44,7 @@ class DocimprintHook(DocJobsHook):
     default_base_url = "https://api.docimprint.com"
     auth_header = "X-Payment"
     secret_label = "Payment token"
+    reference_key = "job_id"
 
     def __init__(self, docimprint_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(conn_id=docimprint_conn_id, **kwargs)
@@ -108,40 +102,15 @@ class DocimprintHook(DocJobsHook):
         items = [{"source": self._url(s, "source")} for s in sources]
         return Call("POST", "v1/jobs", json=self._with_webhook({"items": items, "mode": mode}, webhook))
 
-    def submit_source(
+    def submit_call(
         self,
         source: str | Sequence[str],
         mode: str = "extract",
         webhook: str | None = None,
-        endpoint: str = "extract",
-        options: Mapping[str, Any] | None = None,
-    ) -> str:
-        """
-        Submit one source URL, or a list of them as a batch; return the job id.
-
-        One URL goes to ``/v1/{endpoint}`` (default ``extract``), a list to one ``/v1/jobs`` batch.
-        """
-        return self.submit(self._source_call(source, mode, webhook, endpoint, options), "job_id")
-
-    async def asubmit_source(
-        self,
-        source: str | Sequence[str],
-        mode: str = "extract",
-        webhook: str | None = None,
-        endpoint: str = "extract",
-        options: Mapping[str, Any] | None = None,
-    ) -> str:
-        """Async twin of :meth:`submit_source`."""
-        return await self.asubmit(self._source_call(source, mode, webhook, endpoint, options), "job_id")
-
-    def _source_call(
-        self,
-        source: str | Sequence[str],
-        mode: str,
-        webhook: str | None,
         endpoint: str = "extract",
         options: Mapping[str, Any] | None = None,
     ) -> Call:
+        """One source URL to ``/v1/{endpoint}`` (default ``extract``), or a list to one ``/v1/jobs`` batch."""
         if isinstance(source, str):
             if mode != "extract":
                 raise self.bad_input(
@@ -161,9 +130,9 @@ class DocimprintHook(DocJobsHook):
         return Call("POST", "v1/jobs", json={"items": []}, idempotent=True)
 
     @staticmethod
-    def job(job_id: str) -> dict[str, str]:
-        """The job reference of a submitted job."""
-        return {"job_id": job_id}
+    def job_reference(reference: str) -> dict[str, str]:
+        """The job reference of a submitted job, from its job id."""
+        return {"job_id": reference}
 
     def poll_call(self, job: Mapping[str, Any]) -> Call:
         """The ``GET v1/jobs/{job_id}`` poll of a job."""

@@ -6,12 +6,12 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_docjobs.hooks.base import (
+from airflow_docjobs.hooks.base import DocJobsHook
+from airflow_docjobs.hooks.calls import (
     FAILED,
     PENDING,
     SUCCEEDED,
     Call,
-    DocJobsHook,
     JobStatus,
     parse_body,
     vendor_message,
@@ -33,8 +33,10 @@ class FinovoxHook(DocJobsHook):
     """
     Finovox: fraud analysis of one document, or a decision on a case folder.
 
-    A job reference is ``{"retrieve_token": ..., "analysis": "document" | "case"}``. The token alone
-    grants access to the result, so it is kept out of logs and error messages.
+    ``submit(file)`` uploads one document, ``submit(folder_or_files, analysis="case", use_case=...)`` a case
+    folder; either returns a retrieve token. A job reference is ``{"retrieve_token": ..., "analysis":
+    "document" | "case"}``. The token alone grants access to the result, so it is kept out of logs and error
+    messages.
 
     :param finovox_conn_id: connection whose password is the Finovox API key.
     """
@@ -47,6 +49,7 @@ class FinovoxHook(DocJobsHook):
     default_base_url = "https://api-v2.finovox.com"
     auth_header = "api-key"
     secret_job_keys = frozenset({"retrieve_token"})
+    reference_key = "retrieve_token"
     result_ttl = 3600.0
 
     def __init__(self, finovox_conn_id: str = default_conn_name, **kwargs: Any) -> None:
@@ -69,7 +72,7 @@ class FinovoxHook(DocJobsHook):
     def case_call(
         self,
         documents: str | Sequence[str],
-        use_case: str,
+        use_case: str | None,
         analyse_type: Sequence[str] = ("decision",),
         share_link_settings: Mapping[str, Any] | None = None,
     ) -> Call:
@@ -90,21 +93,24 @@ class FinovoxHook(DocJobsHook):
         uploads = self.rules(CASE_EXTENSIONS).files(documents, param="documents", field="documents")
         return Call("POST", "case", data={"payload": json.dumps(payload)}, uploads=uploads)
 
-    def submit_document(self, file: str, analyse_type: Sequence[str] = ("risk",)) -> str:
-        """Upload one document for asynchronous analysis; return its retrieve token."""
-        return self.submit(self.document_call(file, analyse_type), "retrieve_token")
-
-    async def asubmit_document(self, file: str, analyse_type: Sequence[str] = ("risk",)) -> str:
-        """Async twin of :meth:`submit_document`."""
-        return await self.asubmit(self.document_call(file, analyse_type), "retrieve_token")
-
-    def submit_case(self, documents: str | Sequence[str], use_case: str, **options: Any) -> str:
-        """Upload a case folder (a folder, or a list of files) for asynchronous analysis; return its token."""
-        return self.submit(self.case_call(documents, use_case, **options), "retrieve_token")
-
-    async def asubmit_case(self, documents: str | Sequence[str], use_case: str, **options: Any) -> str:
-        """Async twin of :meth:`submit_case`."""
-        return await self.asubmit(self.case_call(documents, use_case, **options), "retrieve_token")
+    def submit_call(
+        self,
+        item: str | Sequence[str],
+        analysis: str = "document",
+        analyse_type: Sequence[str] | None = None,
+        use_case: str | None = None,
+        share_link_settings: Mapping[str, Any] | None = None,
+    ) -> Call:
+        """The upload of one document, or (``analysis="case"``) of a case folder or list of files."""
+        if analysis == "case":
+            return self.case_call(item, use_case, analyse_type or ("decision",), share_link_settings)
+        if analysis != "document":
+            raise self.bad_input("analysis", f"expected 'document' or 'case', got {analysis!r}")
+        if use_case is not None or share_link_settings is not None:
+            raise self.bad_input("use_case", "only a case (analysis='case') takes a use case and share link")
+        if not isinstance(item, str):
+            raise self.bad_input("file", f"expected one document, got {type(item).__name__}")
+        return self.document_call(item, analyse_type or ("risk",))
 
     def probe_call(self) -> Call:
         """The connection test's request: a ``POST retrieve`` of a token that cannot exist."""
@@ -114,9 +120,9 @@ class FinovoxHook(DocJobsHook):
         )
 
     @staticmethod
-    def job(retrieve_token: str, analysis: str = "document") -> dict[str, str]:
-        """The job reference of a submitted document or case."""
-        return {"retrieve_token": retrieve_token, "analysis": analysis}
+    def job_reference(reference: str, analysis: str = "document") -> dict[str, str]:
+        """The job reference of a submitted document or case, from its retrieve token."""
+        return {"retrieve_token": reference, "analysis": analysis}
 
     def poll_call(self, job: Mapping[str, Any]) -> Call:
         """The ``POST retrieve`` (document) or ``POST case/retrieve`` (case) poll of a retrieve token."""

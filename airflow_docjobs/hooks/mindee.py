@@ -8,15 +8,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from airflow_docjobs.exceptions import VendorAPIError
-from airflow_docjobs.hooks.base import (
-    FAILED,
-    PENDING,
-    SUCCEEDED,
-    Call,
-    DocJobsHook,
-    JobStatus,
-    vendor_message,
-)
+from airflow_docjobs.hooks.base import DocJobsHook
+from airflow_docjobs.hooks.calls import FAILED, PENDING, SUCCEEDED, Call, JobStatus, vendor_message
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -47,6 +40,7 @@ class MindeeHook(DocJobsHook):
     default_base_url = "https://api.mindee.net"
     auth_header = "Authorization"
     auth_scheme = "Token "
+    reference_key = "job.id"
 
     def __init__(self, mindee_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(conn_id=mindee_conn_id, **kwargs)
@@ -61,7 +55,7 @@ class MindeeHook(DocJobsHook):
                 )
         return f"v1/products/{account}/{product}/{version}"
 
-    def predict_call(self, document: Any, product: str, version: str, account: str = "mindee") -> Call:
+    def submit_call(self, document: Any, product: str, version: str, account: str = "mindee") -> Call:
         """The ``POST {product path}/predict_async`` of a document: uploaded, as a URL or as base64 JSON."""
         path = f"{self.product_path(product, version, account)}/predict_async"
         if isinstance(document, (bytes, bytearray)):
@@ -85,14 +79,6 @@ class MindeeHook(DocJobsHook):
         upload = self.rules(EXTENSIONS).file(document, param="document", field="document")
         return Call("POST", path, uploads=(upload,))
 
-    def enqueue(self, document: Any, product: str, version: str, account: str = "mindee") -> str:
-        """Send a document to ``predict_async``; return the job id."""
-        return self.submit(self.predict_call(document, product, version, account), "job.id")
-
-    async def aenqueue(self, document: Any, product: str, version: str, account: str = "mindee") -> str:
-        """Async twin of :meth:`enqueue`."""
-        return await self.asubmit(self.predict_call(document, product, version, account), "job.id")
-
     def probe_call(self) -> Call:
         """The connection test's request: a ``GET`` of a queued job that cannot exist."""
         # A job id that cannot exist on an off-the-shelf product: a good key gets 404, a bad one 401.
@@ -102,9 +88,9 @@ class MindeeHook(DocJobsHook):
         )
 
     @staticmethod
-    def job(job_id: str, product: str, version: str, account: str = "mindee") -> dict[str, str]:
-        """The job reference of an enqueued document."""
-        return {"job_id": job_id, "product": product, "version": version, "account": account}
+    def job_reference(reference: str, product: str, version: str, account: str = "mindee") -> dict[str, str]:
+        """The job reference of an enqueued document, from its job id."""
+        return {"job_id": reference, "product": product, "version": version, "account": account}
 
     def poll_call(self, job: Mapping[str, Any]) -> Call:
         """The ``GET {product path}/documents/queue/{job_id}`` poll of a job."""

@@ -18,7 +18,7 @@ from airflow_docjobs.exceptions import (
     VendorRequestError,
     VendorTransientError,
 )
-from airflow_docjobs.hooks.base import PENDING, SUCCEEDED, DocJobsHook
+from airflow_docjobs.hooks.calls import PENDING, SUCCEEDED
 from airflow_docjobs.hooks.inputs import content_sha256, documents_under, is_folder
 from airflow_docjobs.lineage import datasets
 from airflow_docjobs.results import SUBMITTED, ResultsStore, batch_key, fernet, write_json
@@ -27,6 +27,8 @@ from airflow_docjobs.version_compat import resumable_job_mixin
 
 if TYPE_CHECKING:
     from airflow.sdk import ResumableJobMixin  # the stand-in of older Airflow has the same interface
+
+    from airflow_docjobs.hooks.base import DocJobsHook
 else:
     ResumableJobMixin = resumable_job_mixin()
 
@@ -59,6 +61,9 @@ class DocJobSubmitOperator(ResumableJobMixin, BaseOperator):
     hook_class: ClassVar[type[DocJobsHook]]
     external_id_key = "docjobs_submitted"
     input_field: ClassVar[str]
+    # This operator's attributes the hook's submit takes for each input, and its job_reference.
+    submit_params: ClassVar[tuple[str, ...]] = ()
+    reference_params: ClassVar[tuple[str, ...]] = ()
     default_max_in_flight: ClassVar[int] = 8
     ui_color = "#f2e6d9"
     # What the vendor took, for lineage: the input (single mode) or each accepted input of the batch.
@@ -83,8 +88,8 @@ class DocJobSubmitOperator(ResumableJobMixin, BaseOperator):
         return self.hook_class(**{self.hook_class.conn_name_attr: self.conn_id})
 
     def submit_one(self, hook: DocJobsHook, item: Any) -> str:
-        """Send one input to the vendor; return its reference."""
-        raise NotImplementedError
+        """Send one input to the vendor with this operator's ``submit_params``; return its reference."""
+        return hook.submit(item, **{name: getattr(self, name) for name in self.submit_params})
 
     def batch_items(self) -> list[Any] | None:
         """The inputs of a batch, or ``None`` in single mode; folders and prefixes stand for their files."""
@@ -185,7 +190,9 @@ class DocJobSubmitOperator(ResumableJobMixin, BaseOperator):
 
     def job_for(self, reference: str) -> dict[str, Any]:
         """The job reference the hook polls, for a reference this operator returned."""
-        raise NotImplementedError
+        return self.hook_class.job_reference(
+            reference, **{name: getattr(self, name) for name in self.reference_params}
+        )
 
     def _check_stored(self, stored: dict[str, Any]) -> str:
         """

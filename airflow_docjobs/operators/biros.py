@@ -24,6 +24,8 @@ class BirosSubmitOperator(DocJobSubmitOperator):
 
     hook_class = BirosHook
     input_field = "file"
+    submit_params = ("service_id",)
+    reference_params = ("service_id",)
     template_fields: Sequence[str] = ("conn_id", "file", "service_id")
 
     def __init__(
@@ -37,11 +39,3 @@ class BirosSubmitOperator(DocJobSubmitOperator):
         super().__init__(conn_id=biros_conn_id, **kwargs)
         self.file = file
         self.service_id = service_id
-
-    def submit_one(self, hook: BirosHook, item: Any) -> str:  # type: ignore[override]  # the base passes self.hook, of this hook_class
-        """Upload one document to the service; return its document id."""
-        return hook.submit_document(item, self.service_id)
-
-    def job_for(self, reference: str) -> dict[str, Any]:
-        """The myBiros job reference of a document id."""
-        return BirosHook.job(self.service_id, reference)

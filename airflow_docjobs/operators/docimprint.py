@@ -30,6 +30,7 @@ class DocimprintSubmitOperator(DocJobSubmitOperator):
 
     hook_class = DocimprintHook
     input_field = "source"
+    submit_params = ("mode", "webhook", "endpoint", "options")
     template_fields: Sequence[str] = ("conn_id", "source", "mode", "webhook", "endpoint", "options")
 
     def __init__(
@@ -55,11 +56,3 @@ class DocimprintSubmitOperator(DocJobSubmitOperator):
         if self.endpoint != "extract" and isinstance(self.source, (list, tuple)):
             return list(self.source)  # a focused endpoint takes one source per job: list mode
         return None  # docimprint batches extracts natively: a list of sources is one /v1/jobs job
-
-    def submit_one(self, hook: DocimprintHook, item: Any) -> str:  # type: ignore[override]  # the base passes self.hook, of this hook_class
-        """Submit one source, or a list of them as one batch; return the job id."""
-        return hook.submit_source(item, self.mode, self.webhook, self.endpoint, self.options)
-
-    def job_for(self, reference: str) -> dict[str, Any]:
-        """The docimprint job reference of a job id."""
-        return DocimprintHook.job(reference)

@@ -27,6 +27,9 @@ class FinovoxSubmitDocumentOperator(DocJobSubmitOperator):
 
     hook_class = FinovoxHook
     input_field = "file"
+    analysis = "document"
+    submit_params = ("analysis", "analyse_type")
+    reference_params = ("analysis",)
     # Finovox runs at most 10 analyses in parallel per API key; more queue on its side.
     default_max_in_flight = 10
     template_fields: Sequence[str] = ("conn_id", "file", "analyse_type")
@@ -42,14 +45,6 @@ class FinovoxSubmitDocumentOperator(DocJobSubmitOperator):
         super().__init__(conn_id=finovox_conn_id, **kwargs)
         self.file = file
         self.analyse_type = list(analyse_type or ["risk"])
-
-    def submit_one(self, hook: FinovoxHook, item: Any) -> str:  # type: ignore[override]  # the base passes self.hook, of this hook_class
-        """Upload one document for analysis; return its retrieve token."""
-        return hook.submit_document(item, self.analyse_type)
-
-    def job_for(self, reference: str) -> dict[str, Any]:
-        """The Finovox job reference of a document's retrieve token."""
-        return FinovoxHook.job(reference, "document")
 
 
 class FinovoxSubmitCaseOperator(DocJobSubmitOperator):
@@ -70,6 +65,9 @@ class FinovoxSubmitCaseOperator(DocJobSubmitOperator):
 
     hook_class = FinovoxHook
     input_field = "documents"
+    analysis = "case"
+    submit_params = ("analysis", "use_case", "analyse_type", "share_link_settings")
+    reference_params = ("analysis",)
     default_max_in_flight = 10
     template_fields: Sequence[str] = (
         "conn_id",
@@ -113,20 +111,7 @@ class FinovoxSubmitCaseOperator(DocJobSubmitOperator):
             raise self.hook.bad_input("cases", f"no case folders in {self.cases!r}")
         return cases
 
-    def job_for(self, reference: str) -> dict[str, Any]:
-        """The Finovox job reference of a case's retrieve token."""
-        return FinovoxHook.job(reference, "case")
-
     def documents_of(self, item: Any) -> list[Any]:
         """The documents of one case: its list of files, or its folder's own files."""
         # A case is a list of files, or a folder whose own files the hook uploads.
         return list(item) if isinstance(item, (list, tuple)) else files_in(str(item))
-
-    def submit_one(self, hook: FinovoxHook, item: Any) -> str:  # type: ignore[override]  # the base passes self.hook, of this hook_class
-        """Upload one case for analysis; return its retrieve token."""
-        return hook.submit_case(
-            item,
-            self.use_case,
-            analyse_type=self.analyse_type,
-            share_link_settings=self.share_link_settings,
-        )

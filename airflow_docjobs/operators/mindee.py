@@ -28,6 +28,8 @@ class MindeeSubmitOperator(DocJobSubmitOperator):
 
     hook_class = MindeeHook
     input_field = "document"
+    submit_params = ("product", "version", "account")
+    reference_params = ("product", "version", "account")
     template_fields: Sequence[str] = ("conn_id", "document", "product", "version", "account")
 
     def __init__(
@@ -45,11 +47,3 @@ class MindeeSubmitOperator(DocJobSubmitOperator):
         self.product = product
         self.version = version
         self.account = account
-
-    def submit_one(self, hook: MindeeHook, item: Any) -> str:  # type: ignore[override]  # the base passes self.hook, of this hook_class
-        """Enqueue one document for prediction; return its job id."""
-        return hook.enqueue(item, self.product, self.version, self.account)
-
-    def job_for(self, reference: str) -> dict[str, Any]:
-        """The Mindee job reference of a job id."""
-        return MindeeHook.job(reference, self.product, self.version, self.account)

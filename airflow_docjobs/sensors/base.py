@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import pendulum
 from airflow.providers.common.compat.sdk import (
@@ -25,7 +25,7 @@ from airflow_docjobs.exceptions import (
     VendorJobFailedError,
     VendorTransientError,
 )
-from airflow_docjobs.hooks.base import FAILED, SUCCEEDED, DocJobsHook, JobStatus
+from airflow_docjobs.hooks.calls import FAILED, SUCCEEDED, JobStatus
 from airflow_docjobs.results import (
     SUBMITTED,
     ResultsStore,
@@ -37,6 +37,9 @@ from airflow_docjobs.results import (
 )
 from airflow_docjobs.retry import with_retry_policy
 from airflow_docjobs.triggers.job import EVENT_STATUSES, DocJobTrigger
+
+if TYPE_CHECKING:
+    from airflow_docjobs.hooks.base import DocJobsHook
 
 E = TypeVar("E", bound=DocJobsError)
 # How long past the trigger's own deadline the defer timeout waits: a backstop if the triggerer is gone.
@@ -72,6 +75,8 @@ class DocJobSensor(BaseSensorOperator):
 
     hook_class: ClassVar[type[DocJobsHook]]
     reference_field: ClassVar[str]
+    # This sensor's attributes the hook's job_reference takes beside the reference.
+    reference_params: ClassVar[tuple[str, ...]] = ()
     default_poke_interval: ClassVar[float] = 30.0
     ui_color = "#d9ecf2"
 
@@ -105,7 +110,9 @@ class DocJobSensor(BaseSensorOperator):
 
     def job_for(self, reference: str) -> dict[str, Any]:
         """The JSON job reference for one reference string, from the (rendered) parameters."""
-        raise NotImplementedError
+        return self.hook_class.job_reference(
+            reference, **{name: getattr(self, name) for name in self.reference_params}
+        )
 
     @cached_property
     def hook(self) -> DocJobsHook:

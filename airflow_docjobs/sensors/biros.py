@@ -25,6 +25,7 @@ class BirosDocumentSensor(DocJobSensor):
 
     hook_class = BirosHook
     reference_field = "document_id"
+    reference_params = ("service_id", "include_validation_errors", "wait_for_review")
     default_poke_interval = 5.0
     template_fields: Sequence[str] = (
         "conn_id",
@@ -49,7 +50,3 @@ class BirosDocumentSensor(DocJobSensor):
         self.document_id = document_id
         self.include_validation_errors = include_validation_errors
         self.wait_for_review = wait_for_review
-
-    def job_for(self, reference: str) -> dict[str, Any]:
-        """The myBiros job reference of a document id, with this sensor's review options."""
-        return BirosHook.job(self.service_id, reference, self.include_validation_errors, self.wait_for_review)

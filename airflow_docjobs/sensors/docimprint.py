@@ -35,7 +35,3 @@ class DocimprintJobSensor(DocJobSensor):
     ) -> None:
         super().__init__(conn_id=docimprint_conn_id, **kwargs)
         self.job_id = job_id
-
-    def job_for(self, reference: str) -> dict[str, Any]:
-        """The docimprint job reference of a job id."""
-        return DocimprintHook.job(reference)

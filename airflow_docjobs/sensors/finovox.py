@@ -29,6 +29,7 @@ class FinovoxResultSensor(DocJobSensor):
 
     hook_class = FinovoxHook
     reference_field = "retrieve_token"
+    reference_params = ("analysis",)
     template_fields: Sequence[str] = ("conn_id", "retrieve_token", "analysis")
     operator_extra_links = (FinovoxShareLink(),)
 
@@ -44,7 +45,3 @@ class FinovoxResultSensor(DocJobSensor):
         super().__init__(conn_id=finovox_conn_id, **kwargs)
         self.retrieve_token = retrieve_token
         self.analysis = analysis
-
-    def job_for(self, reference: str) -> dict[str, Any]:
-        """The Finovox job reference of a retrieve token, for this sensor's ``analysis``."""
-        return FinovoxHook.job(reference, self.analysis)

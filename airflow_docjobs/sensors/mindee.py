@@ -24,6 +24,7 @@ class MindeeJobSensor(DocJobSensor):
 
     hook_class = MindeeHook
     reference_field = "job_id"
+    reference_params = ("product", "version", "account")
     default_poke_interval = 5.0
     template_fields: Sequence[str] = ("conn_id", "job_id", "product", "version", "account")
 
@@ -42,7 +43,3 @@ class MindeeJobSensor(DocJobSensor):
         self.product = product
         self.version = version
         self.account = account
-
-    def job_for(self, reference: str) -> dict[str, Any]:
-        """The Mindee job reference of a job id, for this sensor's product."""
-        return MindeeHook.job(reference, self.product, self.version, self.account)

@@ -13,7 +13,8 @@ from airflow.providers.common.compat.module_loading import import_string
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_docjobs.exceptions import DocJobsError, VendorAuthError, VendorTransientError
-from airflow_docjobs.hooks.base import DocJobsHook, JobStatus
+from airflow_docjobs.hooks.base import DocJobsHook
+from airflow_docjobs.hooks.calls import JobStatus
 from airflow_docjobs.results import (
     JOB_LISTS,
     ResultsStore,
