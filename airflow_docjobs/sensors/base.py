@@ -36,6 +36,7 @@ from airflow_docjobs.results import (
     write_json,
 )
 from airflow_docjobs.retry import with_retry_policy
+from airflow_docjobs.sensors.memory import PokeMemory
 from airflow_docjobs.triggers.job import EVENT_STATUSES, DocJobTrigger
 
 if TYPE_CHECKING:
@@ -44,8 +45,6 @@ if TYPE_CHECKING:
 E = TypeVar("E", bound=DocJobsError)
 # How long past the trigger's own deadline the defer timeout waits: a backstop if the triggerer is gone.
 DEFER_GRACE = timedelta(minutes=5)
-FAILURES_KEY = "docjobs_failed_polls"
-PROGRESS_KEY = "docjobs_logged_progress"
 
 
 class DocJobSensor(BaseSensorOperator):
@@ -105,8 +104,7 @@ class DocJobSensor(BaseSensorOperator):
         self.max_consecutive_failures = max_consecutive_failures
         self.results_uri = results_uri
         self.max_failed = max_failed
-        self._failures = 0
-        self._last_progress: str | None = None
+        self._memory = PokeMemory()
 
     def job_for(self, reference: str) -> dict[str, Any]:
         """The JSON job reference for one reference string, from the (rendered) parameters."""
@@ -166,6 +164,8 @@ class DocJobSensor(BaseSensorOperator):
 
     def execute(self, context: Any) -> Any:
         """Poke in the worker; when deferrable, poll once and defer what still runs to the trigger."""
+        # Each try starts afresh: Airflow runs a try on a shallow copy, which would share the memory.
+        self._memory = PokeMemory()
         if not self.deferrable:
             try:
                 with self.hook:  # every poke of a try reuses one client; a reschedule closes it
@@ -275,7 +275,7 @@ class DocJobSensor(BaseSensorOperator):
         try:
             status = self.hook.get_job_status(job)
         except VendorTransientError as exc:
-            failures = self._failures_in_a_row(context, 1)
+            failures = self._memory.failures_in_a_row(context, self.reschedule, 1)
             if failures >= self.max_consecutive_failures:
                 raise
             self.log.warning("Poll %d failed, will retry: %s", failures, exc)
@@ -284,26 +284,8 @@ class DocJobSensor(BaseSensorOperator):
             if not self.batch or isinstance(exc, VendorAuthError):
                 raise
             status = JobStatus(FAILED, message=str(exc), code=type(exc).__name__)
-        self._failures_in_a_row(context, 0)
+        self._memory.failures_in_a_row(context, self.reschedule, 0)
         return status
-
-    def _failures_in_a_row(self, context: Any, add: int) -> int:
-        """
-        Count failed polls in a row (``add=0`` resets).
-
-        In reschedule mode every poke runs on a new instance, so the count lives in the task's state store
-        (Airflow >= 3.3), which outlives a poke.
-        """
-        store = context.get("task_state_store") if self.reschedule else None
-        if store is None:
-            self._failures = self._failures + 1 if add else 0
-            return self._failures
-        key = f"{FAILURES_KEY}_{context['ti'].try_number}"  # a new try starts from zero
-        before = int(store.get(key) or 0)
-        count = before + 1 if add else 0
-        if count != before:
-            store.set(key, count)
-        return count
 
     def _read(self, status: JobStatus, context: Any) -> PokeReturnValue | Literal[False]:
         """A single job's poll: land and return a result, fail on a failed job, log progress."""
@@ -314,7 +296,7 @@ class DocJobSensor(BaseSensorOperator):
             return PokeReturnValue(is_done=True, xcom_value=status.result)
         if status.state == FAILED:
             raise self._job_failed(status.message, status.code)
-        if self._progress_changed(context, status.progress):
+        if self._memory.progress_changed(context, self.reschedule, status.progress):
             self.log.info(
                 "%s job %s: %s",
                 self.hook.vendor,
@@ -322,18 +304,6 @@ class DocJobSensor(BaseSensorOperator):
                 status.progress or "pending",
             )
         return False
-
-    def _progress_changed(self, context: Any, progress: str | None) -> bool:
-        """Whether progress moved since it was last logged; kept across reschedules like the failure count."""
-        store = context.get("task_state_store") if self.reschedule else None
-        if store is None:
-            changed, self._last_progress = progress != self._last_progress, progress
-            return changed
-        key = f"{PROGRESS_KEY}_{context['ti'].try_number}"
-        if store.get(key) == (progress or ""):
-            return False
-        store.set(key, progress or "")
-        return True
 
     # ---- a batch's outcomes ---------------------------------------------------------------------------
 
