@@ -70,7 +70,6 @@ class Attempts:
     call: Call
     policy: Backoff
     started: float = field(default_factory=time.monotonic)
-    count: int = 0
     resent_ambiguous: int = 0
 
 
@@ -127,7 +126,6 @@ class RetryRules:
                 return False
         elif not isinstance(outcome, httpx.TransportError):
             return False
-        self.attempts.count = retry_state.attempt_number
         call, hook = self.attempts.call, self.hook
         status, what = describe(outcome)
         if isinstance(outcome, httpx.TransportError) and name_not_known(outcome):
