@@ -156,3 +156,20 @@ def test_seeded_values_are_stable_and_tell_inputs_apart():
     amounts = [Seeded(str(i)).amount("total", 1.0, 2.0) for i in range(200)]
     assert all(1.0 <= a <= 2.0 and round(a, 2) == a for a in amounts)
     assert len(set(amounts)) > 50
+
+
+async def test_the_files_of_an_upload_are_closed_once_answered(client, monkeypatch):
+    """Starlette leaves a parsed form's files open; every vendor route closes them after its answer."""
+    from starlette.datastructures import UploadFile
+
+    closed: list[str | None] = []
+    close = UploadFile.close
+
+    async def counting_close(self: UploadFile) -> None:
+        closed.append(self.filename)
+        await close(self)
+
+    monkeypatch.setattr(UploadFile, "close", counting_close)
+    answer = await client.post("/finovox/case", headers=FINOVOX, **case_files("a.pdf", "b.pdf"))
+    assert answer.status_code == 202, answer.text  # accepted for asynchronous analysis
+    assert sorted(closed) == ["a.pdf", "b.pdf"]

@@ -71,7 +71,10 @@ def vendor_route(
                 return fault_response(vendor, request, fault)
         if not (authorized or public):
             return vendor.unauthorized(request)
-        return await handler(request, emulator)
+        try:
+            return await handler(request, emulator)
+        finally:
+            await request.close()  # the uploaded files of a form it read (Starlette leaves them open)
 
     return Route(prefix + path, endpoint, methods=methods)
 
