@@ -14,6 +14,7 @@ from airflow_docjobs.operators.biros import BirosSubmitOperator
 from airflow_docjobs.operators.docimprint import DocimprintSubmitOperator
 from airflow_docjobs.operators.finovox import FinovoxSubmitCaseOperator, FinovoxSubmitDocumentOperator
 from airflow_docjobs.operators.mindee import MindeeSubmitOperator
+from airflow_docjobs.retry import docjobs_retry_policy
 from airflow_docjobs.sensors.biros import BirosDocumentSensor
 from airflow_docjobs.sensors.docimprint import DocimprintJobSensor
 from airflow_docjobs.sensors.finovox import FinovoxResultSensor
@@ -104,7 +105,14 @@ DAGS["docjobs_list_retried"] = make_dag("docjobs_list_retried", mindee_retried, 
 DAGS["docjobs_list_serial"] = make_dag(
     "docjobs_list_serial",
     lambda wait: (
-        submit := MindeeSubmitOperator(task_id="submit", document=FILES, max_in_flight=1, **MINDEE),
+        submit := MindeeSubmitOperator(
+            task_id="submit",
+            document=FILES,
+            max_in_flight=1,
+            # The provider's policy, with a second instead of its minute before the transient retry.
+            retry_policy=docjobs_retry_policy(timedelta(seconds=1)),
+            **MINDEE,
+        ),
         MindeeJobSensor(task_id="wait", job_id=submit.output, **MINDEE, **wait),
     ),
     deferrable=True,
