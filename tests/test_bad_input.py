@@ -13,6 +13,7 @@ import pytest
 from conftest import load_dags
 
 from airflow_docjobs.exceptions import DocJobsInputError
+from airflow_docjobs.hooks.biros import BirosHook
 from airflow_docjobs.hooks.docimprint import DocimprintHook
 from airflow_docjobs.hooks.finovox import FinovoxHook
 from airflow_docjobs.hooks.mindee import MindeeHook
@@ -84,6 +85,56 @@ CASES = {
         lambda d: MindeeHook().submit("nosuchfs://bucket/a.pdf", product="invoices", version="v4"),
         "'document'",
         "no filesystem for nosuchfs:// is installed",
+    ),
+    "a case path that is no folder": (
+        lambda d: FinovoxHook().submit(str(d / "nofolder"), analysis="case", use_case="rental"),
+        "'documents'",
+        "is not a folder; pass a folder or a list of files",
+    ),
+    "a case without a use case": (
+        lambda d: FinovoxHook().submit([sample(d, "a.pdf")], analysis="case", use_case=""),
+        "'use_case'",
+        "expected a use case name such as 'rental', got ''",
+    ),
+    "a Finovox analysis that does not exist": (
+        lambda d: FinovoxHook().submit(sample(d, "a.pdf"), analysis="folder"),
+        "'analysis'",
+        "expected 'document' or 'case', got 'folder'",
+    ),
+    "a list of files as one Finovox document": (
+        lambda d: FinovoxHook().submit([sample(d, "a.pdf")]),
+        "'file'",
+        "a list of files is a case (analysis='case')",
+    ),
+    "a use case for a Finovox document": (
+        lambda d: FinovoxHook().submit(sample(d, "a.pdf"), use_case="rental"),
+        "'use_case'",
+        "only a case (analysis='case') takes a use case",
+    ),
+    "a Mindee product that is not one path segment": (
+        lambda d: MindeeHook().submit(sample(d, "a.pdf"), product="invoices/x", version="v4"),
+        "'product'",
+        "expected one URL path segment such as 'invoices', got 'invoices/x'",
+    ),
+    "Mindee base64 that does not decode": (
+        lambda d: MindeeHook().submit("base64:!!notbase64", product="invoices", version="v4"),
+        "'document'",
+        "the base64 content does not decode",
+    ),
+    "a docimprint source that is not http(s)": (
+        lambda d: DocimprintHook().submit("ftp://example.com/a.pdf"),
+        "'source'",
+        "expected an http(s) URL, got 'ftp://example.com/a.pdf'",
+    ),
+    "an empty docimprint batch": (
+        lambda d: DocimprintHook().submit([]),
+        "'source'",
+        "expected a non-empty list of URLs for a batch",
+    ),
+    "a myBiros service id that is empty": (
+        lambda d: BirosHook().submit(sample(d, "a.pdf"), service_id=""),
+        "'service_id'",
+        "expected a non-empty id, got ''",
     ),
 }
 

@@ -12,58 +12,7 @@ from airflow_docjobs.exceptions import DocJobsInputError
 from airflow_docjobs.hooks.base import Call
 from airflow_docjobs.hooks.biros import BirosHook
 from airflow_docjobs.hooks.docimprint import DocimprintHook
-from airflow_docjobs.hooks.finovox import FinovoxHook
 from airflow_docjobs.hooks.mindee import MindeeHook
-
-BAD_INPUTS = {
-    "missing file": (lambda p: FinovoxHook().submit(str(p / "missing.pdf")), "file"),
-    "unsupported format": (lambda p: FinovoxHook().submit(str(copy_sample(p, "x.gif"))), "file"),
-    "empty file": (lambda p: FinovoxHook().submit(str(p / "empty.pdf")), "file"),
-    "no case folder": (
-        lambda p: FinovoxHook().submit(str(p / "nofolder"), analysis="case", use_case="rental"),
-        "documents",
-    ),
-    "empty case folder": (
-        lambda p: FinovoxHook().submit(str(p / "emptydir"), analysis="case", use_case="rental"),
-        "documents",
-    ),
-    "no use case": (
-        lambda p: FinovoxHook().submit([str(copy_sample(p, "a.pdf"))], analysis="case", use_case=""),
-        "use_case",
-    ),
-    "unknown analysis": (
-        lambda p: FinovoxHook().submit(
-            [str(copy_sample(p, "a.pdf"))], analysis="case", use_case="rental", analyse_type=["nope"]
-        ),
-        "analyse_type",
-    ),
-    "plain http URL": (
-        lambda p: MindeeHook().submit("http://example.com/a.pdf", product="invoices", version="v4"),
-        "document",
-    ),
-    "product path": (
-        lambda p: MindeeHook().submit(str(copy_sample(p, "a.pdf")), product="invoices/x", version="v4"),
-        "product",
-    ),
-    "bad base64": (
-        lambda p: MindeeHook().submit("base64:!!notbase64", product="invoices", version="v4"),
-        "document",
-    ),
-    "ftp source": (lambda p: DocimprintHook().submit("ftp://example.com/a.pdf"), "source"),
-    "empty batch": (lambda p: DocimprintHook().submit([]), "source"),
-    "no service": (lambda p: BirosHook().submit(str(copy_sample(p, "a.pdf")), service_id=""), "service_id"),
-}
-
-
-@pytest.mark.parametrize(("call", "param"), list(BAD_INPUTS.values()), ids=list(BAD_INPUTS))
-def test_bad_input_fails_before_any_request(emulator, tmp_path, call, param):
-    (tmp_path / "empty.pdf").write_bytes(b"")
-    (tmp_path / "emptydir").mkdir()
-    with pytest.raises(DocJobsInputError) as err:
-        call(tmp_path)
-    assert f"parameter {param!r}" in str(err.value)
-    assert "_default'" in str(err.value)
-    assert emulator.state.requests == []
 
 
 def test_mindee_url_and_base64_inputs_are_sent_as_json(emulator, sample_pdf):

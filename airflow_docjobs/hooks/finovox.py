@@ -95,7 +95,7 @@ class FinovoxHook(DocJobsHook):
 
     def submit_call(
         self,
-        item: str | Sequence[str],
+        item: Any,
         analysis: str = "document",
         analyse_type: Sequence[str] | None = None,
         use_case: str | None = None,
@@ -108,8 +108,8 @@ class FinovoxHook(DocJobsHook):
             raise self.bad_input("analysis", f"expected 'document' or 'case', got {analysis!r}")
         if use_case is not None or share_link_settings is not None:
             raise self.bad_input("use_case", "only a case (analysis='case') takes a use case and share link")
-        if not isinstance(item, str):
-            raise self.bad_input("file", f"expected one document, got {type(item).__name__}")
+        if isinstance(item, (list, tuple)):
+            raise self.bad_input("file", "expected one document; a list of files is a case (analysis='case')")
         return self.document_call(item, analyse_type or ("risk",))
 
     def probe_call(self) -> Call:
