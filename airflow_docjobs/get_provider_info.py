@@ -84,7 +84,8 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     },
 }
 
-_MODULES = ("finovox", "mindee", "docimprint", "biros")
+# The one list of vendors: each connection type is also its hook module's and the emulator's prefix's name.
+CONN_TYPES = tuple(vendor[0] for vendor in VENDORS)
 
 
 def field_behaviour(secret_label: str, base_url: str) -> dict[str, Any]:
@@ -103,7 +104,7 @@ def get_provider_info() -> dict[str, Any]:
     def modules(kind: str) -> list[dict[str, Any]]:
         return [
             {"integration-name": name, "python-modules": [f"airflow_docjobs.{kind}.{module}"]}
-            for name, module in zip(integrations, _MODULES, strict=True)
+            for name, module in zip(integrations, CONN_TYPES, strict=True)
         ]
 
     return {

@@ -22,8 +22,10 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from vendors import CONN_TYPES
+
 ROOT = Path(__file__).resolve().parent.parent
-VENDORS = ("finovox", "mindee", "docimprint", "biros")
+VENDORS = CONN_TYPES
 # The secret the emulator accepts unless it was started with --api-key.
 EMULATOR_SECRET = "emulator"
 

@@ -18,10 +18,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+from vendors import CONN_TYPES
+
 ROOT = Path(__file__).resolve().parent.parent
 NIGHT = "2026-11-24"  # the day of the sample inbox, example_dags/data/inbox/2026-11-24/
 WORK = ROOT / ".demo"
-VENDORS = ("finovox", "mindee", "docimprint", "biros")
+VENDORS = CONN_TYPES
 BIN = Path(sys.executable).parent
 
 

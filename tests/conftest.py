@@ -49,6 +49,7 @@ import pytest  # noqa: E402
 
 from airflow_docjobs.emulator import EmulatorSettings  # noqa: E402
 from airflow_docjobs.emulator.testing import EmulatorServer  # noqa: E402
+from airflow_docjobs.get_provider_info import CONN_TYPES  # noqa: E402
 from airflow_docjobs.hooks.biros import BirosHook  # noqa: E402
 from airflow_docjobs.hooks.docimprint import DocimprintHook  # noqa: E402
 from airflow_docjobs.hooks.finovox import FinovoxHook  # noqa: E402
@@ -59,7 +60,7 @@ if TYPE_CHECKING:
 
     from airflow_docjobs.hooks.base import DocJobsHook
 
-VENDORS = ("finovox", "mindee", "docimprint", "biros")
+VENDORS = CONN_TYPES
 SECRET = "emulator"
 # Fast retries so the suite never sleeps for long; the policy's shape is the same as in production.
 FAST_RETRIES = {"retry_base_delay": 0.01, "retry_max_delay": 0.05, "max_attempts": 3, "timeout": 5}

@@ -29,11 +29,13 @@ from sqlalchemy import MetaData, create_engine, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
+from airflow_docjobs.get_provider_info import CONN_TYPES
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
 AIRFLOW = Path(sys.executable).parent / "airflow"
-VENDORS = ("finovox", "mindee", "docimprint", "biros")
+VENDORS = CONN_TYPES
 # The emulator's API key, the password of every connection: one that cannot appear by accident, so that
 # any occurrence of it on Airflow's side (a log, a file, a database row) is a leak.
 SECRET = f"djkey-{secrets.token_hex(12)}"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import KIND_IDS, KINDS, POLL_PATHS, advancing, copy_sample, journal, load_dags, until
 
-from airflow_docjobs.get_provider_info import VENDORS, get_provider_info
+from airflow_docjobs.get_provider_info import CONN_TYPES, VENDORS, get_provider_info
 from airflow_docjobs.results import ResultsStore
 from airflow_docjobs.triggers.job import DocJobTrigger
 from airflow_docjobs.version_compat import (
@@ -113,7 +113,7 @@ def dags(airflow_db):
     return load_dags(DAG_FILE)
 
 
-@pytest.mark.parametrize("vendor", ["finovox", "mindee", "docimprint", "biros"])
+@pytest.mark.parametrize("vendor", CONN_TYPES)
 def test_a_deferrable_dag_runs_end_to_end(dags, frozen, vendor_conn, tmp_path, monkeypatch, vendor):
     monkeypatch.setenv("AIRFLOW__DOCJOBS__RESULTS_URI", f"file://{tmp_path / 'results'}")
     # The job ends only after the sensor's own poll and the trigger's first: the trigger really polls.

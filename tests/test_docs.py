@@ -194,7 +194,7 @@ def test_relative_links_point_at_files_and_headings_that_exist():
 
 
 def test_the_readme_lists_every_connection_extra():
-    from airflow_docjobs.get_provider_info import CONN_FIELDS
+    from airflow_docjobs.get_provider_info import CONN_FIELDS, CONN_TYPES
 
     readme = (ROOT / "README.md").read_text()
     rows = dict(re.findall(r"^\| `(\w+)` \| ([^|]+) \|", readme, re.MULTILINE))
@@ -204,7 +204,7 @@ def test_the_readme_lists_every_connection_extra():
     for name, field in CONN_FIELDS.items():
         default = json.dumps(field["schema"].get("default")).replace("null", "none")
         assert rows[name].strip() == default, (name, rows[name], default)
-    for vendor in ("finovox", "mindee", "docimprint", "biros"):
+    for vendor in CONN_TYPES:
         assert f'"host": "http://127.0.0.1:8080/{vendor}", "password": "emulator"' in readme, vendor
 
 

@@ -20,12 +20,13 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow_docjobs.emulator.values import Seeded
+from airflow_docjobs.get_provider_info import CONN_TYPES
 
 if TYPE_CHECKING:
     from starlette.requests import Request
 
 # The vendors, in the order they are served; each name is also its URL prefix and its module's name.
-VENDORS = ("finovox", "mindee", "docimprint", "biros")
+VENDORS = CONN_TYPES
 # Redacted from the journal for every vendor, so a test can see that a secret was sent but never its value.
 SECRET_HEADERS = frozenset({"api-key", "authorization", "x-payment", "x-api-key"})
 JOURNAL_LIMIT = 10_000
