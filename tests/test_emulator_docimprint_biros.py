@@ -117,8 +117,10 @@ async def test_docimprint_never_and_unknown(client, emu):
         ("/docimprint/v1/jobs", {"items": [{"source": "ftp://x.test/a.pdf"}]}),
         ("/docimprint/v1/extract", {"source": "file:///etc/passwd"}),
         ("/docimprint/v1/extract", {"source": "https://x.test/a", "webhook": "nope"}),
+        ("/docimprint/v1/qa?async=true", {"source": "https://x.test/a", "webhook": "nope"}),
+        ("/docimprint/v1/jobs", {"items": [{"source": "https://x.test/a"}], "webhook": "ftp://x.test/h"}),
     ],
-    ids=["no-items", "ftp-item", "file-source", "bad-webhook"],
+    ids=["no-items", "ftp-item", "file-source", "bad-webhook", "focused-bad-webhook", "batch-bad-webhook"],
 )
 async def test_docimprint_validation(client, path, body):
     response = await client.post(path, headers=DOCIMPRINT, json=body)

@@ -122,9 +122,15 @@ async def _one_source(request: Request) -> dict[str, Any] | Response:
     body = await read_json(request)
     if not isinstance(body, dict) or not _is_http_url(body.get("source")):
         return _error(request, 422, "Body must be a JSON object whose 'source' is an http(s) URL")
+    refused = _bad_webhook(request, body)
+    return body if refused is None else refused
+
+
+def _bad_webhook(request: Request, body: dict[str, Any]) -> Response | None:
+    """The 422 for a ``webhook`` that is given but not an http(s) URL, else ``None``."""
     if body.get("webhook") is not None and not _is_http_url(body["webhook"]):
         return _error(request, 422, "webhook must be an http(s) URL")
-    return body
+    return None
 
 
 async def extract(request: Request, emulator: Emulator) -> Response:
@@ -183,8 +189,8 @@ async def batch(request: Request, emulator: Emulator) -> Response:
         return _error(request, 422, 'items must be a non-empty list of {"source": url} objects')
     if not all(isinstance(item, dict) and _is_http_url(item.get("source")) for item in items):
         return _error(request, 422, "every item needs a 'source' that is an http(s) URL")
-    if body.get("webhook") is not None and not _is_http_url(body["webhook"]):
-        return _error(request, 422, "webhook must be an http(s) URL")
+    if (refused := _bad_webhook(request, body)) is not None:
+        return refused
     mode = body.get("mode", "extract")
     if not isinstance(mode, str) or not mode:
         return _error(request, 422, "mode must be a string such as 'extract'")
