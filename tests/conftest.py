@@ -276,6 +276,14 @@ def load_dags(path: Path) -> dict:
     return {dag.dag_id: dag for dag in vars(module).values() if isinstance(dag, DAG)}
 
 
+def distinct_pdf(folder: Path, name: str) -> Path:
+    """The sample PDF under ``name``, with content of its own (the same content is submitted once)."""
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes((FIXTURES / "invoice.pdf").read_bytes() + f"\n% {name}\n".encode())
+    return path
+
+
 def copy_sample(tmp_path: Path, name: str) -> Path:
     """The sample PDF under another name (names select the emulator's scenarios)."""
     path = tmp_path / name

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, journal, load_dags
+from conftest import distinct_pdf, journal, load_dags
 from test_dags import xcoms
 
 from airflow_docjobs.emulator import Fault
@@ -39,11 +39,8 @@ def results_uri(tmp_path, monkeypatch):
 
 
 def pdf(folder: Path, name: str) -> str:
-    """The sample PDF under ``name``, with its own content (the same content would be submitted once)."""
-    path = folder / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes((FIXTURES / "invoice.pdf").read_bytes() + f"\n% {name}\n".encode())
-    return str(path)
+    """A distinct sample PDF, as the text a DAG's run conf carries."""
+    return str(distinct_pdf(folder, name))
 
 
 def inputs_for(vendor: str, folder: Path) -> tuple[list[str], list[str]]:

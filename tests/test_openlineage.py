@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, copy_sample, load_dags
+from conftest import copy_sample, distinct_pdf, load_dags
 from pg import postgres_conn, postgres_server  # noqa: F401 - fixtures
 from test_dags import xcoms
 
@@ -104,14 +104,6 @@ def database(tmp_path, monkeypatch) -> Path:
     return path
 
 
-def pdf(folder: Path, name: str) -> Path:
-    """The sample PDF under ``name``, with content of its own (the same content is submitted once)."""
-    path = folder / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes((FIXTURES / "invoice.pdf").read_bytes() + f"\n% {name}\n".encode())
-    return path
-
-
 def run(dags, dag_id: str, **conf):
     # Every param each time: in one process, a run's conf stays in the DAG's params for the next run.
     if dag_id == "docjobs_lineage_mindee":
@@ -135,7 +127,7 @@ def test_a_folder_submit_reports_each_document_it_submitted(
 ):
     inbox = tmp_path / "inbox"
     for name in ("b.pdf", "sub/c.pdf", "a.pdf", ".hidden/x.pdf", "copy/a.pdf"):
-        pdf(inbox, name)
+        distinct_pdf(inbox, name)
     (inbox / "copy" / "a.pdf").write_bytes((inbox / "a.pdf").read_bytes())  # submitted once, read twice
     (inbox / "notes.txt").write_text("not a document")  # rejected before any request: not an input
     run(dags, "docjobs_lineage_mindee", document=f"{inbox}/")
@@ -145,8 +137,8 @@ def test_a_folder_submit_reports_each_document_it_submitted(
 
 
 def test_a_list_is_reported_once_per_document(dags, emulator, lineage, results_uri, database, tmp_path):
-    one, two = pdf(tmp_path, "one.pdf"), pdf(tmp_path, "two.pdf")
-    three = pdf(tmp_path, "three.pdf")
+    one, two = distinct_pdf(tmp_path, "one.pdf"), distinct_pdf(tmp_path, "two.pdf")
+    three = distinct_pdf(tmp_path, "three.pdf")
     relative = os.path.relpath(two)  # the same file, named relative to the worker's directory
     documents = [str(one), str(two), relative, three.as_uri()]  # a file:// URI is a local file too
     run(dags, "docjobs_lineage_mindee", document=documents)
@@ -207,7 +199,7 @@ def test_a_case_batch_reports_the_files_of_each_case(
     emulator.state.settings.update({"api_key": API_KEY})
     vendor_conn("finovox")
     for name in ("case_1/payslip.pdf", "case_1/id_card.pdf", "case_1/old/ignored.pdf", "case_2/lease.pdf"):
-        pdf(tmp_path / "cases", name)
+        distinct_pdf(tmp_path / "cases", name)
     (tmp_path / "cases" / "case_2" / "applicant.json").write_text('{"applicants": []}')
     cases = [str(tmp_path / "cases" / "case_1"), str(tmp_path / "cases" / "case_2")]
     dag_run = run(dags, "docjobs_lineage_cases", cases=cases)
@@ -228,7 +220,7 @@ def test_the_ingest_reports_the_tables_it_writes(
 ):
     documents = tmp_path / "inbox"
     for name in ("a.pdf", "b.pdf"):
-        pdf(documents, name)
+        distinct_pdf(documents, name)
     if kind == "sqlite":
         # Tables and schema configured ("main" is SQLite's name for the file's own schema).
         path = tmp_path / "warehouse.db"
