@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import load_dags
+from conftest import MINDEE_PRODUCT, load_dags
 
 from airflow_docjobs.hooks.biros import BirosHook
 from airflow_docjobs.hooks.docimprint import DocimprintHook
@@ -52,7 +52,6 @@ BUNDLES_VAR = "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"
 KINDS = ("module", "pytest", "dag", "dag-body")
 DATA = ROOT / "example_dags" / "data"
 SOURCES = ["https://example.com/lease_agreement.pdf", "https://example.com/utility_bill.pdf"]
-MINDEE = {"product": "invoices", "version": "v4"}
 BIROS = {"service_id": "id-cards"}
 # Each kind of documented result: its hook, its input, the submit's and the job reference's parameters.
 RESULT_KINDS = {
@@ -63,7 +62,7 @@ RESULT_KINDS = {
         {"analysis": "case", "use_case": "rental", "analyse_type": ["decision", "explanation", "share_link"]},
         {"analysis": "case"},
     ),
-    "mindee": (MindeeHook, str(DATA / "invoice_2026_11_042.pdf"), MINDEE, MINDEE),
+    "mindee": (MindeeHook, str(DATA / "invoice_2026_11_042.pdf"), MINDEE_PRODUCT, MINDEE_PRODUCT),
     "docimprint": (DocimprintHook, SOURCES[0], {}, {}),
     "docimprint-batch": (DocimprintHook, SOURCES, {}, {}),
     "docimprint-qa": (

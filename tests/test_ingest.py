@@ -10,7 +10,7 @@ import time
 from typing import TYPE_CHECKING
 
 import pytest
-from conftest import FAST_RETRIES, FIXTURES, VENDORS
+from conftest import FAST_RETRIES, FIXTURES, MINDEE_PRODUCT, VENDORS
 from pg import postgres_conn, postgres_server  # noqa: F401 - fixtures
 
 from airflow_docjobs.exceptions import DocJobsInputError
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 CONN_ID = "docjobs_test_db"
-MINDEE = {"product": "invoices", "version": "v4"}
 BIROS = {"service_id": "svc-1"}
 # kind: hook, the submit's and the job reference's parameters, the inputs of its batch and their states
 KINDS = {
@@ -45,8 +44,8 @@ KINDS = {
     ),
     "mindee": (
         MindeeHook,
-        MINDEE,
-        MINDEE,
+        MINDEE_PRODUCT,
+        MINDEE_PRODUCT,
         [
             ("ok_1.pdf", "succeeded"),
             ("ok_2.pdf", "succeeded"),
