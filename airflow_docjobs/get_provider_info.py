@@ -19,6 +19,13 @@ VENDORS = (
     ),
     ("mindee", "airflow_docjobs.hooks.mindee.MindeeHook", "Mindee", "API key", "https://api.mindee.net"),
     (
+        "mindee_v2",
+        "airflow_docjobs.hooks.mindee_v2.MindeeV2Hook",
+        "Mindee v2",
+        "API key",
+        "https://api-v2.mindee.net",
+    ),
+    (
         "docimprint",
         "airflow_docjobs.hooks.docimprint.DocimprintHook",
         "docimprint",
@@ -109,7 +116,7 @@ def get_provider_info() -> dict[str, Any]:
 
     return {
         "package-name": "airflow-docjobs",
-        "name": "Document AI jobs (Finovox, Mindee, docimprint, myBiros)",
+        "name": "Document AI jobs (Finovox, Mindee, Mindee v2, docimprint, myBiros)",
         "description": "Submit documents to document-AI vendors' asynchronous APIs and wait for the results "
         "with deferrable sensors.",
         "versions": ["0.2.0", "0.1.0"],

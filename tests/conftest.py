@@ -54,6 +54,7 @@ from airflow_docjobs.hooks.biros import BirosHook  # noqa: E402
 from airflow_docjobs.hooks.docimprint import DocimprintHook  # noqa: E402
 from airflow_docjobs.hooks.finovox import FinovoxHook  # noqa: E402
 from airflow_docjobs.hooks.mindee import MindeeHook  # noqa: E402
+from airflow_docjobs.hooks.mindee_v2 import MindeeV2Hook  # noqa: E402
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -69,6 +70,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 POLL_PATHS = {
     "finovox": "/retrieve",
     "mindee": "/documents/queue/",
+    "mindee_v2": "/v2/jobs/",
     "docimprint": "/v1/jobs/",
     "biros": "/predicted-documents/",
 }
@@ -113,6 +115,8 @@ class Kind:
 
 
 MINDEE_PRODUCT = {"product": "invoices", "version": "v4"}
+# A Mindee v2 model (the emulator takes any id; real ones are UUIDs from the platform).
+MINDEE_V2_MODEL = {"model_id": "8c7a3bd0-0c6e-4b8f-9f3a-0d7b7e1c2a11"}
 # Every kind of job the provider submits, each through its vendor's own submit call.
 KINDS = [
     Kind("finovox", "finovox", FinovoxHook, "/analyse"),
@@ -126,6 +130,7 @@ KINDS = [
         {"analysis": "case"},
     ),
     Kind("mindee", "mindee", MindeeHook, "/predict_async", "file", MINDEE_PRODUCT, MINDEE_PRODUCT),
+    Kind("mindee_v2", "mindee_v2", MindeeV2Hook, "/enqueue", "file", MINDEE_V2_MODEL, MINDEE_V2_MODEL),
     Kind("docimprint", "docimprint", DocimprintHook, "/v1/extract", "url"),
     Kind(
         "biros",

@@ -10,15 +10,15 @@ import asyncio
 import json
 
 import pytest
+from airflow.providers.common.compat.module_loading import import_string
 from conftest import FAST_RETRIES, SECRET, VENDORS
 
 from airflow_docjobs.exceptions import VendorTransientError, VendorUnreachableError
-from airflow_docjobs.hooks.biros import BirosHook
-from airflow_docjobs.hooks.docimprint import DocimprintHook
-from airflow_docjobs.hooks.finovox import FinovoxHook
-from airflow_docjobs.hooks.mindee import MindeeHook
+from airflow_docjobs.get_provider_info import VENDORS as VENDOR_TABLE
 
-HOOKS = dict(zip(VENDORS, (FinovoxHook, MindeeHook, DocimprintHook, BirosHook), strict=True))
+# Each vendor's hook, from the provider's one vendor table.
+HOOKS = {conn_type: import_string(hook) for conn_type, hook, *_ in VENDOR_TABLE}
+assert list(HOOKS) == list(VENDORS)
 
 
 def hook_for(vendor: str, monkeypatch, **conn) -> object:

@@ -39,7 +39,7 @@ class Call:
     path: str
     json: Any = None
     params: Mapping[str, Any] | None = None
-    data: Mapping[str, str] | None = None
+    data: Mapping[str, str | list[str]] | None = None  # a list is a repeated form field
     uploads: tuple[Upload, ...] = ()
     job_id: str | None = None
     idempotent: bool | None = None
