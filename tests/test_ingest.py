@@ -10,7 +10,7 @@ import time
 from typing import TYPE_CHECKING
 
 import pytest
-from conftest import FAST_RETRIES, FIXTURES, MINDEE_PRODUCT, VENDORS
+from conftest import FAST_RETRIES, FIXTURES, MINDEE_PRODUCT, MINDEE_V2_MODEL, VENDORS
 from pg import postgres_conn, postgres_server  # noqa: F401 - fixtures
 
 from airflow_docjobs.exceptions import DocJobsInputError
@@ -19,6 +19,7 @@ from airflow_docjobs.hooks.docimprint import DocimprintHook
 from airflow_docjobs.hooks.finovox import FinovoxHook
 from airflow_docjobs.hooks.inputs import content_sha256
 from airflow_docjobs.hooks.mindee import MindeeHook
+from airflow_docjobs.hooks.mindee_v2 import MindeeV2Hook
 from airflow_docjobs.ingest import ResultsDatabase
 from airflow_docjobs.operators.ingest import DocJobsIngestOperator
 from airflow_docjobs.results import ResultsStore, job_key, landed_record, read_json
@@ -53,6 +54,12 @@ KINDS = {
             ("gone.pdf", "rejected"),
         ],
     ),
+    "mindee_v2": (
+        MindeeV2Hook,
+        MINDEE_V2_MODEL | {"confidence": True, "polygon": True},
+        MINDEE_V2_MODEL,
+        [("ok_1.pdf", "succeeded"), ("fail_2.pdf", "failed"), ("gone.pdf", "rejected")],
+    ),
     "docimprint": (
         DocimprintHook,
         {},
@@ -70,6 +77,7 @@ ANALYSIS = {
     "finovox": ("finovox", "document"),
     "finovox_case": ("finovox", "case"),
     "mindee": ("mindee", "mindee/invoices/v4"),
+    "mindee_v2": ("mindee_v2", MINDEE_V2_MODEL["model_id"]),
     "docimprint": ("docimprint", "extract"),
     "biros": ("biros", "svc-1"),
 }
@@ -209,6 +217,9 @@ def test_a_batch_of_every_vendor_lands_one_row_per_document(database, landed, ki
         "mindee": lambda r: (
             isinstance(r["total_amount"], float) and r["total_amount"] > 0 and r["total_net"] > 0
         ),
+        "mindee_v2": lambda r: (
+            isinstance(r["total_amount"], float) and r["total_amount"] > r["total_net"] > 0
+        ),
         "docimprint": lambda r: r["bundle_id"].startswith("ev_") and len(r["manifest_sha256"]) == 64,
         "biros": lambda r: r["document_status"] == "ACTIVE" and r["revision_status"],
     }[kind]
@@ -239,6 +250,25 @@ def test_fields_hold_predictions_entities_and_risk_signals(database, landed):
     assert risk["field_value"] in ("low", "high")
     assert risk["confidence"] is None
     assert risk["page"] is None
+
+
+def test_mindee_v2_fields_flatten_to_dotted_paths_with_confidence_labels_as_fractions(database, landed):
+    ingest(landed["mindee_v2"])
+    fields = {f["field_name"]: f for f in table(database, "fields")}
+    assert fields["total_amount"]["confidence"] in (1.0, 0.75, 0.5, 0.25)  # Certain, High, Medium, Low
+    assert fields["total_amount"]["page"] == 0
+    assert float(fields["total_amount"]["field_value"]) > 0
+    assert fields["supplier_address.city"]["field_value"] == "San Francisco"
+    assert fields["locale.currency"]["field_value"] == "USD"
+    assert "line_items[1].quantity" in fields
+    assert "taxes[0].rate" in fields
+    failed = next(r for r in table(database) if r["state"] == "failed")
+    assert failed["error_code"] == "500-001"
+    assert json.loads(failed["job_reference"]) == {"job_id": failed_reference(landed)} | MINDEE_V2_MODEL
+
+
+def failed_reference(landed) -> str:
+    return next(o["reference"] for o in landed["mindee_v2"] if o["state"] == "failed")
 
 
 def test_no_finovox_token_is_stored_in_clear(database, landed):

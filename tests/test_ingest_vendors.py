@@ -27,6 +27,16 @@ SHAPES = {
     "finovox": ({"name": "a.pdf", "global_risk": "high", "software": "photoshop"}, "document"),
     "finovox_case": ({"decision": {"status": "rejected", "status_fraud": "high"}}, "case"),
     "mindee": (MINDEE_CUSTOM, "acme/receipts/v2"),
+    "mindee_v2": (
+        {
+            "inference": {
+                "model": {"id": "model-7"},
+                "file": {"name": "scan.jpg"},
+                "result": {"classification": {"document_type": "invoice"}},
+            }
+        },
+        "model-7",
+    ),
     "docimprint": (
         {"job_id": "job_1", "status": "complete", "bundle_id": "ev_1", "manifest_sha256": "ab"},
         "extract",
@@ -73,6 +83,51 @@ def test_mindee_fields_skip_empty_values_and_keep_pages_and_confidence():
     ]
 
 
+@pytest.mark.parametrize(
+    ("result", "expected"),
+    [
+        ({"classification": {"document_type": "invoice"}}, [("classification.document_type", "invoice")]),
+        (
+            {"splits": [{"page_range": [0, 2], "document_type": "receipt"}]},
+            [("splits[0].page_range", "[0, 2]"), ("splits[0].document_type", "receipt")],
+        ),
+        (
+            {"crops": [{"object_type": "invoice", "location": {"polygon": [[0, 0]], "page": 0}}]},
+            [("crops[0].object_type", "invoice")],
+        ),
+        (
+            {"pages": [{"words": [{"content": "A", "polygon": []}], "content": "A B"}]},
+            [("pages[0].content", "A B")],
+        ),
+        (
+            {
+                "fields": {
+                    "date": {"value": "2019-11-02", "confidence": "High", "locations": [{"page": 1}]},
+                    "po": {"value": None},
+                    "taxes": {"items": [{"fields": {"rate": {"value": 0.05, "confidence": "Certain"}}}]},
+                },
+                "raw_text": None,
+            },
+            [("date", "2019-11-02"), ("taxes[0].rate", "0.05")],
+        ),
+    ],
+    ids=["classification", "split", "crop", "ocr", "extraction"],
+)
+def test_mindee_v2_products_give_their_values(result, expected):
+    inference = {"inference": {"model": {"id": "m"}, "file": {"name": "a.pdf"}, "result": result}}
+    row = document_row(
+        vendor="mindee_v2",
+        analysis="m",
+        input_sha256="x",
+        input_name=None,
+        state="succeeded",
+        result=inference,
+    )
+    assert [(f.name, f.value) for f in row.fields] == expected
+    if "fields" in result:
+        assert [(f.page, f.confidence) for f in row.fields] == [(1, 0.75), (None, 1.0)]
+
+
 def test_a_failed_row_has_its_error_and_no_headlines_or_fields():
     row = document_row(
         vendor="finovox",
@@ -94,6 +149,7 @@ def test_a_finovox_reference_is_hashed_as_the_hook_hashes_it():
     assert built == FinovoxHook().public_job(FinovoxHook.job_reference(token, "case"))
     assert token not in str(built)
     assert READERS["mindee"].public_reference("job-1", "mindee/invoices/v4") == {"job_id": "job-1"}
+    assert READERS["mindee_v2"].public_reference("job-2", "m-1") == {"job_id": "job-2", "model_id": "m-1"}
 
 
 def test_an_unreadable_input_is_keyed_by_its_name():

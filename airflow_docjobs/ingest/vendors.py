@@ -5,101 +5,31 @@ A result gives its analysis kind, a few typed headline columns and one row per e
 
 A reader is the only place that knows a vendor's result shape; the operator and the tables stay generic.
 Every field row carries a confidence in ``[0, 1]`` where the vendor gives one: Mindee already reports
-fractions, myBiros percentages (divided by 100 here), Finovox none.
+fractions, myBiros percentages (divided by 100 here), Mindee v2 labels (mapped in ``ingest/mindee_v2.py``),
+Finovox none. What every reader shares is in ``ingest/reader.py``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any
 
 from airflow_docjobs.hooks.biros import BirosHook
 from airflow_docjobs.hooks.docimprint import DocimprintHook
 from airflow_docjobs.hooks.finovox import FinovoxHook
 from airflow_docjobs.hooks.mindee import MindeeHook
+from airflow_docjobs.ingest.mindee_v2 import MindeeV2Reader
+from airflow_docjobs.ingest.reader import HEADLINES, Field, VendorReader
+from airflow_docjobs.ingest.reader import as_text as _as_text
+from airflow_docjobs.ingest.reader import mapping as _mapping
+from airflow_docjobs.ingest.reader import number as _number
+from airflow_docjobs.ingest.reader import scalar as _scalar
+from airflow_docjobs.ingest.reader import text as _text
 
-if TYPE_CHECKING:
-    from airflow_docjobs.hooks.base import DocJobsHook
+__all__ = ["HEADLINES", "READERS", "Field", "VendorReader", "infer_vendor", "mindee_analysis", "vendor_id"]
 
-# The typed headline columns of ``docjobs_results``, in table order; every reader fills a subset.
-HEADLINES = (
-    "global_risk",
-    "decision_status",
-    "total_amount",
-    "total_net",
-    "total_tax",
-    "bundle_id",
-    "manifest_sha256",
-    "document_status",
-    "revision_status",
-)
 # Parts of a Mindee field that locate it rather than say what was read.
 _MINDEE_META = frozenset({"confidence", "polygon", "bounding_box", "page_id", "raw_value"})
-
-
-@dataclass(frozen=True)
-class Field:
-    """One extracted value: its page (when the vendor says), name, value as text, confidence in [0, 1]."""
-
-    page: int | None
-    name: str
-    value: str
-    confidence: float | None = None
-
-
-class VendorReader:
-    """
-    How one vendor's results read.
-
-    ``vendor`` is the connection type (``finovox``, ``mindee``...), the name rows carry; ``hook_class`` tells
-    the display name landed records use and which job keys are secret.
-    """
-
-    vendor: ClassVar[str]
-    hook_class: ClassVar[type[DocJobsHook]]
-    # The job key a sensor's outcome ``reference`` fills (the sensor's ``reference_field``).
-    reference_field: ClassVar[str]
-    default_analysis: ClassVar[str | None] = None
-
-    def analysis_of_job(self, job: Mapping[str, Any]) -> str | None:
-        """The analysis kind a landed job reference names, or ``None`` when it names none."""
-        return self.default_analysis
-
-    def matches(self, result: Mapping[str, Any]) -> bool:
-        """Whether a bare result JSON (a single-mode sensor's return) has this vendor's shape."""
-        raise NotImplementedError
-
-    def analysis_of_result(self, result: Mapping[str, Any]) -> str | None:
-        """The analysis kind read from a bare result, for single results given without ``analysis``."""
-        return self.default_analysis
-
-    def input_name(self, result: Mapping[str, Any]) -> str | None:
-        """The document's name as the vendor echoes it, for single results given without ``inputs``."""
-        return None
-
-    def headlines(self, analysis: str, result: Mapping[str, Any]) -> dict[str, Any]:
-        """Typed headline columns of a result; none by default."""
-        return {}
-
-    def fields(self, analysis: str, result: Mapping[str, Any]) -> Iterator[Field]:
-        """One row per extracted field of a result; none by default."""
-        return iter(())
-
-    def public_reference(self, reference: str, analysis: str | None) -> dict[str, Any]:
-        """A job reference fit for a table, built from an outcome's reference (secret tokens hashed)."""
-        # The same names and hash as DocJobsHook.public_job, so a row reads the same with or without a record.
-        if self.reference_field in self.hook_class.secret_job_keys:
-            job = {f"{self.reference_field}_sha256": hashlib.sha256(reference.encode()).hexdigest()}
-        else:
-            job = {self.reference_field: reference}
-        return job | self.job_extras(analysis)
-
-    def job_extras(self, analysis: str | None) -> dict[str, Any]:
-        """Job reference fields besides the reference, for :meth:`public_reference`; none by default."""
-        return {}
 
 
 class FinovoxReader(VendorReader):
@@ -283,12 +213,13 @@ class BirosReader(VendorReader):
 
 
 READERS: dict[str, VendorReader] = {
-    reader.vendor: reader for reader in (FinovoxReader(), MindeeReader(), DocimprintReader(), BirosReader())
+    reader.vendor: reader
+    for reader in (FinovoxReader(), MindeeReader(), MindeeV2Reader(), DocimprintReader(), BirosReader())
 }
 
 
 def vendor_id(name: Any) -> str | None:
-    """``finovox``, ``mindee``, ``docimprint`` or ``biros`` for a connection type or display name."""
+    """``finovox``, ``mindee``, ``mindee_v2``, ``docimprint`` or ``biros`` for a connection type or name."""
     if not isinstance(name, str):
         return None
     folded = name.strip().casefold()
@@ -305,7 +236,7 @@ def vendor_id(name: Any) -> str | None:
 def infer_vendor(result: Mapping[str, Any]) -> str | None:
     """The vendor whose result shape ``result`` has (single results carry no vendor name)."""
     # Mindee and myBiros both have a "document": the more specific shape is tried first.
-    for vendor in ("mindee", "biros", "docimprint", "finovox"):
+    for vendor in ("mindee", "mindee_v2", "biros", "docimprint", "finovox"):
         if READERS[vendor].matches(result):
             return vendor
     return None
@@ -333,29 +264,3 @@ def _mindee_field(name: str, field: Any) -> Iterator[Field]:
     for key, value in field.items():
         if key not in _MINDEE_META and _scalar(value):
             yield Field(page, f"{name}.{key}", _as_text(value), confidence)
-
-
-def _scalar(value: Any) -> bool:
-    return isinstance(value, (str, int, float, bool)) and value != ""
-
-
-def _as_text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def _mapping(value: Any) -> Mapping[str, Any]:
-    """A JSON object, or an empty one for anything else (a missing or malformed part of a result)."""
-    return value if isinstance(value, Mapping) else {}
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
