@@ -2,7 +2,7 @@
 docjobs_demo: every vendor end to end, the way a nightly ingestion DAG uses them.
 
 Each vendor gets a submit operator (which pushes the vendor's token or job id) and a deferrable sensor
-(which waits in the triggerer and returns the vendor's result JSON). One last task ingests the five
+(which waits in the triggerer and returns the vendor's result JSON). One last task ingests the six
 results into a SQLite "warehouse", idempotently (re-running the DAG replaces rows, never duplicates
 them), and prints what it ingested. ``make demo`` runs it against the local emulator.
 """
@@ -21,10 +21,12 @@ from airflow_docjobs.operators.biros import BirosSubmitOperator
 from airflow_docjobs.operators.docimprint import DocimprintSubmitOperator
 from airflow_docjobs.operators.finovox import FinovoxSubmitCaseOperator, FinovoxSubmitDocumentOperator
 from airflow_docjobs.operators.mindee import MindeeSubmitOperator
+from airflow_docjobs.operators.mindee_v2 import MindeeV2SubmitOperator
 from airflow_docjobs.sensors.biros import BirosDocumentSensor
 from airflow_docjobs.sensors.docimprint import DocimprintJobSensor
 from airflow_docjobs.sensors.finovox import FinovoxResultSensor
 from airflow_docjobs.sensors.mindee import MindeeJobSensor
+from airflow_docjobs.sensors.mindee_v2 import MindeeV2JobSensor
 
 DATA = Path(__file__).parent / "data"
 # Short waits for the emulator; against the real vendors keep the sensors' defaults.
@@ -42,6 +44,10 @@ def summarize(name: str, result: dict) -> str:
         prediction = result["document"]["inference"]["prediction"]
         total = (prediction.get("total_amount") or {}).get("value")
         return f"document={result['document']['name']} pages={result['document']['n_pages']} total_amount={total}"
+    if name == "mindee_v2":
+        inference = result["inference"]
+        total = inference["result"]["fields"].get("total_amount", {}).get("value")
+        return f"file={inference['file']['name']} model={inference['model']['id']} total_amount={total}"
     if name == "docimprint":
         return f"bundle_id={result['bundle_id']} manifest_sha256={result['manifest_sha256'][:12]}..."
     pages = result.get("document_pages", [])
@@ -84,6 +90,20 @@ with DAG(
         task_id="mindee_result", job_id=mindee.output, product="invoices", version="v4", **WAIT
     )
 
+    # Mindee's current API: a model of your account, by its id (the emulator takes any id).
+    mindee_v2 = MindeeV2SubmitOperator(
+        task_id="mindee_v2_submit",
+        document=str(DATA / "invoice_2026_11_042.pdf"),
+        model_id="8c7a3bd0-0c6e-4b8f-9f3a-0d7b7e1c2a11",
+        confidence=True,
+    )
+    mindee_v2_result = MindeeV2JobSensor(
+        task_id="mindee_v2_result",
+        job_id=mindee_v2.output,
+        model_id="8c7a3bd0-0c6e-4b8f-9f3a-0d7b7e1c2a11",
+        **WAIT,
+    )
+
     docimprint = DocimprintSubmitOperator(
         task_id="docimprint_submit",
         source=["https://example.com/lease_agreement.pdf", "https://example.com/utility_bill.pdf"],
@@ -124,6 +144,7 @@ with DAG(
             "finovox_document": finovox_document_result.output,
             "finovox_case": finovox_case_result.output,
             "mindee": mindee_result.output,
+            "mindee_v2": mindee_v2_result.output,
             "docimprint": docimprint_result.output,
             "biros": biros_result.output,
         },

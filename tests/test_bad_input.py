@@ -17,6 +17,7 @@ from airflow_docjobs.hooks.biros import BirosHook
 from airflow_docjobs.hooks.docimprint import DocimprintHook
 from airflow_docjobs.hooks.finovox import FinovoxHook
 from airflow_docjobs.hooks.mindee import MindeeHook
+from airflow_docjobs.hooks.mindee_v2 import MindeeV2Hook
 
 DAGS = Path(__file__).parent / "dags" / "docjobs_retry_dags.py"
 
@@ -120,6 +121,36 @@ CASES = {
         lambda d: MindeeHook().submit("base64:!!notbase64", product="invoices", version="v4"),
         "'document'",
         "the base64 content does not decode",
+    ),
+    "plain-HTTP Mindee v2 URL": (
+        lambda d: MindeeV2Hook().submit("http://example.com/a.pdf", model_id="m-1"),
+        "'document'",
+        "only fetches public https:// URLs",
+    ),
+    "a Mindee v2 model id that is not an id": (
+        lambda d: MindeeV2Hook().submit(sample(d, "a.pdf"), model_id="../models"),
+        "'model_id'",
+        "expected the model's id from the Mindee platform, got '../models'",
+    ),
+    "a Mindee v2 product that does not exist": (
+        lambda d: MindeeV2Hook().submit(sample(d, "a.pdf"), model_id="m-1", product="invoices"),
+        "'product'",
+        "expected one of extraction, classification, crop, ocr, split, got 'invoices'",
+    ),
+    "a Mindee v2 extraction option for another product": (
+        lambda d: MindeeV2Hook().submit(sample(d, "a.pdf"), model_id="m-1", product="ocr", rag=True),
+        "'rag'",
+        "only the extraction product takes it, not 'ocr'",
+    ),
+    "a Mindee v2 option that is not a boolean": (
+        lambda d: MindeeV2Hook().submit(sample(d, "a.pdf"), model_id="m-1", confidence="yes"),
+        "'confidence'",
+        "expected True, False or None, got 'yes'",
+    ),
+    "Mindee v2 webhook ids that are one string": (
+        lambda d: MindeeV2Hook().submit(sample(d, "a.pdf"), model_id="m-1", webhook_ids="w-1"),
+        "'webhook_ids'",
+        "expected a list of webhook ids, got 'w-1'",
     ),
     "a docimprint source that is not http(s)": (
         lambda d: DocimprintHook().submit("ftp://example.com/a.pdf"),

@@ -24,6 +24,7 @@ EXPECTED = {
     "finovox": lambda r: r["global_risk"] in ("low", "medium", "high"),
     "finovox_case": lambda r: r["decision"]["status"] == "approved" and r["share_link"]["url"],
     "mindee": lambda r: r["document"]["inference"]["prediction"] and r["job"]["status"] == "completed",
+    "mindee_v2": lambda r: r["inference"]["result"]["fields"]["total_amount"]["value"] > 0,
     "docimprint": lambda r: r["status"] == "complete" and r["bundle_id"],
     "biros": lambda r: r["document"]["status"] == "ACTIVE" and r["document_pages"],
 }
@@ -33,6 +34,7 @@ SUBMITS = {
     "finovox": "/finovox/analyse",
     "finovox_case": "/finovox/case",
     "mindee": "/predict_async",
+    "mindee_v2": "/mindee_v2/v2/products/extraction/enqueue",
     "docimprint": "/docimprint/v1/extract",
     "biros": "/async-predict",
 }
@@ -40,6 +42,7 @@ SUBMITS = {
 FAILURES = {
     "finovox_case": "could not produce a final result",
     "mindee": "An error occurred",
+    "mindee_v2": "The document could not be processed.",
     "docimprint": "the document could not be parsed",
     "biros": "Inference has been aborted",
 }

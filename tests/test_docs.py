@@ -19,7 +19,7 @@ How a block runs is said by an HTML comment on the last non-blank line before it
 
 Anything else in a snippet comment fails, and so does a Python fence spelled otherwise (```py).
 
-A ```json block after ``<!-- result: KIND -->`` (KIND: finovox, finovox-case, mindee, docimprint,
+A ```json block after ``<!-- result: KIND -->`` (KIND: finovox, finovox-case, mindee, mindee_v2, docimprint,
 docimprint-batch, docimprint-qa, biros) is a trimmed copy of what the emulator answers for that kind of job: every key
 it shows must be in the real answer, with a value of the same JSON type.
 """
@@ -39,12 +39,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MINDEE_PRODUCT, load_dags
+from conftest import MINDEE_PRODUCT, MINDEE_V2_MODEL, load_dags
 
 from airflow_docjobs.hooks.biros import BirosHook
 from airflow_docjobs.hooks.docimprint import DocimprintHook
 from airflow_docjobs.hooks.finovox import FinovoxHook
 from airflow_docjobs.hooks.mindee import MindeeHook
+from airflow_docjobs.hooks.mindee_v2 import MindeeV2Hook
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -63,6 +64,12 @@ RESULT_KINDS = {
         {"analysis": "case"},
     ),
     "mindee": (MindeeHook, str(DATA / "invoice_2026_11_042.pdf"), MINDEE_PRODUCT, MINDEE_PRODUCT),
+    "mindee_v2": (
+        MindeeV2Hook,
+        str(DATA / "invoice_2026_11_042.pdf"),
+        MINDEE_V2_MODEL | {"confidence": True},
+        MINDEE_V2_MODEL,
+    ),
     "docimprint": (DocimprintHook, SOURCES[0], {}, {}),
     "docimprint-batch": (DocimprintHook, SOURCES, {}, {}),
     "docimprint-qa": (

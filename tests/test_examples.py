@@ -23,12 +23,15 @@ def test_every_example_dag_imports_without_errors(dagbag):
         "docjobs_demo",
         "example_finovox",
         "example_mindee",
+        "example_mindee_v2",
         "example_docimprint",
         "example_biros",
     } <= set(dagbag.dag_ids)
 
 
-@pytest.mark.parametrize("dag_id", ["example_finovox", "example_mindee", "example_docimprint"])
+@pytest.mark.parametrize(
+    "dag_id", ["example_finovox", "example_mindee", "example_mindee_v2", "example_docimprint"]
+)
 def test_example_runs_end_to_end(airflow_db, emulator, dag_id):
     # Jobs finish at once, so the examples' production poll intervals (up to 30 s) never come into play.
     emulator.state.settings.update({"processing_seconds": 0})

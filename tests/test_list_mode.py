@@ -20,6 +20,7 @@ SUBMIT_PATHS = {
     "finovox": "/finovox/analyse",
     "finovox_case": "/finovox/case",
     "mindee": "/predict_async",
+    "mindee_v2": "/mindee_v2/v2/products/extraction/enqueue",
     "biros": "/async-predict",
     "docimprint": "/docimprint/v1/extract",
 }
@@ -65,7 +66,7 @@ def run(dags, dag_id, files):
 
 
 @pytest.mark.parametrize("mode", ["deferrable", "poke"])
-@pytest.mark.parametrize("vendor", ["finovox", "finovox_case", "mindee", "biros"])
+@pytest.mark.parametrize("vendor", ["finovox", "finovox_case", "mindee", "mindee_v2", "biros"])
 def test_a_batch_ends_with_one_outcome_per_input(dags, emulator, results_uri, tmp_path, capfd, vendor, mode):
     files, expected = inputs_for(vendor, tmp_path / "inbox")
     # Long enough that the sensor's first round of polls finds the jobs pending even on a loaded machine,

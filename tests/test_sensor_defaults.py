@@ -14,6 +14,7 @@ from airflow_docjobs.sensors.biros import BirosDocumentSensor
 from airflow_docjobs.sensors.docimprint import DocimprintJobSensor
 from airflow_docjobs.sensors.finovox import FinovoxResultSensor
 from airflow_docjobs.sensors.mindee import MindeeJobSensor
+from airflow_docjobs.sensors.mindee_v2 import MindeeV2JobSensor
 
 SENSORS = {
     "finovox": lambda **kw: FinovoxResultSensor(task_id="wait", retrieve_token="t", **kw),
@@ -23,10 +24,11 @@ SENSORS = {
     "mindee": lambda **kw: MindeeJobSensor(
         task_id="wait", job_id="j", product="invoices", version="v4", **kw
     ),
+    "mindee_v2": lambda **kw: MindeeV2JobSensor(task_id="wait", job_id="j", **kw),
     "docimprint": lambda **kw: DocimprintJobSensor(task_id="wait", job_id="j", **kw),
     "biros": lambda **kw: BirosDocumentSensor(task_id="wait", service_id="s", document_id="d", **kw),
 }
-ADVISED = {"finovox": 30, "finovox case": 15, "mindee": 5, "docimprint": 3, "biros": 5}
+ADVISED = {"finovox": 30, "finovox case": 15, "mindee": 5, "mindee_v2": 1.5, "docimprint": 3, "biros": 5}
 
 
 @pytest.mark.parametrize("vendor", list(SENSORS))
@@ -43,12 +45,14 @@ from airflow_docjobs.sensors.biros import BirosDocumentSensor
 from airflow_docjobs.sensors.docimprint import DocimprintJobSensor
 from airflow_docjobs.sensors.finovox import FinovoxResultSensor
 from airflow_docjobs.sensors.mindee import MindeeJobSensor
+from airflow_docjobs.sensors.mindee_v2 import MindeeV2JobSensor
 
 sensors = [
     FinovoxResultSensor(task_id="a", retrieve_token="t"),
     MindeeJobSensor(task_id="b", job_id="j", product="invoices", version="v4"),
     DocimprintJobSensor(task_id="c", job_id="j"),
     BirosDocumentSensor(task_id="d", service_id="s", document_id="d"),
+    MindeeV2JobSensor(task_id="e", job_id="j"),
 ]
 print(json.dumps([sensor.deferrable for sensor in sensors]))
 """
@@ -61,4 +65,4 @@ def test_deferrable_defaults_to_the_operators_default_deferrable_option(setting)
         [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=300, check=False
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == [setting == "true"] * 4
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [setting == "true"] * 5

@@ -38,6 +38,7 @@ SENSORS = {
     "finovox_document_result": ("finovox_submit_document", "airflow_docjobs.hooks.finovox.FinovoxHook"),
     "finovox_case_result": ("finovox_submit_case", "airflow_docjobs.hooks.finovox.FinovoxHook"),
     "mindee_result": ("mindee_submit", "airflow_docjobs.hooks.mindee.MindeeHook"),
+    "mindee_v2_result": ("mindee_v2_submit", "airflow_docjobs.hooks.mindee_v2.MindeeV2Hook"),
     "docimprint_result": ("docimprint_submit", "airflow_docjobs.hooks.docimprint.DocimprintHook"),
     "biros_result": ("biros_submit", "airflow_docjobs.hooks.biros.BirosHook"),
 }
@@ -254,6 +255,16 @@ def test_each_sensor_returns_the_vendor_result(demo_run):
         lambda r: isinstance(r["document"]["inference"]["prediction"], dict),
     )
     expect("mindee_result", "the submitted job", lambda r: r["job"]["id"] == values["mindee_submit"])
+    expect(
+        "mindee_v2_result",
+        "an extraction inference",
+        lambda r: r["inference"]["result"]["fields"]["total_amount"]["value"] > 0,
+    )
+    expect(
+        "mindee_v2_result",
+        "the submitted job",
+        lambda r: r["inference"]["job"]["id"] == values["mindee_v2_submit"],
+    )
     expect("docimprint_result", "a complete bundle", lambda r: r["status"] == "complete" and r["bundle_id"])
     expect("docimprint_result", "the submitted job", lambda r: r["job_id"] == values["docimprint_submit"])
     expect("biros_result", "an ACTIVE document", lambda r: r["document"]["status"] == "ACTIVE")

@@ -13,14 +13,17 @@ from airflow_docjobs.operators.biros import BirosSubmitOperator
 from airflow_docjobs.operators.docimprint import DocimprintSubmitOperator
 from airflow_docjobs.operators.finovox import FinovoxSubmitDocumentOperator
 from airflow_docjobs.operators.mindee import MindeeSubmitOperator
+from airflow_docjobs.operators.mindee_v2 import MindeeV2SubmitOperator
 from airflow_docjobs.sensors.biros import BirosDocumentSensor
 from airflow_docjobs.sensors.docimprint import DocimprintJobSensor
 from airflow_docjobs.sensors.finovox import FinovoxResultSensor
 from airflow_docjobs.sensors.mindee import MindeeJobSensor
+from airflow_docjobs.sensors.mindee_v2 import MindeeV2JobSensor
 
 FILE = "{{ params.file }}"
 WAIT = {"task_id": "wait", "deferrable": True, "poke_interval": 0.2, "timeout": 60}
 MINDEE = {"product": "invoices", "version": "v4"}
+MINDEE_V2 = {"model_id": "8c7a3bd0-0c6e-4b8f-9f3a-0d7b7e1c2a11"}
 
 
 def finovox():
@@ -31,6 +34,11 @@ def finovox():
 def mindee():
     submit = MindeeSubmitOperator(task_id="submit", document=FILE, **MINDEE)
     return submit, MindeeJobSensor(job_id=submit.output, **MINDEE, **WAIT), "document"
+
+
+def mindee_v2():
+    submit = MindeeV2SubmitOperator(task_id="submit", document=FILE, **MINDEE_V2)
+    return submit, MindeeV2JobSensor(job_id=submit.output, **MINDEE_V2, **WAIT), "inference"
 
 
 def docimprint():
@@ -68,6 +76,7 @@ DAGS = {
     for vendor, build in {
         "finovox": finovox,
         "mindee": mindee,
+        "mindee_v2": mindee_v2,
         "docimprint": docimprint,
         "biros": biros,
     }.items()

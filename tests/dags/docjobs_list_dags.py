@@ -14,11 +14,13 @@ from airflow_docjobs.operators.biros import BirosSubmitOperator
 from airflow_docjobs.operators.docimprint import DocimprintSubmitOperator
 from airflow_docjobs.operators.finovox import FinovoxSubmitCaseOperator, FinovoxSubmitDocumentOperator
 from airflow_docjobs.operators.mindee import MindeeSubmitOperator
+from airflow_docjobs.operators.mindee_v2 import MindeeV2SubmitOperator
 from airflow_docjobs.retry import docjobs_retry_policy
 from airflow_docjobs.sensors.biros import BirosDocumentSensor
 from airflow_docjobs.sensors.docimprint import DocimprintJobSensor
 from airflow_docjobs.sensors.finovox import FinovoxResultSensor
 from airflow_docjobs.sensors.mindee import MindeeJobSensor
+from airflow_docjobs.sensors.mindee_v2 import MindeeV2JobSensor
 
 try:  # Airflow: the bundle's folder is on sys.path (see _dies_after_submit.py)
     from _dies_after_submit import dies_after_submit
@@ -27,6 +29,7 @@ except ModuleNotFoundError:  # imported by the suite itself: tests/ is on sys.pa
 
 FILES = "{{ params.files }}"
 MINDEE = {"product": "invoices", "version": "v4"}
+MINDEE_V2 = {"model_id": "8c7a3bd0-0c6e-4b8f-9f3a-0d7b7e1c2a11"}
 
 
 def finovox(wait):
@@ -42,6 +45,11 @@ def finovox_case(wait):
 def mindee(wait):
     submit = MindeeSubmitOperator(task_id="submit", document=FILES, **MINDEE)
     return submit, MindeeJobSensor(task_id="wait", job_id=submit.output, **MINDEE, **wait)
+
+
+def mindee_v2(wait):
+    submit = MindeeV2SubmitOperator(task_id="submit", document=FILES, **MINDEE_V2)
+    return submit, MindeeV2JobSensor(task_id="wait", job_id=submit.output, **MINDEE_V2, **wait)
 
 
 def biros(wait):
@@ -89,6 +97,7 @@ BUILDS = {
     "finovox": finovox,
     "finovox_case": finovox_case,
     "mindee": mindee,
+    "mindee_v2": mindee_v2,
     "biros": biros,
     "docimprint": docimprint,
 }

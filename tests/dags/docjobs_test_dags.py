@@ -15,11 +15,13 @@ from airflow_docjobs.operators.biros import BirosSubmitOperator
 from airflow_docjobs.operators.docimprint import DocimprintSubmitOperator
 from airflow_docjobs.operators.finovox import FinovoxSubmitCaseOperator, FinovoxSubmitDocumentOperator
 from airflow_docjobs.operators.mindee import MindeeSubmitOperator
+from airflow_docjobs.operators.mindee_v2 import MindeeV2SubmitOperator
 from airflow_docjobs.retry import docjobs_retry_policy
 from airflow_docjobs.sensors.biros import BirosDocumentSensor
 from airflow_docjobs.sensors.docimprint import DocimprintJobSensor
 from airflow_docjobs.sensors.finovox import FinovoxResultSensor
 from airflow_docjobs.sensors.mindee import MindeeJobSensor
+from airflow_docjobs.sensors.mindee_v2 import MindeeV2JobSensor
 
 try:  # Airflow: the bundle's folder is on sys.path (see _dies_after_submit.py)
     from _dies_after_submit import dies_after_submit
@@ -27,6 +29,7 @@ except ModuleNotFoundError:  # imported by the suite itself: tests/ is on sys.pa
     from dags._dies_after_submit import dies_after_submit
 
 FILE = "{{ params.file }}"
+MINDEE_V2_MODEL = "8c7a3bd0-0c6e-4b8f-9f3a-0d7b7e1c2a11"
 MODES = {
     "deferrable": {"deferrable": True},
     "poke": {"deferrable": False},
@@ -53,6 +56,11 @@ def mindee(wait, submit_class=MindeeSubmitOperator):
     )
 
 
+def mindee_v2(wait, submit_class=MindeeV2SubmitOperator):
+    submit = submit_class(task_id="submit", document=FILE, model_id=MINDEE_V2_MODEL, confidence=True)
+    return submit, MindeeV2JobSensor(task_id="wait", job_id=submit.output, model_id=MINDEE_V2_MODEL, **wait)
+
+
 def docimprint(wait, submit_class=DocimprintSubmitOperator, source="https://example.com/{{ params.name }}"):
     submit = submit_class(task_id="submit", source=source)
     return submit, DocimprintJobSensor(task_id="wait", job_id=submit.output, **wait)
@@ -67,6 +75,7 @@ VENDORS = {
     "finovox": (finovox, FinovoxSubmitDocumentOperator),
     "finovox_case": (finovox_case, FinovoxSubmitCaseOperator),
     "mindee": (mindee, MindeeSubmitOperator),
+    "mindee_v2": (mindee_v2, MindeeV2SubmitOperator),
     "docimprint": (docimprint, DocimprintSubmitOperator),
     "biros": (biros, BirosSubmitOperator),
 }
