@@ -89,6 +89,8 @@ def fault_response(vendor: Vendor, request: Request, fault: Fault) -> Response:
     status = fault.status or 500
     headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
     if fault.body is not None:
+        if fault.body.lstrip().startswith(("{", "[")):  # a vendor's recorded answer, replayed as it came
+            return Response(fault.body, status_code=status, headers=headers, media_type="application/json")
         # Gateways and load balancers answer with HTML pages: clients must cope with a non-JSON error.
         return HTMLResponse(fault.body, status_code=status, headers=headers)
     response = vendor.error(request, status, f"Emulated fault: HTTP {status}")

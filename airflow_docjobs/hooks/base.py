@@ -312,7 +312,7 @@ class DocJobsHook(BaseHook):
                 "answered with a body that is not JSON",
                 status_code=response.status_code,
                 job_id=job_id,
-                vendor_message=response.text[:200] or None,
+                vendor_message=vendor_message(response.text),
             ) from exc
 
     # ---- the job life cycle: submit -> reference -> poll ---------------------------------------------
