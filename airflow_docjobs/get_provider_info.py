@@ -29,7 +29,7 @@ VENDORS = (
         "docimprint",
         "airflow_docjobs.hooks.docimprint.DocimprintHook",
         "docimprint",
-        "Payment token",
+        "Payment token or API key",
         "https://api.docimprint.com",
     ),
     (
@@ -90,6 +90,24 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "schema": {"type": ["number", "null"], "default": 300},
     },
 }
+
+# Connection extra fields of one vendor only, beside the shared ones.
+VENDOR_CONN_FIELDS: dict[str, dict[str, dict[str, Any]]] = {
+    "docimprint": {
+        "auth": {
+            "label": "Authentication",
+            "description": "How the password is sent: 'x402' as the X-Payment token (default), 'api_key' "
+            "as 'Authorization: Bearer <key>' (an account's API key, as docimprint's own client sends it).",
+            "schema": {"type": ["string", "null"], "default": "x402"},
+        }
+    }
+}
+
+
+def conn_fields(conn_type: str) -> dict[str, dict[str, Any]]:
+    """The connection extra fields of one connection type: the shared ones and its own."""
+    return CONN_FIELDS | VENDOR_CONN_FIELDS.get(conn_type, {})
+
 
 # The one list of vendors: each connection type is also its hook module's and the emulator's prefix's name.
 CONN_TYPES = tuple(vendor[0] for vendor in VENDORS)
@@ -153,7 +171,7 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-class-name": hook,
                 "hook-name": name,
                 "ui-field-behaviour": field_behaviour(secret, url),
-                "conn-fields": CONN_FIELDS,
+                "conn-fields": conn_fields(conn_type),
             }
             for conn_type, hook, name, secret, url in VENDORS
         ],

@@ -152,10 +152,25 @@ CASES = {
         "'webhook_ids'",
         "expected a list of webhook ids, got 'w-1'",
     ),
-    "a docimprint source that is not http(s)": (
-        lambda d: DocimprintHook().submit("ftp://example.com/a.pdf"),
+    "a docimprint source that is neither a URL, a file nor a list": (
+        lambda d: DocimprintHook().submit(42),
         "'source'",
-        "expected an http(s) URL, got 'ftp://example.com/a.pdf'",
+        "expected a URL, a file path or a list of URLs, got 42",
+    ),
+    "a docimprint upload that is not a document": (
+        lambda d: DocimprintHook().submit(sample(d, "a.exe")),
+        "'source'",
+        "unsupported extension .exe",
+    ),
+    "a docimprint upload to a focused endpoint": (
+        lambda d: DocimprintHook().submit(sample(d, "a.pdf"), endpoint="qa"),
+        "'source'",
+        "the 'qa' endpoint takes a URL; only extract takes an uploaded file",
+    ),
+    "a file in a docimprint batch": (
+        lambda d: DocimprintHook().submit(["https://example.com/a.pdf", sample(d, "b.pdf")]),
+        "'source'",
+        "a batch takes URLs only",
     ),
     "an empty docimprint batch": (
         lambda d: DocimprintHook().submit([]),

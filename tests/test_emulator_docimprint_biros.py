@@ -8,6 +8,7 @@ import pytest
 from test_emulator import (  # noqa: F401 (fixtures, used by name)
     BIROS,
     DOCIMPRINT,
+    KEY,
     PDF,
     app_fixture,
     biros_submit,
@@ -95,10 +96,81 @@ async def test_docimprint_batch_with_a_failing_item(client, emu):
     emu.advance(1.0)
     done = (await client.get(f"/docimprint/v1/jobs/{job_id}")).json()
     assert done["status"] == "failed"
-    assert done["error"]["code"] == "extract_failed"
+    # As docimprint's own client reads a failed job: the error a string, the code beside it.
+    assert done["code"] == "extract_failed"
+    assert done["error"] == "Could not extract https://x.test/FAIL.pdf: the document could not be parsed"
     assert [i["status"] for i in done["items"]] == ["complete", "failed"]
     assert done["items"][0]["bundle_id"].startswith("ev_")
     assert "bundle_id" not in done
+
+
+async def test_docimprint_file_upload(client, emu):
+    """A multipart ``file`` with form fields, as docimprint's own client uploads it; scenarios by file name."""
+    submit = await client.post(
+        "/docimprint/v1/extract?async=true",
+        headers=DOCIMPRINT,
+        data={"mode": "extract"},
+        files={"file": ("lease.pdf", PDF, "application/pdf")},
+    )
+    assert submit.status_code == 202
+    job_id = submit.json()["job_id"]
+    emu.advance(1.0)
+    done = (await client.get(f"/docimprint/v1/jobs/{job_id}")).json()
+    assert done["status"] == "complete"
+    again = await client.post(
+        "/docimprint/v1/extract?sync=true", headers=DOCIMPRINT, files={"file": ("lease.pdf", PDF)}
+    )
+    assert again.json()["bundle_id"] == done["bundle_id"]  # the same document makes the same bundle
+    assert again.json()["source"] == "lease.pdf"
+    other = await client.post(
+        "/docimprint/v1/extract?sync=true", headers=DOCIMPRINT, files={"file": ("lease.pdf", PDF + b" ")}
+    )
+    assert other.json()["bundle_id"] != done["bundle_id"]
+    failing = await client.post(
+        "/docimprint/v1/extract", headers=DOCIMPRINT, files={"file": ("fail.pdf", PDF)}
+    )
+    emu.advance(1.0)
+    failed = (await client.get(f"/docimprint/v1/jobs/{failing.json()['job_id']}")).json()
+    assert (failed["status"], failed["code"]) == ("failed", "extract_failed")
+    assert failed["error"] == "Could not extract fail.pdf: the document could not be parsed"
+
+
+@pytest.mark.parametrize(
+    ("files", "data"),
+    [
+        ({"document": ("a.pdf", PDF)}, {}),
+        ({"file": ("a.pdf", b"")}, {}),
+        ({"file": ("a.pdf", PDF)}, {"webhook": "nope"}),
+    ],
+    ids=["no-file-field", "empty-file", "bad-webhook"],
+)
+async def test_docimprint_upload_validation(client, files, data):
+    response = await client.post("/docimprint/v1/extract", headers=DOCIMPRINT, files=files, data=data)
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid_request"
+
+
+async def test_docimprint_cancelled_job(client, emu):
+    job_id = await extract(client, "https://x.test/cancel-me.pdf")
+    emu.advance(1.0)
+    job = (await client.get(f"/docimprint/v1/jobs/{job_id}")).json()
+    assert job["status"] == "cancelled"
+    assert job["code"] == "job_cancelled"
+    assert isinstance(job["error"], str)
+    assert "bundle_id" not in job
+
+
+async def test_docimprint_api_key_as_bearer(client):
+    """docimprint's own client sends an API key as ``Authorization: Bearer``; the X-Payment token still works."""
+    body = {"source": "https://x.test/a"}
+    bearer = await client.post(
+        "/docimprint/v1/extract", headers={"Authorization": f"Bearer {KEY}"}, json=body
+    )
+    assert bearer.status_code == 202
+    wrong = await client.post("/docimprint/v1/extract", headers={"Authorization": "Bearer nope"}, json=body)
+    assert wrong.status_code == 402
+    raw = await client.post("/docimprint/v1/extract", headers={"Authorization": KEY}, json=body)
+    assert raw.status_code == 402
 
 
 async def test_docimprint_never_and_unknown(client, emu):
@@ -309,5 +381,5 @@ async def test_docimprint_focused_endpoints_validate_and_fail_like_extract(clien
     emu.advance(1.0)
     done = (await client.get(f"/docimprint/v1/jobs/{queued.json()['job_id']}")).json()
     assert done["status"] == "failed"
-    assert done["error"]["code"] == "extract_failed"
+    assert done["code"] == "extract_failed"
     assert "result" not in done

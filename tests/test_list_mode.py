@@ -23,6 +23,7 @@ SUBMIT_PATHS = {
     "mindee_v2": "/mindee_v2/v2/products/extraction/enqueue",
     "biros": "/async-predict",
     "docimprint": "/docimprint/v1/extract",
+    "docimprint_files": "/docimprint/v1/extract",
 }
 
 
@@ -57,7 +58,9 @@ def inputs_for(vendor: str, folder: Path) -> tuple[list[str], list[str]]:
     files += [str(folder / "notes.txt"), pdf(folder, "ok_2.pdf")]
     # Finovox document analysis has no failed state: "fail" only reads as a high risk.
     second = "succeeded" if vendor == "finovox" else "failed"
-    return files, ["succeeded", second, "rejected", "rejected", "succeeded"]
+    # docimprint extracts text files too (its own examples upload one).
+    fourth = "succeeded" if vendor == "docimprint_files" else "rejected"
+    return files, ["succeeded", second, "rejected", fourth, "succeeded"]
 
 
 def run(dags, dag_id, files):
@@ -66,7 +69,9 @@ def run(dags, dag_id, files):
 
 
 @pytest.mark.parametrize("mode", ["deferrable", "poke"])
-@pytest.mark.parametrize("vendor", ["finovox", "finovox_case", "mindee", "mindee_v2", "biros"])
+@pytest.mark.parametrize(
+    "vendor", ["finovox", "finovox_case", "mindee", "mindee_v2", "biros", "docimprint_files"]
+)
 def test_a_batch_ends_with_one_outcome_per_input(dags, emulator, results_uri, tmp_path, capfd, vendor, mode):
     files, expected = inputs_for(vendor, tmp_path / "inbox")
     # Long enough that the sensor's first round of polls finds the jobs pending even on a loaded machine,

@@ -1,7 +1,9 @@
 """
 docimprint async jobs: ``POST /v1/extract``, ``POST /v1/jobs`` (batches) and ``GET /v1/jobs/{job_id}``.
 
-Also the focused endpoints, ``POST /v1/summarize`` and ``POST /v1/qa``.
+Also the focused endpoints, ``POST /v1/summarize`` and ``POST /v1/qa``. ``/v1/extract`` takes a JSON
+``source`` URL or a multipart ``file`` upload (with form fields such as ``mode``); the secret is an x402
+``X-Payment`` token or an API key as ``Authorization: Bearer <key>``, as docimprint's own client sends it.
 
 Webhooks are accepted and kept on the job but never delivered: every client must be able to poll anyway,
 and an emulator calling out to the network would break the "everything runs offline" promise.
@@ -14,10 +16,11 @@ import uuid
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from starlette.datastructures import UploadFile
 from starlette.responses import JSONResponse, Response
 
-from airflow_docjobs.emulator.routes import Bulk, Vendor, read_json, vendor_route
-from airflow_docjobs.emulator.values import Seeded, scenarios_of
+from airflow_docjobs.emulator.routes import Bulk, Vendor, read_form, read_json, vendor_route
+from airflow_docjobs.emulator.values import Seeded, scenarios_of, seed_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -54,8 +57,9 @@ DOCIMPRINT = Vendor(
     secret_prefix="",
     error=_error,
     unauthorized=lambda request: _error(
-        request, 402, "A valid X-Payment token is required for this endpoint"
+        request, 402, "A valid X-Payment token or API key is required for this endpoint"
     ),
+    other_secrets=(("authorization", "Bearer "),),
 )
 
 
@@ -76,15 +80,18 @@ def _bundle(*sources: str) -> dict[str, str]:
 
 
 def _item_error(source: str) -> dict[str, str]:
-    return {
-        "code": "extract_failed",
-        "message": f"Could not extract {source}: the document could not be parsed",
-    }
+    """A failed job's ``error`` (a string, as the official client reads it) and its ``code``."""
+    name = source.split("\n", 1)[0]  # an upload's source is its name and its content's SHA-256
+    return {"error": f"Could not extract {name}: the document could not be parsed", "code": "extract_failed"}
+
+
+CANCELLED = {"error": "The job was cancelled before it completed", "code": "job_cancelled"}
 
 
 def _job_json(job: Job, now: float) -> dict[str, Any]:
     sources = job.data["sources"]
     failing = ["fail" in scenarios_of(source) for source in sources]
+    cancelled = any("cancel" in scenarios_of(source) for source in sources)
     out: dict[str, Any] = {"job_id": job.key}
     if job.queued(now):
         # "processing" is the only status documented before the end; the message tells a queue apart.
@@ -94,9 +101,11 @@ def _job_json(job: Job, now: float) -> dict[str, Any]:
         pct = math.floor(job.progress(now) * 100)
         page = min(pages, math.floor(job.progress(now) * pages) + 1)  # the page being read now
         out |= {"status": "processing", "progress_pct": pct, "progress_message": f"OCR page {page}/{pages}"}
+    elif cancelled:
+        out |= {"status": "cancelled", "progress_message": "Cancelled"} | CANCELLED
     elif any(failing):
         out |= {"status": "failed", "progress_pct": 100, "progress_message": "Failed"}
-        out["error"] = _item_error(sources[failing.index(True)])
+        out |= _item_error(sources[failing.index(True)])
     elif job.kind in FOCUSED:
         out |= {"status": "complete", "progress_pct": 100, "progress_message": "Done", "endpoint": job.kind}
         out["result"] = _focused_result(job.kind, sources[0], job.data.get("options") or {})
@@ -108,9 +117,7 @@ def _job_json(job: Job, now: float) -> dict[str, Any]:
         for source, fails in zip(sources, failing, strict=True):
             item: dict[str, Any] = {"source": source, "status": "processing"}
             if job.done(now):
-                item |= (
-                    {"status": "failed", "error": _item_error(source)} if fails else {"status": "complete"}
-                )
+                item |= {"status": "failed"} | _item_error(source) if fails else {"status": "complete"}
                 item |= {} if fails else _bundle(source)
             items.append(item)
         out["items"] = items
@@ -133,18 +140,44 @@ def _bad_webhook(request: Request, body: dict[str, Any]) -> Response | None:
     return None
 
 
+async def _upload(request: Request) -> tuple[dict[str, Any], str, str] | Response:
+    """
+    The form fields, source and shown name of a multipart ``/v1/extract``, or its 422.
+
+    An upload's source is its file name and its content's SHA-256: scenarios and bundles derive from it.
+    """
+    form = await read_form(request)
+    upload = form.get("file") if form is not None else None
+    if form is None or not isinstance(upload, UploadFile):
+        return _error(request, 422, "A multipart body must carry the document in the field 'file'")
+    content = await upload.read()
+    if not content:
+        return _error(request, 422, "The uploaded file is empty")
+    fields = {key: value for key, value in form.multi_items() if isinstance(value, str)}
+    if (refused := _bad_webhook(request, fields)) is not None:
+        return refused
+    name = upload.filename or "upload"
+    return fields, seed_of(name, content), name
+
+
 async def extract(request: Request, emulator: Emulator) -> Response:
-    """Serve ``POST /v1/extract``: one source, answered inline with ``sync=true``, else a job."""
-    body = await _one_source(request)
-    if isinstance(body, Response):
-        return body
-    source = body["source"]
+    """Serve ``POST /v1/extract``: one source or upload, answered inline with ``sync=true``, else a job."""
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        found = await _upload(request)
+        if isinstance(found, Response):
+            return found
+        body, source, shown = found
+    else:
+        found_body = await _one_source(request)
+        if isinstance(found_body, Response):
+            return found_body
+        body, source, shown = found_body, found_body["source"], found_body["source"]
     if request.query_params.get("sync", "").lower() == "true":
         if "fail" in scenarios_of(source):
-            return _error(request, 422, _item_error(source)["message"], code="extract_failed")
+            return _error(request, 422, _item_error(source)["error"], code="extract_failed")
         # Inline processing: the job is recorded already complete so GET /v1/jobs/{id} agrees.
         job = extraction_job(emulator, "extract", [source], inline=True)
-        return JSONResponse(_job_json(job, emulator.now()) | {"source": source})
+        return JSONResponse(_job_json(job, emulator.now()) | {"source": shown})
     job = extraction_job(emulator, "extract", [source], webhook=body.get("webhook"))
     return JSONResponse({"job_id": job.key, "status": "processing"}, status_code=202)
 
@@ -175,7 +208,7 @@ async def focused(request: Request, emulator: Emulator) -> Response:
     options = {k: v for k, v in body.items() if k not in ("source", "webhook")}
     if request.query_params.get("async", "").lower() != "true":  # synchronous: the answer inline
         if "fail" in scenarios_of(source):
-            return _error(request, 422, _item_error(source)["message"], code="extract_failed")
+            return _error(request, 422, _item_error(source)["error"], code="extract_failed")
         return JSONResponse({"source": source, "result": _focused_result(endpoint, source, options)})
     job = extraction_job(emulator, endpoint, [source], options=options, webhook=body.get("webhook"))
     return JSONResponse({"job_id": job.key, "status": "processing"}, status_code=202)

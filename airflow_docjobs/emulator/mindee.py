@@ -42,6 +42,7 @@ ERROR_CODES = {
     404: "NotFound",
     413: "FileTooLarge",
     429: "TooManyRequests",
+    500: "failure",  # Mindee's own code for a 500 (its recorded error_500_inference_fail.json)
 }
 BULK_OPTIONS = {"product": "mindee/invoices/v4"}
 

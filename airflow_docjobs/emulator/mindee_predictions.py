@@ -41,10 +41,41 @@ INVOICE_FEATURES = (
     "document_type_extended",
     "subcategory",
     "category",
+    "orientation",
     "line_items",
 )
+# The parts of every address field, as Mindee splits them (null when not found).
+ADDRESS_PARTS = (
+    "address_complement",
+    "city",
+    "country",
+    "po_box",
+    "postal_code",
+    "state",
+    "street_name",
+    "street_number",
+)
+SUPPLIER_ADDRESS = {
+    "value": "123 Market Street, San Francisco, CA 94105, USA",
+    "street_number": "123",
+    "street_name": "Market Street",
+    "city": "San Francisco",
+    "postal_code": "94105",
+    "state": "CA",
+    "country": "USA",
+}
+CUSTOMER_ADDRESS = {
+    "value": "456 Oak Avenue, Springfield, IL 62701, USA",
+    "street_number": "456",
+    "street_name": "Oak Avenue",
+    "city": "Springfield",
+    "postal_code": "62701",
+    "state": "IL",
+    "country": "USA",
+}
 
 
+LOCALE = {"confidence": 0.94, "country": "US", "currency": "USD", "language": "en", "value": "en-US"}
 SUPPLIERS = (
     "Acme Corporation",
     "Globex Inc",
@@ -108,20 +139,26 @@ def _field(
     return out | extra
 
 
+def _address(
+    found: dict[str, str] | None, box: tuple[float, float, float, float], page_id: int | None
+) -> dict[str, Any]:
+    """An address field with every part Mindee gives, ``None`` where not found (all of them when empty)."""
+    parts = {part: (found or {}).get(part) for part in ADDRESS_PARTS}
+    return _field(found and found["value"], box, page_id, **parts)
+
+
 def invoice_prediction(page_id: int | None, v: dict[str, Any], filled: bool = True) -> dict[str, Any]:
     """
     An InvoiceV4 prediction of the values ``v`` (see ``invoice_values``).
 
-    ``page_id`` is set on document-level fields only, as Mindee does. An unfilled prediction has every field
-    empty.
+    ``page_id`` is set on document-level fields only, as Mindee does; a page's own prediction (``page_id``
+    ``None``) also has its ``orientation``. An unfilled prediction has every field empty.
     """
 
     def f(value: Any, box: tuple[float, float, float, float] | None = None, **extra: Any) -> dict[str, Any]:
         return _field(value if filled else None, box, page_id, **(extra if filled else {}))
 
-    address = "123 Market Street, San Francisco, CA 94105, USA"
-    parts = {"street_number": "123", "street_name": "Market Street", "city": "San Francisco"}
-    parts |= {"postal_code": "94105", "state": "CA", "country": "USA"}
+    customer = CUSTOMER_ADDRESS if filled else None
     line_items = [
         {
             "confidence": 0.98,
@@ -139,11 +176,12 @@ def invoice_prediction(page_id: int | None, v: dict[str, Any], filled: bool = Tr
         for description, code, quantity, unit_price, total, box in (v["lines"] if filled else [])
     ]
     tax_box = (0.7, 0.62, 0.95, 0.64)
-    taxes = [_field(v["total_tax"], tax_box, page_id, base=v["total_net"], code="SALES", rate=v["tax_rate"])]
-    return {
-        "billing_address": f("456 Oak Avenue, Springfield, IL 62701, USA", (0.05, 0.25, 0.35, 0.3)),
+    taxes = [_field(v["total_tax"], tax_box, page_id, base=v["total_net"], rate=v["tax_rate"])]
+    orientation = {"orientation": {"confidence": 0.99, "degrees": 0}} if page_id is None else {}
+    return orientation | {
+        "billing_address": _address(customer, (0.05, 0.25, 0.35, 0.3), page_id),
         "category": {"confidence": 0.95 if filled else 0.0, "value": "miscellaneous" if filled else None},
-        "customer_address": f("456 Oak Avenue, Springfield, IL 62701, USA", (0.05, 0.25, 0.35, 0.3)),
+        "customer_address": _address(customer, (0.05, 0.25, 0.35, 0.3), page_id),
         "customer_company_registrations": [],
         "customer_id": f("CUST-0042", (0.6, 0.2, 0.75, 0.22)),
         "customer_name": f("JOHN DOE", (0.05, 0.22, 0.2, 0.24), raw_value="John Doe"),
@@ -156,15 +194,13 @@ def invoice_prediction(page_id: int | None, v: dict[str, Any], filled: bool = Tr
         "due_date": f(v["due_date"], (0.8, 0.18, 0.95, 0.2), is_computed=False),
         "invoice_number": f(v["invoice_number"], (0.8, 0.12, 0.95, 0.14)),
         "line_items": line_items,
-        "locale": {"confidence": 0.94, "country": "US", "currency": "USD", "language": "en"}
-        if filled
-        else {"confidence": 0.0, "country": None, "currency": None, "language": None},
+        "locale": LOCALE if filled else {key: None for key in LOCALE} | {"confidence": 0.0},
         "payment_date": f(v["due_date"], (0.8, 0.18, 0.95, 0.2)),
         "po_number": f(v["po_number"], (0.6, 0.12, 0.75, 0.14)),
         "reference_numbers": [f(v["po_number"], (0.6, 0.12, 0.75, 0.14))] if filled else [],
-        "shipping_address": _field(None, None, page_id),
+        "shipping_address": _address(None, (0, 0, 0, 0), page_id),
         "subcategory": {"confidence": 0.0, "value": None},
-        "supplier_address": f(address, (0.05, 0.06, 0.4, 0.1), **parts),
+        "supplier_address": _address(SUPPLIER_ADDRESS if filled else None, (0.05, 0.06, 0.4, 0.1), page_id),
         "supplier_company_registrations": [f("12-3456789", (0.05, 0.11, 0.2, 0.12), type="EIN")]
         if filled
         else [],
@@ -202,6 +238,6 @@ def generic_prediction(page_id: int | None, v: dict[str, Any]) -> dict[str, Any]
     """A generic prediction of the values ``v``: date, locale and total amount."""
     return {
         "date": _field(v["date"], (0.7, 0.1, 0.9, 0.12), page_id),
-        "locale": {"confidence": 0.9, "country": "US", "currency": "USD", "language": "en"},
+        "locale": LOCALE,
         "total_amount": _field(v["total_amount"], (0.7, 0.8, 0.9, 0.82), page_id),
     }

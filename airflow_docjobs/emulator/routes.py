@@ -36,10 +36,15 @@ class Vendor:
     secret_prefix: str
     error: Callable[[Request, int, str], Response]
     unauthorized: Callable[[Request], Response]
+    # Other (header, prefix) pairs the vendor also takes the secret in (docimprint: a Bearer API key).
+    other_secrets: tuple[tuple[str, str], ...] = ()
 
     def authorized(self, request: Request, api_key: str) -> bool:
-        """Whether the request carries the vendor's secret header with ``api_key``."""
-        return request.headers.get(self.secret_header) == f"{self.secret_prefix}{api_key}"
+        """Whether the request carries the vendor's secret header (or another it takes) with ``api_key``."""
+        return any(
+            request.headers.get(header) == f"{prefix}{api_key}"
+            for header, prefix in ((self.secret_header, self.secret_prefix), *self.other_secrets)
+        )
 
 
 def detail_error(request: Request, status: int, detail: str) -> Response:
@@ -84,6 +89,8 @@ def fault_response(vendor: Vendor, request: Request, fault: Fault) -> Response:
     status = fault.status or 500
     headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
     if fault.body is not None:
+        if fault.body.lstrip().startswith(("{", "[")):  # a vendor's recorded answer, replayed as it came
+            return Response(fault.body, status_code=status, headers=headers, media_type="application/json")
         # Gateways and load balancers answer with HTML pages: clients must cope with a non-JSON error.
         return HTMLResponse(fault.body, status_code=status, headers=headers)
     response = vendor.error(request, status, f"Emulated fault: HTTP {status}")

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 # Substrings of a file name, URL or content that select a deterministic outcome (see the vendor modules).
-SCENARIOS = ("fail", "never", "fraud", "reject", "noncompliant")
+SCENARIOS = ("fail", "never", "fraud", "reject", "noncompliant", "cancel")
 
 T = TypeVar("T")
 

@@ -116,6 +116,10 @@ class DocJobsHook(BaseHook):
             message = message.replace(secret, "***")
         return cls(summary, vendor=self.vendor, conn_id=self.conn_id, vendor_message=message, **details)
 
+    def auth_headers(self, secret: str, extra: Mapping[str, Any]) -> dict[str, str]:
+        """The headers that carry the secret; a vendor with several ways to authenticate reads its extra."""
+        return {self.auth_header: f"{self.auth_scheme}{secret}"}
+
     def rules(self, extensions: frozenset[str] = frozenset()) -> InputRules:
         """Input checks that name this hook's vendor and connection."""
         return InputRules(self.vendor, self.conn_id, extensions)
@@ -308,7 +312,7 @@ class DocJobsHook(BaseHook):
                 "answered with a body that is not JSON",
                 status_code=response.status_code,
                 job_id=job_id,
-                vendor_message=response.text[:200] or None,
+                vendor_message=vendor_message(response.text),
             ) from exc
 
     # ---- the job life cycle: submit -> reference -> poll ---------------------------------------------

@@ -7,7 +7,9 @@ A request described without sending it (:class:`Call`), a job's state read from 
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -94,18 +96,47 @@ class JobStatus:
 def vendor_message(body: Any) -> str | None:
     """Find the vendor's own error message in the common shapes of an error body."""
     if isinstance(body, str):
-        return body.strip()[:500] or None
+        return _text_message(body)
     if not isinstance(body, dict):
         return None
     for key in ("message", "detail", "details", "error", "api_request"):
         value = body.get(key)
         if isinstance(value, str) and value:
             return value[:500]
-        if isinstance(value, dict) and (found := vendor_message(value)):
-            return found
+        if isinstance(value, dict):
+            # Mindee's details may be per field, {"document": ["error message"]}: those are its words.
+            found = vendor_message(value) or (_per_field(value) if key in ("detail", "details") else None)
+            if found:
+                return found
         if isinstance(value, list) and value:
             return json.dumps(value)[:500]
     return None
+
+
+def _per_field(details: dict[str, Any]) -> str | None:
+    """``{"document": ["error message"]}`` as ``document: error message``."""
+    parts = [
+        f"{field}: {', '.join(map(str, words)) if isinstance(words, list) else words}"
+        for field, words in details.items()
+    ]
+    return "; ".join(parts)[:500] or None
+
+
+_HTML = re.compile(r"<(!doctype\s+html|html|head|body)\b", re.IGNORECASE)
+_HEADINGS = re.compile(r"<(title|h1)\b[^>]*>(.*?)</\1\s*>", re.IGNORECASE | re.DOTALL)
+
+
+def _text_message(text: str) -> str | None:
+    """A body that is not JSON: its text, or for an HTML page (a gateway's 502) one line from its title."""
+    text = text.strip()
+    if not _HTML.search(text[:1000]):
+        return text[:500] or None
+    headings: list[str] = []
+    for _, inner in _HEADINGS.findall(text):
+        words = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", inner)).split())
+        if words and words not in headings:
+            headings.append(words)
+    return ("an HTML page" + (": " + " - ".join(headings) if headings else ""))[:200]
 
 
 def parse_body(response: httpx.Response) -> Any:

@@ -3,14 +3,14 @@ The connection form on Airflow < 3.2, which reads it from two hook classmethods.
 
 It reads them from the hook class's own ``__dict__`` only, rather than from the provider info's
 ``conn-fields`` and ``ui-field-behaviour`` (Airflow 3.2+). Both ways are built from the same table,
-``get_provider_info.CONN_FIELDS``.
+``get_provider_info.conn_fields``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from airflow_docjobs.get_provider_info import CONN_FIELDS, field_behaviour
+from airflow_docjobs.get_provider_info import conn_fields, field_behaviour
 
 
 def get_connection_form_widgets(hook: type) -> dict[str, Any]:
@@ -20,7 +20,7 @@ def get_connection_form_widgets(hook: type) -> dict[str, Any]:
     from wtforms import BooleanField, IntegerField, StringField
 
     widgets: dict[str, Any] = {}
-    for name, field in CONN_FIELDS.items():
+    for name, field in conn_fields(hook.conn_type).items():  # type: ignore[attr-defined]
         kind, default = field["schema"]["type"][0], field["schema"].get("default")
         label, description = lazy_gettext(field["label"]), field["description"]
         if kind == "boolean":

@@ -7,9 +7,17 @@ import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from airflow_docjobs.exceptions import VendorAPIError
+from airflow_docjobs.exceptions import VendorAPIError, VendorRequestError, error_for_status
 from airflow_docjobs.hooks.base import DocJobsHook
-from airflow_docjobs.hooks.calls import FAILED, PENDING, SUCCEEDED, Call, JobStatus, vendor_message
+from airflow_docjobs.hooks.calls import (
+    FAILED,
+    PENDING,
+    SUCCEEDED,
+    Call,
+    JobStatus,
+    parse_body,
+    vendor_message,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -99,6 +107,33 @@ class MindeeHook(DocJobsHook):
             raise self.bad_input("job_id", f"expected the job id returned by predict_async, got {job_id!r}")
         product = self.product_path(job.get("product"), job.get("version"), job.get("account", "mindee"))
         return Call("GET", f"{product}/documents/queue/{quote(job_id, safe='')}", job_id=job_id)
+
+    def check(self, response: httpx.Response, job_id: str | None = None) -> Any:
+        """
+        Raise the typed error of an error answer, read as Mindee's own client reads it; else the JSON body.
+
+        The body's ``api_request.status_code`` is the status (a 2xx answer may say 400 in it), and a 403
+        may mean that the product has no asynchronous mode rather than a refused key.
+        """
+        body = parse_body(response)
+        api_request = body.get("api_request") if isinstance(body, dict) else None
+        stated = api_request.get("status_code") if isinstance(api_request, dict) else None
+        status = response.status_code
+        if status < 300 and isinstance(stated, int) and not isinstance(stated, bool) and stated >= 400:
+            status = stated
+        message = vendor_message(body)
+        if status == 403 and "asynchronous mode" in (message or ""):
+            raise self.error(
+                VendorRequestError,
+                "the product has no asynchronous mode (predict_async); use an asynchronous product",
+                status_code=status,
+                job_id=job_id,
+                vendor_message=message,
+            )
+        if status != response.status_code:
+            error, summary = error_for_status(status)
+            raise self.error(error, summary, status_code=status, job_id=job_id, vendor_message=message)
+        return super().check(response, job_id)
 
     def read_poll(self, job: Mapping[str, Any], response: httpx.Response) -> JobStatus | Call:
         """Read a queue answer: a redirect becomes a ``GET`` of the document, else a status from the job."""

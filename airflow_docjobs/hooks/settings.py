@@ -74,7 +74,7 @@ def read_settings(hook: DocJobsHook, conn: Any) -> ConnSettings:
 
     return ConnSettings(
         base_url=_base_url(hook, conn),
-        auth={hook.auth_header: f"{hook.auth_scheme}{secret}"},
+        auth=hook.auth_headers(secret, extra),
         secret=secret,
         timeout=httpx.Timeout(number("timeout"), connect=number("connect_timeout")),
         backoff=Backoff(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow_docjobs.hooks.docimprint import DocimprintHook
+from airflow_docjobs.hooks.docimprint import DocimprintHook, is_url
 from airflow_docjobs.operators.base import DocJobSubmitOperator
 
 if TYPE_CHECKING:
@@ -15,11 +15,16 @@ class DocimprintSubmitOperator(DocJobSubmitOperator):
     """
     Queue an extraction; return the job id. Each job is billed, so a retry reuses the job (Airflow >= 3.3).
 
+    A URL is sent for docimprint to fetch; a local path or an object-storage URI is uploaded. A list of URLs
+    is one ``/v1/jobs`` batch (one job id). A folder, a prefix ending in ``/``, or a list holding files is
+    submitted in list mode: one ``/v1/extract`` job per document, one job id per document.
+
     With a focused ``endpoint`` (``"summarize"``, ``"qa"``...) each source is its own job, submitted with
     ``?async=true``, and the full result lands in the job response that the sensor returns; a list of
-    sources is submitted in list mode (one job id per source).
+    sources is submitted in list mode (one job id per source). Focused endpoints take URLs only.
 
-    :param source: one document URL (``/v1/extract``) or a list of URLs (one ``/v1/jobs`` batch).
+    :param source: a document URL, a local path or object-storage URI (uploaded), a folder or prefix, or a
+        list of them (a list of URLs only is one ``/v1/jobs`` batch).
     :param mode: batch mode (default ``"extract"``).
     :param webhook: optional URL docimprint calls on progress, completion and failure.
     :param endpoint: ``"extract"`` (default) or a focused endpoint under ``/v1/``.
@@ -52,7 +57,16 @@ class DocimprintSubmitOperator(DocJobSubmitOperator):
         self.options = options
 
     def batch_items(self) -> list[Any] | None:
-        """The sources of a focused endpoint's list, one job each; ``None`` otherwise (one batch job)."""
-        if self.endpoint != "extract" and isinstance(self.source, (list, tuple)):
-            return list(self.source)  # a focused endpoint takes one source per job: list mode
-        return None  # docimprint batches extracts natively: a list of sources is one /v1/jobs job
+        """
+        The documents of list mode, one job each; ``None`` for one source or one ``/v1/jobs`` batch.
+
+        docimprint batches extracts of URLs natively: a list of URLs is one ``/v1/jobs`` job. A focused
+        endpoint's list, a folder, a prefix and a list holding files are list mode.
+        """
+        if (
+            self.endpoint == "extract"
+            and isinstance(self.source, (list, tuple))
+            and all(is_url(source) for source in self.source)
+        ):
+            return None
+        return super().batch_items()

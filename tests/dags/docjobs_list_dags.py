@@ -65,6 +65,12 @@ def docimprint(wait):
     return submit, DocimprintJobSensor(task_id="wait", job_id=submit.output, **wait)
 
 
+def docimprint_files(wait):
+    # Files are uploaded, one /v1/extract job each (a /v1/jobs batch takes URLs only).
+    submit = DocimprintSubmitOperator(task_id="submit", source=FILES)
+    return submit, DocimprintJobSensor(task_id="wait", job_id=submit.output, **wait)
+
+
 def mindee_retried(wait):
     # Its first try fails after submitting the whole list, as a worker lost mid-batch would.
     submit = dies_after_submit(MindeeSubmitOperator)(task_id="submit", document=FILES, **MINDEE)
@@ -100,6 +106,7 @@ BUILDS = {
     "mindee_v2": mindee_v2,
     "biros": biros,
     "docimprint": docimprint,
+    "docimprint_files": docimprint_files,
 }
 DAGS = {
     f"docjobs_list_{vendor}_{mode}": make_dag(
