@@ -17,6 +17,7 @@ from test_emulator import (  # noqa: F401 (fixtures, used by name)
     DOCIMPRINT,
     FINOVOX,
     INVOICES,
+    KEY,
     MINDEE,
     PDF,
     app_fixture,
@@ -69,6 +70,13 @@ KINDS = {
         lambda r: "completed" if r.status_code == 302 else r.json()["job"]["status"],
         ("waiting", "processing"),
         "completed",
+    ),
+    "mindee_v2": Kind(
+        {"vendor": "mindee_v2"},
+        lambda c, ref: c.get(f"/mindee_v2/v2/jobs/{ref}", headers={"Authorization": KEY}),
+        lambda r: r.json()["job"]["status"],
+        ("Processing",),
+        "Processed",
     ),
     "docimprint": Kind(
         {"vendor": "docimprint"},
@@ -178,11 +186,12 @@ async def test_a_lowered_limit_waits_for_enough_slots(client, emu):
     [
         ({"vendor": "docimprint"}, r"job_[0-9a-f]{16}"),
         ({"vendor": "mindee"}, UUID),
+        ({"vendor": "mindee_v2", "product": "ocr"}, UUID),
         ({"vendor": "biros"}, UUID),
         ({"vendor": "finovox"}, r"gAAAAAB[\w-]+=*"),
         ({"vendor": "finovox", "kind": "case"}, r"gAAAAAB[\w-]+=*"),
     ],
-    ids=["docimprint", "mindee", "biros", "finovox-document", "finovox-case"],
+    ids=["docimprint", "mindee", "mindee_v2", "biros", "finovox-document", "finovox-case"],
 )
 async def test_bulk_references_are_what_a_submit_returns(client, body, reference):
     references = await bulk(client, 3, **body)

@@ -31,7 +31,9 @@ from airflow_docjobs.hooks.biros import BirosHook
 from airflow_docjobs.hooks.docimprint import DocimprintHook
 from airflow_docjobs.hooks.finovox import FinovoxHook
 from airflow_docjobs.hooks.mindee import MindeeHook
+from airflow_docjobs.hooks.mindee_v2 import MindeeV2Hook
 from airflow_docjobs.sensors.docimprint import DocimprintJobSensor
+from airflow_docjobs.sensors.mindee_v2 import MindeeV2JobSensor
 from airflow_docjobs.triggers.job import DocJobTrigger
 
 POLL = "/v1/jobs/"
@@ -232,3 +234,25 @@ def test_a_vendor_failure_carries_the_vendor_code_and_message(emulator):
     assert error.code == "extract_failed"
     assert "[extract_failed]" in str(error)
     assert "Could not extract" in str(error)
+
+
+def test_a_mindee_v2_failed_job_keeps_the_problem_code_and_detail_and_an_unknown_one_is_404(
+    emulator, tmp_path
+):
+    with MindeeV2Hook() as hook:
+        job = hook.job_reference(hook.submit(str(copy_sample(tmp_path, "fail.pdf")), model_id="m-1"))
+        emulator.state.advance(5)
+        status = hook.get_job_status(job)
+        with pytest.raises(VendorNotFoundError) as unknown:
+            hook.get_job_status({"job_id": "00000000-0000-0000-0000-000000000000"})
+    assert (status.state, status.code, status.message) == (
+        "failed",
+        "500-001",
+        "The document could not be processed.",
+    )
+    error = MindeeV2JobSensor(task_id="wait", job_id=job["job_id"])._job_failed(status.message, status.code)
+    assert isinstance(error, VendorJobFailedError)
+    assert error.code == "500-001"
+    assert "The document could not be processed." in str(error)
+    assert unknown.value.status_code == 404
+    assert "'mindee_v2_default'" in str(unknown.value)
