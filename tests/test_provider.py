@@ -61,6 +61,8 @@ def test_providers_manager_registers_the_connection_types_and_forms():
         assert url in json.dumps(behaviour["placeholders"])
         assert {"login", "schema", "port"} <= set(behaviour["hidden_fields"])
         assert f"extra__{conn_type}__timeout" in manager.connection_form_widgets
+        # docimprint's own extra, on its form only: which header carries the password.
+        assert (f"extra__{conn_type}__auth" in manager.connection_form_widgets) == (conn_type == "docimprint")
 
 
 def test_airflow_providers_list_shows_the_package():
