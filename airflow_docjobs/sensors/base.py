@@ -35,7 +35,7 @@ from airflow_docjobs.results import (
     read_json,
     write_json,
 )
-from airflow_docjobs.retry import with_retry_policy
+from airflow_docjobs.retry import with_defaults, with_retry_policy
 from airflow_docjobs.sensors.memory import PokeMemory
 from airflow_docjobs.triggers.job import EVENT_STATUSES, DocJobTrigger
 
@@ -92,11 +92,9 @@ class DocJobSensor(BaseSensorOperator):
     ) -> None:
         # Retries are cheap here (a retry reads landed results, never resubmits) and they absorb Airflow's
         # stale-executor-event race on resumed deferrable tasks (docs/design.md); a vendor-reported failure
-        # and a timeout still fail at once.
-        kwargs.setdefault("retries", 2)
-        kwargs.setdefault("retry_delay", timedelta(seconds=10))
+        # and a timeout still fail at once. Only where the user said nothing, here or in default_args.
         super().__init__(
-            **with_retry_policy(kwargs),
+            **with_retry_policy(with_defaults(kwargs, retries=2, retry_delay=timedelta(seconds=10))),
             poke_interval=self.default_poke_interval if poke_interval is None else poke_interval,
         )
         self.conn_id = conn_id
