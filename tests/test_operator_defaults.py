@@ -16,11 +16,15 @@ from airflow_docjobs.operators.docimprint import DocimprintSubmitOperator
 from airflow_docjobs.retry import docjobs_retry_policy
 from airflow_docjobs.sensors.docimprint import DocimprintJobSensor
 
-needs_policies = pytest.mark.skipif(docjobs_retry_policy() is None, reason="retry policies need Airflow >= 3.3")
+needs_policies = pytest.mark.skipif(
+    docjobs_retry_policy() is None, reason="retry policies need Airflow >= 3.3"
+)
 
 
 def sensor(default_args: dict[str, object] | None = None, **kwargs: object) -> DocimprintJobSensor:
-    with DAG("defaults", schedule=None, start_date=pendulum.datetime(2026, 1, 1), default_args=default_args or {}):
+    with DAG(
+        "defaults", schedule=None, start_date=pendulum.datetime(2026, 1, 1), default_args=default_args or {}
+    ):
         return DocimprintJobSensor(task_id="wait", job_id="job-1", **kwargs)
 
 
