@@ -189,10 +189,12 @@ def not_the_vendor(hook: DocJobsHook, response: httpx.Response) -> str:
         if hook.error_envelope
         else "a JSON 'detail' message of its own"
     )
-    return hook.error(
-        DocJobsInputError,
-        f"{response.request.url} answered HTTP {response.status_code} ({kind}: {excerpt!r}), which is not the "
-        f"{hook.vendor} API's answer ({shape}). The connection's host must be the API's base URL, its path "
-        f"prefix included: {hook.default_base_url} for {hook.vendor} itself, http://<host>:<port>/{hook.conn_type} "
-        "for the emulator",
-    ).args[0]
+    return str(
+        hook.error(
+            DocJobsInputError,
+            f"{response.request.url} answered HTTP {response.status_code} ({kind}: {excerpt!r}), which is not the "
+            f"{hook.vendor} API's answer ({shape}). The connection's host must be the API's base URL, its path "
+            f"prefix included: {hook.default_base_url} for {hook.vendor} itself, http://<host>:<port>/{hook.conn_type} "
+            "for the emulator",
+        )
+    )
