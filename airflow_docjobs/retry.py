@@ -17,8 +17,8 @@ from typing import Any
 
 from airflow_docjobs.version_compat import HAS_RETRY_POLICY
 
+INPUT = "airflow_docjobs.exceptions.DocJobsInputError"
 PERMANENT = (
-    "airflow_docjobs.exceptions.DocJobsInputError",
     "airflow_docjobs.exceptions.VendorAuthError",
     "airflow_docjobs.exceptions.VendorRequestError",
     "airflow_docjobs.exceptions.VendorNotFoundError",
@@ -38,6 +38,12 @@ def docjobs_retry_policy(transient_delay: timedelta = timedelta(minutes=1)) -> A
 
     return ExceptionRetryPolicy(
         rules=[
+            RetryRule(
+                exception=INPUT,
+                action=RetryAction.FAIL,
+                reason="bad input (a parameter, a connection setting, or a document missing, empty, "
+                "unreadable or not of its format): no vendor was contacted, and a retry cannot help",
+            ),
             RetryRule(
                 exception=list(PERMANENT),
                 action=RetryAction.FAIL,

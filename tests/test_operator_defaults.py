@@ -63,3 +63,19 @@ def test_the_retry_policy_of_default_args_wins(kind):
         )
     assert task.retry_policy is None
     assert sensor().retry_policy is not None  # ours where nothing was said
+
+
+@needs_policies
+def test_the_policy_says_no_vendor_was_contacted_for_bad_input():
+    from airflow_docjobs.exceptions import DocJobsInputError, VendorAuthError
+
+    policy = docjobs_retry_policy()
+    missing = DocJobsInputError("parameter 'file': '/x/a.pdf' does not exist", vendor="Mindee", conn_id="m")
+    decision = policy.evaluate(missing, try_number=1, max_tries=3)
+    assert decision.action.value == "fail"
+    assert "no vendor was contacted" in decision.reason
+    refused = policy.evaluate(
+        VendorAuthError("refused", vendor="Mindee", conn_id="m"), try_number=1, max_tries=3
+    )
+    assert refused.action.value == "fail"
+    assert "the vendor refused" in refused.reason
