@@ -232,3 +232,14 @@ def test_a_vendor_failure_carries_the_vendor_code_and_message(emulator):
     assert error.code == "extract_failed"
     assert "[extract_failed]" in str(error)
     assert "Could not extract" in str(error)
+
+
+def test_a_mybiros_failure_carries_a_code(emulator, tmp_path):
+    """myBiros has no error code: its document status ERROR is the code, never an empty one."""
+    with BirosHook() as hook:
+        document = hook.submit(str(copy_sample(tmp_path, "fail.pdf")), service_id="id-cards")
+        emulator.state.advance(5)
+        status = hook.get_job_status(hook.job_reference(document, service_id="id-cards"))
+    assert status.state == "failed"
+    assert status.code == "ERROR"
+    assert status.message
