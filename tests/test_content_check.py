@@ -127,3 +127,7 @@ def test_a_mismatch_in_a_batch_is_a_rejected_outcome(airflow_db, emulator, resul
     assert outcomes[0]["error"]["code"] == "invalid_input"
     assert "its content is not PDF" in outcomes[0]["error"]["message"]
     assert len([r for r in emulator.state.requests if r["path"].endswith("/predict_async")]) == 1
+    # The log names the rejected file, its code and reason, not only counts.
+    logs = "".join(capfd.readouterr())
+    assert f"rejected {fake}: invalid_input (" in logs
+    assert "its content is not PDF" in logs

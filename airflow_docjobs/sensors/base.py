@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 E = TypeVar("E", bound=DocJobsError)
 # How long past the trigger's own deadline the defer timeout waits: a backstop if the triggerer is gone.
 DEFER_GRACE = timedelta(minutes=5)
+# How many failed or rejected inputs a batch's log names (the outcomes file has them all).
+SHOWN_BAD = 10
 
 
 class DocJobSensor(BaseSensorOperator):
@@ -346,6 +348,17 @@ class DocJobSensor(BaseSensorOperator):
             sum(o["state"] == "rejected" for o in bad),
             uri,
         )
+        for outcome in bad[:SHOWN_BAD]:
+            error = outcome["error"] or {}
+            self.log.warning(
+                "%s %s: %s (%s)",
+                outcome["state"],
+                outcome["input"] or outcome["reference"],
+                error.get("code") or "no code",
+                str(error.get("message") or "")[:300],
+            )
+        if len(bad) > SHOWN_BAD:
+            self.log.warning("... and %d more; every outcome is at %s", len(bad) - SHOWN_BAD, uri)
         if timed_out:
             raise AirflowSensorTimeout(
                 f"{message or 'the batch did not end before the timeout'}; outcomes at {uri}"
