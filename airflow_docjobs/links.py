@@ -20,5 +20,12 @@ class FinovoxShareLink(BaseOperatorLink):
     name = "Finovox case"
 
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
-        """The share link of the task's result, or ``""`` when it has none."""
+        """
+        The share link of the task's result, or ``""`` when it has none (in list mode, or not ended yet).
+
+        Airflow 3 evaluates it on the worker at the end of each try, with the sensor that ran, which keeps the
+        link; Airflow 2 in the webserver, which reads the returned result.
+        """
+        if "share_link" in vars(operator):
+            return str(operator.share_link or "")
         return share_link_url(XCom.get_value(ti_key=ti_key, key="return_value")) or ""

@@ -17,8 +17,8 @@ from typing import Any
 
 from airflow_docjobs.version_compat import HAS_RETRY_POLICY
 
+INPUT = "airflow_docjobs.exceptions.DocJobsInputError"
 PERMANENT = (
-    "airflow_docjobs.exceptions.DocJobsInputError",
     "airflow_docjobs.exceptions.VendorAuthError",
     "airflow_docjobs.exceptions.VendorRequestError",
     "airflow_docjobs.exceptions.VendorNotFoundError",
@@ -39,6 +39,12 @@ def docjobs_retry_policy(transient_delay: timedelta = timedelta(minutes=1)) -> A
     return ExceptionRetryPolicy(
         rules=[
             RetryRule(
+                exception=INPUT,
+                action=RetryAction.FAIL,
+                reason="bad input (a parameter, a connection setting, or a document missing, empty, "
+                "unreadable or not of its format): no vendor was contacted, and a retry cannot help",
+            ),
+            RetryRule(
                 exception=list(PERMANENT),
                 action=RetryAction.FAIL,
                 reason="the vendor refused the key, the request or the job: a retry cannot help",
@@ -53,8 +59,28 @@ def docjobs_retry_policy(transient_delay: timedelta = timedelta(minutes=1)) -> A
     )
 
 
+def said(kwargs: dict[str, Any], name: str) -> bool:
+    """
+    Whether the user set operator argument ``name``, directly or through ``default_args``.
+
+    Airflow's operator metaclass (``apply_defaults``) fills a subclass's own ``__init__`` parameters from the
+    DAG's and task group's ``default_args`` but passes the merged ``default_args`` on as a keyword for the
+    base class to apply its own (``retries``, ``retry_delay``, ``retry_policy``...): a subclass that sets one
+    of those in ``kwargs`` would override the user's ``default_args``.
+    """
+    return name in kwargs or name in (kwargs.get("default_args") or {})
+
+
+def with_defaults(kwargs: dict[str, Any], **defaults: Any) -> dict[str, Any]:
+    """Operator kwargs with our ``defaults`` where the user said nothing (directly or in ``default_args``)."""
+    for name, value in defaults.items():
+        if not said(kwargs, name):
+            kwargs[name] = value
+    return kwargs
+
+
 def with_retry_policy(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Operator kwargs with the provider's retry policy unless the caller chose one (even ``None``)."""
-    if "retry_policy" not in kwargs and (policy := docjobs_retry_policy()) is not None:
+    """Operator kwargs with the provider's retry policy unless the user chose one (even ``None``)."""
+    if not said(kwargs, "retry_policy") and (policy := docjobs_retry_policy()) is not None:
         kwargs["retry_policy"] = policy
     return kwargs

@@ -17,7 +17,11 @@ human should look at.
 | `id_cards/` | each file | myBiros service `id-cards` |
 | `evidence/` | each line of each `*.url` file (one public URL; `#` starts a comment) | docimprint extract |
 
-Anything else in the day's folder is left alone. Edit `ROUTES` below to route differently.
+Anything else in the day's folder (a file straight in it, a misspelled subfolder such as `invoice/`, a
+loose file in `rental/` outside any case, a file in `evidence/` that is not a `*.url` list) is *unrouted*:
+the `unrouted` task names every such file in a warning, the run's `summary` counts them, and with the
+param `fail_on_unrouted` the run fails on them (after every route has done its work). Edit `ROUTES` below
+to route differently.
 
 **Never paying twice.** Before submitting, each route's `new_*` task hashes its documents (SHA-256 of the
 content; a case's files; a URL's text) and drops every document whose hash already has a row for that
@@ -25,13 +29,15 @@ vendor and analysis, whatever the night it came in, under whatever name. A docum
 *rejected* is not retried either: a failed job may have been billed (only docimprint says a failed job
 is free), and it fails again the same way until someone looks at it. Fix it, then run the day again with
 `retry_failed` set. When nothing is new, the `new_*` task short-circuits and its route's submit, wait and
-ingest are skipped: a re-run of a night costs nothing and leaves the tables as they were.
+ingest are skipped: a re-run of a night costs nothing and leaves the tables as they were. The short circuit
+skips only its direct downstream tasks (`ignore_downstream_trigger_rules=False`), so the `all_done`
+summary still runs on such a re-run.
 
 **Params** (also as run conf:
 `airflow dags test docjobs_nightly 2026-11-24 -c '{"inbox": "s3://bucket/inbox", "database_conn_id": "warehouse"}'`):
 `inbox`, any `ObjectStoragePath` URI (default: the sample inbox shipped in `example_dags/data/inbox`);
 `database_conn_id`, any common-sql connection (`docjobs_db`, when not defined, is the SQLite file
-`$AIRFLOW_HOME/docjobs/docjobs.db`); `retry_failed`.
+`$AIRFLOW_HOME/docjobs/docjobs.db`); `retry_failed`; `fail_on_unrouted`.
 
 The schedule is `@daily` with data intervals, so the run after midnight has the logical date of the day
 that just ended and reads that day's folder (`airflow dags test docjobs_nightly 2026-11-24` reads
@@ -40,15 +46,17 @@ that just ended and reads that day's folder (`airflow dags test docjobs_nightly 
 
 from __future__ import annotations
 
+import logging
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
 import pendulum
-from airflow.providers.common.compat.sdk import DAG, Param, task
+from airflow.providers.common.compat.sdk import DAG, AirflowFailException, Param, task
 
 from airflow_docjobs.hooks.inputs import as_path, documents_under
 from airflow_docjobs.ingest import DEFAULT_CONN_ID, mindee_analysis, new_documents
+from airflow_docjobs.ingest.tables import STATES
 from airflow_docjobs.operators.biros import BirosSubmitOperator
 from airflow_docjobs.operators.docimprint import DocimprintSubmitOperator
 from airflow_docjobs.operators.finovox import FinovoxSubmitCaseOperator, FinovoxSubmitDocumentOperator
@@ -64,6 +72,7 @@ try:
 except ImportError:  # older Task SDKs keep it in core
     from airflow.timetables.interval import CronDataIntervalTimetable
 
+log = logging.getLogger(__name__)
 SAMPLE_INBOX = (Path(__file__).parent / "data" / "inbox").as_uri()
 MINDEE_PRODUCT = {"product": "invoices", "version": "v4"}
 BIROS_SERVICE = "id-cards"
@@ -123,6 +132,24 @@ def candidates(route: Route, inbox: str, ds: str) -> list[str]:
     return urls
 
 
+def routed(relative: PurePosixPath) -> bool:
+    """Whether a file of the day's folder (its path relative to it) belongs to a route's documents."""
+    route = ROUTES.get(relative.parts[0]) if len(relative.parts) > 1 else None
+    if route is None:
+        return False
+    if route.unit == "case":
+        return len(relative.parts) > 2  # inside a case's subfolder
+    return route.unit == "file" or relative.suffix == ".url"
+
+
+def unrouted_files(inbox: str, ds: str) -> list[str]:
+    """Every file of the day's folder that no route takes, sorted (hidden files and folders skipped)."""
+    day = f"{inbox.rstrip('/')}/{ds}"
+    if not as_path(day).is_dir():
+        return []
+    return [doc for doc in documents_under(day + "/") if not routed(PurePosixPath(doc[len(day) + 1 :]))]
+
+
 with DAG(
     dag_id="docjobs_nightly",
     schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
@@ -135,12 +162,26 @@ with DAG(
         "retry_failed": Param(
             False, type="boolean", description="submit failed and rejected documents again"
         ),
+        "fail_on_unrouted": Param(
+            False, type="boolean", description="fail the run when the day's folder holds unrouted files"
+        ),
     },
     tags=["docjobs", "ingestion"],
     doc_md=__doc__,
 ) as dag:
 
-    @task.short_circuit
+    @task
+    def unrouted(params: dict | None = None, ds: str | None = None) -> list[str]:
+        """The day's files that no route takes, each named in a warning: they are not analysed."""
+        found = unrouted_files((params or {})["inbox"], ds or "")
+        for path in found:
+            log.warning(
+                "Unrouted, not analysed: %s (no route for its place; routes: %s)", path, ", ".join(ROUTES)
+            )
+        return found
+
+    # Only the route's own next tasks are skipped when nothing is new: the all_done summary still runs.
+    @task.short_circuit(ignore_downstream_trigger_rules=False)
     def select_new(folder: str, params: dict | None = None, ds: str | None = None) -> list[str]:
         """The route's documents of the day that no row holds yet; none skips the route's other tasks."""
         route, params = ROUTES[folder], params or {}
@@ -152,6 +193,26 @@ with DAG(
             retry_failed=bool(params.get("retry_failed")),
         )
 
+    @task(trigger_rule="all_done")
+    def summary(params: dict | None = None, ti: Any = None) -> dict[str, Any]:
+        """The night in one line per route, and the unrouted files; fails the run on them if asked to."""
+        counts = {}
+        for name in ROUTES:
+            ingested = ti.xcom_pull(task_ids=f"ingest_{name}") or {}
+            counts[name] = {state: ingested.get(state, 0) for state in ("documents", *STATES)}
+            log.info("%s: %s", name, ", ".join(f"{n} {what}" for what, n in counts[name].items()))
+        stray = ti.xcom_pull(task_ids="unrouted") or []
+        log.info(
+            "unrouted: %d file(s)%s", len(stray), " (named in the unrouted task's warnings)" if stray else ""
+        )
+        if stray and (params or {}).get("fail_on_unrouted"):
+            raise AirflowFailException(
+                f"{len(stray)} unrouted file(s) in the day's folder (fail_on_unrouted is set): {stray[:5]}"
+            )
+        return {"routes": counts, "unrouted": len(stray)}
+
+    night_summary = summary()
+    unrouted() >> night_summary
     for route in ROUTES.values():
         name = route.folder
         documents = select_new.override(task_id=f"new_{name}")(name)
@@ -175,12 +236,15 @@ with DAG(
             # docimprint takes one URL per job and has no list mode: one mapped submit per URL.
             submit = DocimprintSubmitOperator.partial(task_id=f"submit_{name}").expand(source=documents)
             wait = DocimprintJobSensor(task_id=f"wait_{name}", job_id=submit.output, **WAIT)
-        DocJobsIngestOperator(
-            task_id=f"ingest_{name}",
-            results=wait.output,
-            conn_id="{{ params.database_conn_id }}",
-            vendor=route.vendor,
-            analysis=route.analysis,
-            # Mapped docimprint outcomes do not say which URL they were: the list they were mapped over does.
-            inputs=documents if route.unit == "url" else None,
+        (
+            DocJobsIngestOperator(
+                task_id=f"ingest_{name}",
+                results=wait.output,
+                conn_id="{{ params.database_conn_id }}",
+                vendor=route.vendor,
+                analysis=route.analysis,
+                # Mapped docimprint outcomes do not say which URL they were: the list they were mapped over does.
+                inputs=documents if route.unit == "url" else None,
+            )
+            >> night_summary
         )

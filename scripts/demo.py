@@ -57,6 +57,12 @@ def start_emulator(port: int, log: Path) -> subprocess.Popen:
     return emulator
 
 
+# What the demo prints around the tables (README.md shows a sample; tests/test_demo_output.py compares).
+HEADER = "both DAGs ran in {seconds:.0f}s; docjobs_demo ingested {count} results:"
+NIGHTLY = f"docjobs_nightly over example_dags/data/inbox/{NIGHT}, ingested into docjobs_db:"
+PAID = "vendor jobs created by the nightly run: {nightly}; by its re-run: {rerun} (nothing paid twice)"
+
+
 def main() -> int:
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir()
@@ -106,20 +112,16 @@ def main() -> int:
                 return 1
         with sqlite3.connect(WORK / "warehouse.sqlite") as db:
             rows = db.execute("SELECT source, summary FROM document_results ORDER BY rowid").fetchall()
-        print(
-            f"\nboth DAGs ran in {time.monotonic() - started:.0f}s; docjobs_demo ingested {len(rows)} results:"
-        )
+        print("\n" + HEADER.format(seconds=time.monotonic() - started, count=len(rows)))
         width = max(len(source) for source, _ in rows)
         for source, summary in rows:
             print(f"  {source:<{width}}  {summary}")
-        print("\ndocjobs_nightly over example_dags/data/inbox/2026-11-24, ingested into docjobs_db:")
+        print("\n" + NIGHTLY)
         sys.stdout.flush()
         subprocess.call([sys.executable, "-m", "airflow_docjobs.ingest.report"], env=env)
         nightly = submits["nightly"] - submits["dags test"]
         rerun = submits["nightly again"] - submits["nightly"]
-        print(
-            f"\nvendor jobs created by the nightly run: {nightly}; by its re-run: {rerun} (nothing paid twice)"
-        )
+        print("\n" + PAID.format(nightly=nightly, rerun=rerun))
         print(
             "\nlogs: .demo/airflow-*.log, warehouse: .demo/warehouse.sqlite, results: .demo/airflow/docjobs/"
         )

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import time
 
 import pytest
+import uvicorn
 from airflow.providers.common.compat.module_loading import import_string
 from conftest import FAST_RETRIES, SECRET, VENDORS
+from fastapi import FastAPI
 
 from airflow_docjobs.exceptions import VendorTransientError, VendorUnreachableError
 from airflow_docjobs.get_provider_info import VENDORS as VENDOR_TABLE
@@ -47,6 +51,41 @@ def test_a_wrong_key_is_refused_naming_the_url_not_the_key(emulator, monkeypatch
     assert emulator.vendor_url(vendor) in message
     assert wrong not in message
     assert "'probe'" in message
+
+
+@pytest.mark.parametrize("vendor", VENDORS)
+def test_a_host_without_the_vendors_path_prefix_is_no_success(emulator, monkeypatch, vendor):
+    # The emulator's root: a web server answers, but not the vendor's API (its prefix /<vendor> is missing).
+    key = "sk-right-key-wrong-host"
+    hook = hook_for(vendor, monkeypatch, host=emulator.url, password=key)
+    ok, message = hook.test_connection()
+    assert not ok, message
+    assert "answered HTTP 404 (text/plain: 'Not Found')" in message
+    assert f"which is not the {hook.vendor} API's answer" in message
+    assert f"{hook.default_base_url} for {hook.vendor} itself" in message
+    assert f"/{vendor} for the emulator" in message
+    assert key not in message
+
+
+@pytest.fixture(scope="module")
+def another_api():
+    """A FastAPI app that has none of the vendors' paths, as Airflow's own API server answers them."""
+    server = uvicorn.Server(uvicorn.Config(FastAPI(), host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.mark.parametrize("vendor", VENDORS)
+def test_another_json_api_is_no_success(another_api, monkeypatch, vendor):
+    hook = hook_for(vendor, monkeypatch, host=another_api, password=SECRET)
+    ok, message = hook.test_connection()
+    assert not ok, message
+    assert 'answered HTTP 404 (application/json: \'{"detail":"Not Found"}\')' in message
 
 
 @pytest.mark.parametrize("vendor", VENDORS)

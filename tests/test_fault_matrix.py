@@ -256,3 +256,14 @@ def test_a_mindee_v2_failed_job_keeps_the_problem_code_and_detail_and_an_unknown
     assert "The document could not be processed." in str(error)
     assert unknown.value.status_code == 404
     assert "'mindee_v2_default'" in str(unknown.value)
+
+
+def test_a_mybiros_failure_carries_a_code(emulator, tmp_path):
+    """myBiros has no error code: its document status ERROR is the code, never an empty one."""
+    with BirosHook() as hook:
+        document = hook.submit(str(copy_sample(tmp_path, "fail.pdf")), service_id="id-cards")
+        emulator.state.advance(5)
+        status = hook.get_job_status(hook.job_reference(document, service_id="id-cards"))
+    assert status.state == "failed"
+    assert status.code == "ERROR"
+    assert status.message

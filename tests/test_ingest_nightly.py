@@ -14,6 +14,7 @@ import pendulum
 import pytest
 from conftest import load_dags
 from pg import postgres_conn, postgres_server  # noqa: F401 - fixtures
+from test_dags import xcoms
 from test_ingest import checksum
 
 from airflow_docjobs.ingest import ResultsDatabase
@@ -113,3 +114,28 @@ def test_a_later_night_pays_only_for_what_it_has_not_seen(nightly, emulator, war
     # The failed scan is left for a human, until asked to try it again.
     night(nightly, inbox=str(inbox), retry_failed=True)
     assert len(submits(emulator)) == 5
+
+
+def test_unrouted_files_are_named_counted_and_can_fail_the_run(
+    nightly, emulator, warehouse, tmp_path, caplog, capfd
+):
+    day = tmp_path / "inbox" / "2026-11-24"
+    sample = SAMPLE_DAY / "invoices" / "invoice_2026_11_042.pdf"
+    stray = [day / "stray.pdf", day / "invoice" / "misspelled.pdf", day / "rental" / "loose.pdf"]
+    for path in stray:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(sample, path)
+    conf = {"database_conn_id": CONN_ID, "inbox": str(day.parent), "fail_on_unrouted": True}
+    dag_run = nightly.test(logical_date=NIGHT, run_conf=conf)
+    states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+    assert dag_run.state == "failed", states
+    # No route had anything: every short circuit skipped its route, and the all_done summary ran all the same.
+    assert {state for task, state in states.items() if task.startswith(("submit_", "ingest_"))} == {"skipped"}
+    assert states["summary"] == "failed"
+    assert sorted(xcoms(dag_run)[("unrouted", "return_value")]) == sorted(str(p) for p in stray)
+    logs = caplog.text + "".join(capfd.readouterr())  # the DAG file's own logger, and the task's
+    for path in stray:
+        assert f"Unrouted, not analysed: {path}" in logs
+    assert "unrouted: 3 file(s)" in logs
+    assert "3 unrouted file(s) in the day's folder (fail_on_unrouted is set)" in logs
+    assert submits(emulator) == []

@@ -168,13 +168,17 @@ def test_too_many_failures_fail_the_task_after_recording_every_outcome(
     assert str(manifest) in logs.out + logs.err  # the error says where the outcomes are
 
 
-def test_a_retried_batch_submit_pays_nothing_twice(dags, emulator, results_uri, tmp_path):
+def test_a_retried_batch_submit_pays_nothing_twice(dags, emulator, results_uri, tmp_path, capfd):
     files = [pdf(tmp_path, f"doc_{i}.pdf") for i in range(4)]
     dag_run, tis = run(dags, "docjobs_list_retried", files)
     assert dag_run.state == "success"
     assert tis["submit"].try_number == 2
     submits = [r for r in emulator.state.requests if r["path"].endswith("/predict_async")]
     assert len(submits) == 4  # the second try reused every reference
+    # One true count in the second try's log: nothing was submitted again.
+    logs = "".join(capfd.readouterr())
+    assert "4 Mindee jobs earlier tries submitted: 4 reused, 0 submitted again" in logs
+    assert "Mindee batch of 4: 4 jobs, 4 reused from earlier tries and 0 submitted now" in logs
 
 
 def test_a_retry_submits_only_what_the_vendor_did_not_take(dags, emulator, results_uri, tmp_path):

@@ -88,6 +88,10 @@ class DocJobsHook(BaseHook):
     reference_key: ClassVar[str]
     # Seconds the vendor keeps a result after processing, if it deletes them (Finovox: 60 minutes).
     result_ttl: ClassVar[float | None] = None
+    # The key of the JSON object the vendor's error answers carry ("error" for docimprint); None: the
+    # vendor answers errors as {"detail": "<its own message>"}. The connection test counts only such an
+    # answer as the vendor's (tests/test_connection_check.py).
+    error_envelope: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -90,7 +90,9 @@ class BirosHook(DocJobsHook):
         document = (body.get("document") if isinstance(body, dict) else None) or {}
         status = document.get("status")
         if status == "ERROR":
-            return JobStatus(FAILED, message=document.get("message") or "document processing failed")
+            # myBiros gives no error code: its status is the code, so reports never show an empty one.
+            message = document.get("message") or "document processing failed"
+            return JobStatus(FAILED, message=message, code="ERROR")
         if status == "ACTIVE":
             review = document.get("revision_status")
             if job.get("wait_for_review") and review not in REVIEW_DONE:

@@ -63,6 +63,7 @@ class DocimprintHook(DocJobsHook):
     auth_header = "X-Payment"
     secret_label = "Payment token or API key"
     reference_key = "job_id"
+    error_envelope = "error"
 
     def __init__(self, docimprint_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(conn_id=docimprint_conn_id, **kwargs)

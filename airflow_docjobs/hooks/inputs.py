@@ -11,9 +11,12 @@ import hashlib
 import mimetypes
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from airflow_docjobs.exceptions import DocJobsInputError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def as_path(location: str) -> Any:
@@ -23,6 +26,40 @@ def as_path(location: str) -> Any:
 
         return ObjectStoragePath(location)
     return Path(location).expanduser()
+
+
+# HEIF brands of HEIC images (ISO/IEC 23008-12): the ftyp box's major brand.
+HEIF_BRANDS = frozenset(
+    {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
+)
+OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # legacy Office (.doc, .xls)
+ZIP = b"PK\x03\x04"  # Office Open XML and OpenDocument (.docx, .xlsx, .odt, .ods)
+# A format's name and the test its first bytes pass (its signature, "magic bytes"), by file extension.
+# PDF readers accept the header anywhere in the first 1024 bytes.
+SIGNATURES: dict[str, tuple[str, Callable[[bytes], bool]]] = {
+    ".pdf": ("PDF", lambda head: b"%PDF-" in head[:1024]),
+    ".jpg": ("JPEG", lambda head: head.startswith(b"\xff\xd8\xff")),
+    ".png": ("PNG", lambda head: head.startswith(b"\x89PNG\r\n\x1a\n")),
+    ".tif": ("TIFF", lambda head: head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")),
+    ".webp": ("WebP", lambda head: head[:4] == b"RIFF" and head[8:12] == b"WEBP"),
+    ".heic": ("HEIC", lambda head: head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS),
+    ".doc": ("Word 97-2003", lambda head: head.startswith(OLE2)),
+    ".xls": ("Excel 97-2003", lambda head: head.startswith(OLE2)),
+    ".docx": ("Word", lambda head: head.startswith(ZIP)),
+    ".xlsx": ("Excel", lambda head: head.startswith(ZIP)),
+    ".odt": ("OpenDocument text", lambda head: head.startswith(ZIP)),
+    ".ods": ("OpenDocument spreadsheet", lambda head: head.startswith(ZIP)),
+}
+SIGNATURES |= {".jpeg": SIGNATURES[".jpg"], ".tiff": SIGNATURES[".tif"]}
+
+
+def content_mismatch(suffix: str, head: bytes) -> str | None:
+    """Why a file's first bytes are not the format its extension names (``None`` when they are, or unknown)."""
+    if suffix not in SIGNATURES or (expected := SIGNATURES[suffix])[1](head):
+        return None
+    looks = next((name for name, matches in SIGNATURES.values() if matches(head)), None)
+    found = f"it looks like a {looks} file" if looks else "its first bytes match no document format"
+    return f"its content is not {expected[0]} as its extension {suffix} says ({found})"
 
 
 @dataclass(frozen=True)
@@ -84,6 +121,13 @@ class InputRules:
             raise self.fail(param, f"{value!r} does not exist or is not a file")
         if size == 0:
             raise self.fail(param, f"{value!r} is empty")
+        try:
+            with path.open("rb") as source:
+                head = source.read(1024)
+        except OSError as exc:
+            raise self.fail(param, f"cannot read {value!r}: {exc.strerror or exc}") from exc
+        if problem := content_mismatch(suffix, head):
+            raise self.fail(param, f"{value!r}: {problem}; nothing was sent")
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         return Upload(field=field, location=str(value).strip(), filename=path.name, content_type=content_type)
 

@@ -49,6 +49,7 @@ class MindeeHook(DocJobsHook):
     auth_header = "Authorization"
     auth_scheme = "Token "
     reference_key = "job.id"
+    error_envelope = "api_request"
 
     def __init__(self, mindee_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(conn_id=mindee_conn_id, **kwargs)

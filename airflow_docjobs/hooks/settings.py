@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import ssl
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -144,6 +145,8 @@ def connection_test(hook: DocJobsHook) -> tuple[bool, str]:
         return False, f"cannot reach {settings.base_url}: {exc}"
     finally:
         hook.close()
+    if not vendor_answered(hook, response):
+        return False, not_the_vendor(hook, response)
     if response.status_code in REFUSED_KEY_STATUSES:
         return False, hook.error(
             VendorAuthError,
@@ -154,4 +157,44 @@ def connection_test(hook: DocJobsHook) -> tuple[bool, str]:
     return True, (
         f"{hook.vendor}: {settings.base_url} accepted the {hook.secret_label} (HTTP {response.status_code} "
         "for a job that cannot exist)"
+    )
+
+
+def vendor_answered(hook: DocJobsHook, response: httpx.Response) -> bool:
+    """
+    Whether the probe's answer has the vendor's shape: its error envelope, or its own ``detail`` message.
+
+    A web server, proxy or another API (Airflow's own API server) at a host that lacks the vendor's path
+    prefix answers too, with a page or its framework's bare ``{"detail": "Not Found"}``.
+    """
+    body = parse_body(response)
+    if not isinstance(body, dict):
+        return False
+    if hook.error_envelope is not None:
+        return isinstance(body.get(hook.error_envelope), dict)
+    detail = body.get("detail")
+    try:
+        phrase = HTTPStatus(response.status_code).phrase
+    except ValueError:
+        phrase = ""
+    return isinstance(detail, str) and bool(detail.strip()) and detail.strip() != phrase
+
+
+def not_the_vendor(hook: DocJobsHook, response: httpx.Response) -> str:
+    """What answered the connection test instead of the vendor, and the base URL (path prefix included) it needs."""
+    kind = response.headers.get("content-type", "no content type").split(";")[0]
+    excerpt = " ".join(response.text.split())[:80]
+    shape = (
+        f"a JSON {hook.error_envelope!r} object"
+        if hook.error_envelope
+        else "a JSON 'detail' message of its own"
+    )
+    return str(
+        hook.error(
+            DocJobsInputError,
+            f"{response.request.url} answered HTTP {response.status_code} ({kind}: {excerpt!r}), which is not the "
+            f"{hook.vendor} API's answer ({shape}). The connection's host must be the API's base URL, its path "
+            f"prefix included: {hook.default_base_url} for {hook.vendor} itself, http://<host>:<port>/{hook.conn_type} "
+            "for the emulator",
+        )
     )

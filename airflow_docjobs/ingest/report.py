@@ -13,6 +13,7 @@ embedded SQLite file).
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from airflow_docjobs.ingest.database import DEFAULT_CONN_ID, ResultsDatabase
@@ -87,6 +88,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--schema", default=None)
     parser.add_argument("--limit", type=int, default=20)
     args = parser.parse_args(argv)
+    # A command run where Airflow runs reads connections where Airflow keeps them: environment variables,
+    # secrets backends and the metadata database. Outside a task, Airflow's SDK leaves the metadata database
+    # out unless the process says it is a server process, as Airflow's own scheduler and triggerer do.
+    os.environ.setdefault("_AIRFLOW_PROCESS_CONTEXT", "server")
     print(summary(args.conn_id, schema=args.schema, limit=args.limit))
 
 

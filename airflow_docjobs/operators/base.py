@@ -238,6 +238,7 @@ class DocJobSubmitOperator(ResumableJobMixin, BaseOperator):
             taken = {
                 i: self._reference(stored[i]) for i, found in checks.items() if found in (PENDING, SUCCEEDED)
             }
+            reused = len(taken)
             if stored:
                 self.log.info(
                     "%d %s jobs earlier tries submitted: %d reused, %d submitted again (failed, unknown or expired)",
@@ -284,11 +285,13 @@ class DocJobSubmitOperator(ResumableJobMixin, BaseOperator):
         self.submitted = tuple(item for item, reference in zip(items, references, strict=True) if reference)
         rejected = sum(e["error"] is not None for e in entries)
         self.log.info(
-            "%s batch of %d: %d submitted (%d resent after an answer that may have created a job), "
-            "%d rejected, %d still to submit",
+            "%s batch of %d: %d jobs, %d reused from earlier tries and %d submitted now (%d resent after an "
+            "answer that may have created a job), %d rejected, %d still to submit",
             hook.vendor,
             len(items),
             len({r for r in references if r}),
+            reused,
+            len({r for r in references if r}) - reused,
             sum(e.get("resent_after_ambiguous_answer", 0) for e in entries),
             rejected,
             len(not_taken),

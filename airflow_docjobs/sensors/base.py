@@ -35,7 +35,7 @@ from airflow_docjobs.results import (
     read_json,
     write_json,
 )
-from airflow_docjobs.retry import with_retry_policy
+from airflow_docjobs.retry import with_defaults, with_retry_policy
 from airflow_docjobs.sensors.memory import PokeMemory
 from airflow_docjobs.triggers.job import EVENT_STATUSES, DocJobTrigger
 
@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 E = TypeVar("E", bound=DocJobsError)
 # How long past the trigger's own deadline the defer timeout waits: a backstop if the triggerer is gone.
 DEFER_GRACE = timedelta(minutes=5)
+# How many failed or rejected inputs a batch's log names (the outcomes file has them all).
+SHOWN_BAD = 10
 
 
 class DocJobSensor(BaseSensorOperator):
@@ -92,11 +94,9 @@ class DocJobSensor(BaseSensorOperator):
     ) -> None:
         # Retries are cheap here (a retry reads landed results, never resubmits) and they absorb Airflow's
         # stale-executor-event race on resumed deferrable tasks (docs/design.md); a vendor-reported failure
-        # and a timeout still fail at once.
-        kwargs.setdefault("retries", 2)
-        kwargs.setdefault("retry_delay", timedelta(seconds=10))
+        # and a timeout still fail at once. Only where the user said nothing, here or in default_args.
         super().__init__(
-            **with_retry_policy(kwargs),
+            **with_retry_policy(with_defaults(kwargs, retries=2, retry_delay=timedelta(seconds=10))),
             poke_interval=self.default_poke_interval if poke_interval is None else poke_interval,
         )
         self.conn_id = conn_id
@@ -348,6 +348,17 @@ class DocJobSensor(BaseSensorOperator):
             sum(o["state"] == "rejected" for o in bad),
             uri,
         )
+        for outcome in bad[:SHOWN_BAD]:
+            error = outcome["error"] or {}
+            self.log.warning(
+                "%s %s: %s (%s)",
+                outcome["state"],
+                outcome["input"] or outcome["reference"],
+                error.get("code") or "no code",
+                str(error.get("message") or "")[:300],
+            )
+        if len(bad) > SHOWN_BAD:
+            self.log.warning("... and %d more; every outcome is at %s", len(bad) - SHOWN_BAD, uri)
         if timed_out:
             raise AirflowSensorTimeout(
                 f"{message or 'the batch did not end before the timeout'}; outcomes at {uri}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from airflow_docjobs.hooks.finovox import FinovoxHook
-from airflow_docjobs.links import FinovoxShareLink
+from airflow_docjobs.links import FinovoxShareLink, share_link_url
 from airflow_docjobs.sensors.base import DocJobSensor
 
 if TYPE_CHECKING:
@@ -45,3 +45,22 @@ class FinovoxResultSensor(DocJobSensor):
         super().__init__(conn_id=finovox_conn_id, **kwargs)
         self.retrieve_token = retrieve_token
         self.analysis = analysis
+
+    # The share link of the result this task returned; None until then. Airflow evaluates extra links at the
+    # end of every try, also one that deferred: read from here, the link never asks for an XCom that does
+    # not exist yet (which Airflow would log as an "XCom not found" error).
+    share_link: str | None = None
+
+    def execute(self, context: Any) -> Any:
+        """Wait as every sensor does, and keep the result's share link for the extra link."""
+        self.share_link = None
+        return self._keep_link(super().execute(context))
+
+    def execute_complete(self, context: Any, event: Any = None) -> Any:
+        """Resume as every sensor does, and keep the result's share link for the extra link."""
+        self.share_link = None
+        return self._keep_link(super().execute_complete(context, event))
+
+    def _keep_link(self, result: Any) -> Any:
+        self.share_link = share_link_url(result)  # a batch's outcomes have none: one link per case
+        return result

@@ -1,0 +1,36 @@
+"""The package metadata an adopter sees is complete, and the README's Install section matches it."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).parent.parent
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+README = (ROOT / "README.md").read_text()
+
+
+def test_the_metadata_is_complete():
+    assert PROJECT["readme"] == "README.md"
+    assert PROJECT["license"] == "Apache-2.0"
+    assert all((ROOT / name).is_file() for name in PROJECT["license-files"])
+    classifiers = set(PROJECT["classifiers"])
+    assert {"Framework :: Apache Airflow :: Provider", "Typing :: Typed"} <= classifiers
+    assert any(c.startswith("Development Status ::") for c in classifiers)
+
+
+def test_the_install_section_names_every_user_extra_and_python_version():
+    install = README.split("## Install", 1)[1].split("\n## ", 1)[0]
+    assert "pip install" in install
+    assert "--constraint" in install
+    assert "constraints-${AIRFLOW_VERSION}" in install
+    extras = set(PROJECT["optional-dependencies"]) - {"test", "bench"}
+    assert extras == {"postgres", "amazon", "google", "microsoft-azure"}
+    for extra in extras:
+        assert f"| `{extra}` |" in install
+        for requirement in PROJECT["optional-dependencies"][extra]:
+            name = requirement.split(">", 1)[0].split("=", 1)[0]
+            assert f"`{name}`" in install, (extra, name)
+    for classifier in PROJECT["classifiers"]:
+        if classifier.startswith("Programming Language :: Python :: 3."):
+            assert classifier.rsplit(" ", 1)[1] in install
