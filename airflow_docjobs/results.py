@@ -28,6 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from airflow_docjobs import metrics
+
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
@@ -170,6 +172,7 @@ class ResultsStore:
         """Write one job's terminal record (``state``, ``error``, ``result``...); return its URI."""
         uri = self.uri(job_key(job))
         write_json(uri, {**record, "landed_at": now_iso()})
+        metrics.count(self.vendor, f"results.{record.get('state')}")
         return uri
 
     def landed(self, job: Mapping[str, Any]) -> dict[str, Any] | None:
