@@ -15,6 +15,9 @@ from typing import IO, Any
 
 from airflow_docjobs.exceptions import DocJobsInputError
 
+# Object stores have keys, not folders: a "folder" is a prefix, which exists only while it has objects.
+OBJECT_STORES = frozenset({"s3", "s3a", "s3n", "gs", "gcs", "abfs", "abfss", "az", "adl"})
+
 
 def as_path(location: str) -> Any:
     """A local ``Path``, or an ``ObjectStoragePath`` for anything with a URI scheme."""
@@ -23,6 +26,24 @@ def as_path(location: str) -> Any:
 
         return ObjectStoragePath(location)
     return Path(location).expanduser()
+
+
+def is_object_store(path: Any) -> bool:
+    """Whether ``path`` lives on an object store (``s3://``, ``gs://``, ``abfs://``...)."""
+    return getattr(path, "protocol", "") in OBJECT_STORES
+
+
+def children(folder: Any) -> list[Any]:
+    """
+    The entries of a folder or prefix; none when it is empty or missing, on every filesystem alike.
+
+    A missing local folder raises ``FileNotFoundError``; an object-storage prefix with no objects (there
+    are no empty folders there) raises ``NotADirectoryError`` from s3fs.
+    """
+    try:
+        return list(folder.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 @dataclass(frozen=True)
@@ -90,9 +111,11 @@ class InputRules:
     def files(self, value: Any, *, param: str, field: str) -> tuple[Upload, ...]:
         """Check a folder (its files, hidden ones skipped) or a list of documents."""
         if isinstance(value, (str, Path)):
-            folder = self.path(str(value).strip(), param)
+            text = str(value).strip()
+            folder = self.path(text, param)
             try:
-                is_dir = folder.is_dir()
+                # A prefix (a URI ending in "/") on an object store is a folder even with no objects yet.
+                is_dir = folder.is_dir() or (text.endswith("/") and is_object_store(folder))
             except OSError as exc:
                 raise self.fail(param, f"cannot read {str(value)!r}: {exc}") from exc
             if not is_dir:
@@ -112,7 +135,7 @@ class InputRules:
 def folder_files(folder: Any) -> list[Any]:
     """A case folder's documents as the hook uploads them: its own files by name, hidden ones skipped."""
     return sorted(
-        (p for p in folder.iterdir() if not p.name.startswith(".") and p.is_file()), key=lambda p: p.name
+        (p for p in children(folder) if not p.name.startswith(".") and p.is_file()), key=lambda p: p.name
     )
 
 
