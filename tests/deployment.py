@@ -198,6 +198,7 @@ class Airflow:
         self.api_port = free_port()
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.api_port}", timeout=30)
         self.components: dict[str, Component] = {}
+        self.ran: list[list[str]] = []  # the CLI commands run to their end (run), in order
         self.watchers: list[Callable[[], None]] = []  # more checks that everything runs (test_standalone's)
         self.engine = create_engine(read_url or db_url, poolclass=NullPool)
         ours = ("AIRFLOW", "_AIRFLOW", "DOCJOBS")
@@ -258,6 +259,7 @@ class Airflow:
     def run(self, *argv: str, timeout: float = 300) -> None:
         """One CLI command to its end (``db migrate``), its output in the work folder."""
         name = "-".join(argv)
+        self.ran.append(list(argv))
         env, cwd = self._place(name, self.env)
         command = Component(name, [str(AIRFLOW), *argv], self.work / f"{name}.log", env, cwd)
         with suppress(subprocess.TimeoutExpired):

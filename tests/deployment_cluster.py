@@ -318,6 +318,7 @@ def deploy(work: Path) -> Cluster:
             out = Cluster(airflow, s3, work, started)
             try:
                 airflow.run("db", "migrate")
+                airflow.run("pools", "set", "finovox", "2", "Finovox submits")  # docs/deployment.md
                 for name in ("api-server", "scheduler", "dag-processor"):
                     airflow.start(name, name)
                 for name in WORKERS:

@@ -201,3 +201,35 @@ def test_no_secret_in_logs_metadata_or_store(cluster):
         f"\n{len(tokens)} Finovox tokens searched in {len(logs)} logs, {len(texts)} tables, {len(store)} objects"
     )
     out.airflow.check(problems[:40])
+
+
+def guide_block(marker: str) -> list[str]:
+    """The lines of docs/deployment.md's ```bash block after ``<!-- deployment: {marker} -->``."""
+    from deployment_cluster import ROOT
+
+    text = (ROOT / "docs" / "deployment.md").read_text()
+    block = text.split(f"<!-- deployment: {marker} -->\n```bash\n", 1)[1].split("```", 1)[0]
+    return [line for line in block.splitlines() if line.strip()]
+
+
+def test_the_guide_is_what_ran(cluster):
+    """docs/deployment.md's settings and commands are those of this deployment (``<...>``: its own values)."""
+    import re
+    import shlex
+
+    out, problems = cluster, []
+    for line in guide_block("environment"):
+        name, _, value = line.removeprefix("export ").partition("=")
+        ran = out.airflow.env.get(name)
+        if ran is None or (not value.startswith("<") and ran != value):
+            problems.append(f"{name}: the guide says {value!r}, the deployment ran {ran!r}")
+    argvs = [c.process.args[1:] for c in out.airflow.components.values()] + out.airflow.ran
+    for line in guide_block("commands"):
+        words = shlex.split(line)[1:]  # after "airflow"
+        pattern = [re.compile(re.escape(w) if "<" not in w else re.sub(r"<[^>]+>", ".+", w)) for w in words]
+        if not any(
+            len(argv) >= len(pattern) and all(p.fullmatch(a) for p, a in zip(pattern, argv, strict=False))
+            for argv in argvs
+        ):
+            problems.append(f"`{line}` was not run: {argvs}")
+    out.airflow.check(problems)
