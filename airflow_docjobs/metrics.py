@@ -4,21 +4,9 @@ The provider's metrics, through Airflow's own ``Stats``.
 They go wherever the deployment sends Airflow's (StatsD, OpenTelemetry, Datadog; ``[metrics]``), and nowhere
 when metrics are off.
 
-Every name carries the vendor (``finovox``, ``mindee``, ``docimprint``, ``biros``) and Airflow's
-``[metrics] statsd_prefix`` (default ``airflow``) in front; tagged backends also get a ``vendor`` tag.
-
-=====================================  =======  ============================================================
-name                                   type     counts
-=====================================  =======  ============================================================
-``docjobs.{vendor}.submits``           counter  documents (or cases, URLs) the vendor accepted
-``docjobs.{vendor}.resent_submits``    counter  submits sent again after an answer that may have created a
-                                                job (a possible double charge; see docs/reliability.md)
-``docjobs.{vendor}.polls``             counter  status polls (one per waiting job per poll interval)
-``docjobs.{vendor}.poll_failures``     counter  polls that failed transiently after the hook's retries
-``docjobs.{vendor}.throttled``         counter  429 answers the hook paused on before retrying
-``docjobs.{vendor}.results.{state}``   counter  results landed in the results store, ``succeeded`` or
-                                                ``failed``
-=====================================  =======  ============================================================
+Every name is ``docjobs.{vendor}.{what}`` (``vendor``: the connection type, ``finovox``, ``mindee``,
+``docimprint``, ``biros``), after Airflow's own prefix; tagged backends also get a ``vendor`` tag. The names
+and what each counts are in one table, in docs/deployment.md ("Metrics").
 """
 
 from __future__ import annotations
