@@ -55,9 +55,12 @@ ENV = {
     "AIRFLOW__CELERY__WORKER_CONCURRENCY": "4",
     # A worker lost with its task: the scheduler fails the try after this many seconds without a heartbeat
     # (default 300), and the retry goes to the other worker.
-    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
-    "AIRFLOW__CORE__DEFAULT_TASK_RETRIES": "1",
+    "AIRFLOW__CORE__DEFAULT_TASK_RETRIES": "2",
+    # Two shared cores under load parse a DAG file in more than the default 30 s.
+    "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
+    "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "300",
     "AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "2",
     "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
     "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "5",
