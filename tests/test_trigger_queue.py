@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import pytest
 import structlog
-from airflow.sdk.exceptions import TaskDeferred
-from airflow.sdk.execution_time.task_runner import _defer_task
 from test_sensor_resume import context_for
 
 from airflow_docjobs.exceptions import DocJobsInputError
@@ -30,6 +28,9 @@ def test_a_trigger_queue_without_queues_enabled_fails_before_any_request(emulato
 
 def test_the_wait_defers_to_its_trigger_queue(frozen, monkeypatch, tmp_path):
     """Airflow's own defer step (the task runner's) gives the trigger row the sensor's trigger queue."""
+    from airflow.sdk.exceptions import TaskDeferred
+    from airflow.sdk.execution_time.task_runner import _defer_task
+
     monkeypatch.setenv("AIRFLOW__TRIGGERER__QUEUES_ENABLED", "True")
     with DocimprintHook() as hook:
         job_id = hook.submit("https://example.com/a.pdf")
