@@ -61,6 +61,8 @@ ENV = {
     # Two shared cores under load parse a DAG file in more than the default 30 s.
     "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
     "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "300",
+    # ...and answer a worker's Execution API call in more than the default 5 s.
+    "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
     "AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "2",
     "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
     "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "5",
