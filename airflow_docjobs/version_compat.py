@@ -20,7 +20,11 @@ def get_base_airflow_version_tuple() -> tuple[int, int, int]:
 
 
 AIRFLOW_V_3_0_PLUS = get_base_airflow_version_tuple() >= (3, 0, 0)
+AIRFLOW_V_3_2_PLUS = get_base_airflow_version_tuple() >= (3, 2, 0)
 AIRFLOW_V_3_3_PLUS = get_base_airflow_version_tuple() >= (3, 3, 0)
+
+# Triggers that carry a queue, and triggerers that serve only some (``airflow triggerer --queues``).
+HAS_TRIGGER_QUEUES = AIRFLOW_V_3_2_PLUS
 
 # task_state_store, ResumableJobMixin and retry policies arrived together in Airflow 3.3.
 HAS_TASK_STATE_STORE = AIRFLOW_V_3_3_PLUS

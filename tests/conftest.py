@@ -46,6 +46,7 @@ from dataclasses import dataclass, field  # noqa: E402
 from typing import TYPE_CHECKING, Any  # noqa: E402
 
 import pytest  # noqa: E402
+from s3 import s3, s3_server  # noqa: E402, F401 - the S3 server fixtures (tests/s3.py)
 
 from airflow_docjobs.emulator import EmulatorSettings  # noqa: E402
 from airflow_docjobs.emulator.testing import EmulatorServer  # noqa: E402

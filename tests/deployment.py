@@ -129,7 +129,7 @@ class Emulator(Component):
         argv = [sys.executable, "-m", "airflow_docjobs.emulator", "--port", "0", "--api-key", SECRET]
         argv += ["--processing-seconds", str(processing_seconds), "--concurrency", str(concurrency)]
         super().__init__("emulator", argv, work / "emulator.log", None, work)
-        self.port, deadline = 0, time.monotonic() + 30
+        self.port, deadline = 0, time.monotonic() + 120  # a loaded machine imports slowly
         while not self.port and time.monotonic() < deadline and self.exited() is None:
             if match := re.search(r"listening on http://127\.0\.0\.1:(\d+)", self.log.read_text()):
                 self.port = int(match.group(1))
@@ -177,17 +177,28 @@ class Airflow:
     :param read_url: the same database as the test reads it (default ``db_url``).
     :param emulator: the vendor emulator every connection points at.
     :param env: more variables, over the defaults.
+    :param isolated: each process (component or command) gets its own ``HOME``, ``TMPDIR``, working
+        directory and ``AIRFLOW_HOME`` under ``work/{name}/``, as on separate machines: only what ``env``
+        names (the DAGs folder) and the virtualenv are shared.
     """
 
     def __init__(
-        self, work: Path, *, db_url: str, emulator: Emulator, read_url: str = "", env: dict | None = None
+        self,
+        work: Path,
+        *,
+        db_url: str,
+        emulator: Emulator,
+        read_url: str = "",
+        env: dict | None = None,
+        isolated: bool = False,
     ):
-        self.work, self.home, self.emulator = work, work / "airflow", emulator
+        self.work, self.home, self.emulator, self.isolated = work, work / "airflow", emulator, isolated
         self.home.mkdir(parents=True, exist_ok=True)
         self.fernet_key = Fernet.generate_key().decode()
         self.api_port = free_port()
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.api_port}", timeout=30)
         self.components: dict[str, Component] = {}
+        self.ran: list[list[str]] = []  # the CLI commands run to their end (run), in order
         self.watchers: list[Callable[[], None]] = []  # more checks that everything runs (test_standalone's)
         self.engine = create_engine(read_url or db_url, poolclass=NullPool)
         ours = ("AIRFLOW", "_AIRFLOW", "DOCJOBS")
@@ -227,10 +238,30 @@ class Airflow:
 
     # ---- processes ------------------------------------------------------------------------------
 
+    def home_of(self, name: str) -> Path:
+        """The ``AIRFLOW_HOME`` of a component (the shared one unless ``isolated``)."""
+        return self.work / name / "airflow" if self.isolated else self.home
+
+    def homes(self) -> list[Path]:
+        """Every component's ``AIRFLOW_HOME`` (one, unless ``isolated``)."""
+        return [self.home_of(name) for name in self.components] if self.isolated else [self.home]
+
+    def _place(self, name: str, env: dict[str, str]) -> tuple[dict[str, str], Path]:
+        """The environment and working directory of a process named ``name``."""
+        if not self.isolated:
+            return env, self.work
+        root = self.work / name
+        for folder in ("airflow", "tmp", "cwd"):
+            (root / folder).mkdir(parents=True, exist_ok=True)
+        own = {"HOME": str(root), "TMPDIR": str(root / "tmp"), "AIRFLOW_HOME": str(root / "airflow")}
+        return {**env, **own}, root / "cwd"
+
     def run(self, *argv: str, timeout: float = 300) -> None:
         """One CLI command to its end (``db migrate``), its output in the work folder."""
         name = "-".join(argv)
-        command = Component(name, [str(AIRFLOW), *argv], self.work / f"{name}.log", self.env, self.work)
+        self.ran.append(list(argv))
+        env, cwd = self._place(name, self.env)
+        command = Component(name, [str(AIRFLOW), *argv], self.work / f"{name}.log", env, cwd)
         with suppress(subprocess.TimeoutExpired):
             command.process.wait(timeout)
         if command.exited() != 0:
@@ -238,14 +269,16 @@ class Airflow:
             self.fail(f"`airflow {' '.join(argv)}` ended with {command.exited()}:\n{tail(command.log)}")
 
     def start(self, name: str, *argv: str, env: dict[str, str] | None = None) -> Component:
-        log, env = self.work / f"{name}.log", {**self.env, **(env or {})}
-        self.components[name] = Component(name, [str(AIRFLOW), *argv], log, env, self.work)
+        own, cwd = self._place(name, {**self.env, **(env or {})})
+        self.components[name] = Component(name, [str(AIRFLOW), *argv], self.work / f"{name}.log", own, cwd)
         return self.components[name]
 
-    def start_triggerer(self, name: str, timeout: float) -> int:
+    def start_triggerer(self, name: str, timeout: float, *args: str) -> int:
         """One more ``airflow triggerer`` (its own log server port); its job id, once its Job row shows."""
         known = {row["id"] for row in self.rows("SELECT id FROM job WHERE job_type = 'TriggererJob'")}
-        self.start(name, "triggerer", env={"AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())})
+        self.start(
+            name, "triggerer", *args, env={"AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())}
+        )
         query = "SELECT id FROM job WHERE job_type = 'TriggererJob' AND end_date IS NULL"
 
         def new() -> int | None:
@@ -299,7 +332,8 @@ class Airflow:
     def login(self) -> bool:
         """An admin token from the simple auth manager (the API server writes the generated password)."""
         self.http.get("/api/v2/monitor/health").raise_for_status()
-        passwords = json.loads((self.home / "simple_auth_manager_passwords.json.generated").read_text())
+        generated = self.home_of("api-server") / "simple_auth_manager_passwords.json.generated"
+        passwords = json.loads(generated.read_text())
         answer = self.http.post("/auth/token", json={"username": "admin", "password": passwords["admin"]})
         answer.raise_for_status()
         self.http.headers["authorization"] = f"Bearer {answer.json()['access_token']}"
@@ -348,9 +382,9 @@ class Airflow:
         return {(row["task_id"], row["map_index"]): {"dag_id": dag_id, **row} for row in rows}
 
     def triggers(self) -> dict[int, dict[str, Any]]:
-        """Every trigger row: triggerer id, classpath, kwargs as stored (``stored``) and decrypted."""
+        """Every trigger row: triggerer id, classpath, queue, kwargs as stored (``stored``) and decrypted."""
         found = {}
-        for row in self.rows("SELECT id, triggerer_id, classpath, kwargs FROM trigger"):
+        for row in self.rows("SELECT id, triggerer_id, classpath, queue, kwargs FROM trigger"):
             stored = row.pop("kwargs")
             # Fernet-encrypted JSON; plain JSON on some of Airflow's migration paths.
             plain = stored if stored.startswith("{") else Fernet(self.fernet_key).decrypt(stored.encode())

@@ -21,7 +21,7 @@ import httpx
 from airflow.providers.common.compat.sdk import BaseHook
 from tenacity import AsyncRetrying, Retrying
 
-from airflow_docjobs import __version__
+from airflow_docjobs import __version__, metrics
 from airflow_docjobs.exceptions import (
     DocJobsError,
     DocJobsInputError,
@@ -46,7 +46,7 @@ from airflow_docjobs.version_compat import async_connection_lookup
 
 if TYPE_CHECKING:
     import ssl
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
     from contextlib import AbstractContextManager
 
 # Requests one poll may take: the poll and the redirects to its result (Mindee needs one).
@@ -345,8 +345,9 @@ class DocJobsHook(BaseHook):
     def get_job_status(self, job: Mapping[str, Any]) -> JobStatus:
         """Poll a job once (one request, two when the vendor redirects to the result)."""
         call = self.poll_call(job)
+        metrics.count(self.conn_type, "polls")
         for _ in range(MAX_POLL_REQUESTS):
-            step = self.read_poll(job, self.send(call))
+            step = self.read_poll(job, self._polled(self.send, call))
             if isinstance(step, JobStatus):
                 return step
             call = step
@@ -355,12 +356,26 @@ class DocJobsHook(BaseHook):
     async def aget_job_status(self, job: Mapping[str, Any]) -> JobStatus:
         """Async twin of :meth:`get_job_status`."""
         call = self.poll_call(job)
+        metrics.count(self.conn_type, "polls")
         for _ in range(MAX_POLL_REQUESTS):
-            step = self.read_poll(job, await self.asend(call))
+            try:
+                response = await self.asend(call)
+            except VendorTransientError:
+                metrics.count(self.conn_type, "poll_failures")
+                raise
+            step = self.read_poll(job, response)
             if isinstance(step, JobStatus):
                 return step
             call = step
         raise self._endless_poll(call)
+
+    def _polled(self, send: Callable[[Call], httpx.Response], call: Call) -> httpx.Response:
+        """A poll's answer; a transient failure (after the retries) is counted before it is raised."""
+        try:
+            return send(call)
+        except VendorTransientError:
+            metrics.count(self.conn_type, "poll_failures")
+            raise
 
     def _endless_poll(self, step: Call) -> VendorAPIError:
         return self.error(
@@ -387,11 +402,15 @@ class DocJobsHook(BaseHook):
 
         ``params`` are those of the vendor's :meth:`submit_call`; they are checked before any request.
         """
-        return self._reference_in(self.check(self.send(self.submit_call(item, **params))))
+        reference = self._reference_in(self.check(self.send(self.submit_call(item, **params))))
+        metrics.count(self.conn_type, "submits")
+        return reference
 
     async def asubmit(self, item: Any, **params: Any) -> str:
         """Async twin of :meth:`submit`."""
-        return self._reference_in(self.check(await self.asend(self.submit_call(item, **params))))
+        reference = self._reference_in(self.check(await self.asend(self.submit_call(item, **params))))
+        metrics.count(self.conn_type, "submits")
+        return reference
 
     def last_resends(self) -> int:
         """How often this thread's last call was resent after an answer that may have created a job."""

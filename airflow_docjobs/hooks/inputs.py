@@ -18,6 +18,9 @@ from airflow_docjobs.exceptions import DocJobsInputError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+# Object stores have keys, not folders: a "folder" is a prefix, which exists only while it has objects.
+OBJECT_STORES = frozenset({"s3", "s3a", "s3n", "gs", "gcs", "abfs", "abfss", "az", "adl"})
+
 
 def as_path(location: str) -> Any:
     """A local ``Path``, or an ``ObjectStoragePath`` for anything with a URI scheme."""
@@ -60,6 +63,24 @@ def content_mismatch(suffix: str, head: bytes) -> str | None:
     looks = next((name for name, matches in SIGNATURES.values() if matches(head)), None)
     found = f"it looks like a {looks} file" if looks else "its first bytes match no document format"
     return f"its content is not {expected[0]} as its extension {suffix} says ({found})"
+
+
+def is_object_store(path: Any) -> bool:
+    """Whether ``path`` lives on an object store (``s3://``, ``gs://``, ``abfs://``...)."""
+    return getattr(path, "protocol", "") in OBJECT_STORES
+
+
+def children(folder: Any) -> list[Any]:
+    """
+    The entries of a folder or prefix; none when it is empty or missing, on every filesystem alike.
+
+    A missing local folder raises ``FileNotFoundError``; an object-storage prefix with no objects (there
+    are no empty folders there) raises ``NotADirectoryError`` from s3fs.
+    """
+    try:
+        return list(folder.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 @dataclass(frozen=True)
@@ -134,9 +155,11 @@ class InputRules:
     def files(self, value: Any, *, param: str, field: str) -> tuple[Upload, ...]:
         """Check a folder (its files, hidden ones skipped) or a list of documents."""
         if isinstance(value, (str, Path)):
-            folder = self.path(str(value).strip(), param)
+            text = str(value).strip()
+            folder = self.path(text, param)
             try:
-                is_dir = folder.is_dir()
+                # A prefix (a URI ending in "/") on an object store is a folder even with no objects yet.
+                is_dir = folder.is_dir() or (text.endswith("/") and is_object_store(folder))
             except OSError as exc:
                 raise self.fail(param, f"cannot read {str(value)!r}: {exc}") from exc
             if not is_dir:
@@ -156,7 +179,7 @@ class InputRules:
 def folder_files(folder: Any) -> list[Any]:
     """A case folder's documents as the hook uploads them: its own files by name, hidden ones skipped."""
     return sorted(
-        (p for p in folder.iterdir() if not p.name.startswith(".") and p.is_file()), key=lambda p: p.name
+        (p for p in children(folder) if not p.name.startswith(".") and p.is_file()), key=lambda p: p.name
     )
 
 

@@ -21,6 +21,7 @@ import httpx
 from tenacity import RetryCallState, stop_after_attempt
 from tenacity.stop import stop_base
 
+from airflow_docjobs import metrics
 from airflow_docjobs.exceptions import VendorTransientError, VendorUnreachableError
 from airflow_docjobs.hooks.calls import parse_body, vendor_message
 
@@ -162,6 +163,7 @@ class RetryRules:
             # A gateway's 502/504 or a lost answer usually means the vendor never took the job, and a
             # nightly run that fails on one hiccup pages a person; but it may have: say so, and count it.
             self.attempts.resent_ambiguous += 1
+            metrics.count(hook.conn_type, "resent_submits")
             hook.log.warning(
                 "%s: %s after the upload: the vendor may have created a job that will be paid for twice; "
                 "sending it again (connection extra resend_ambiguous_submits=false fails instead)",
@@ -177,8 +179,10 @@ class RetryRules:
             retry_state.attempt_number,
             delay,
         )
-        if self.pause is not None and isinstance(outcome, httpx.Response) and outcome.status_code == 429:
-            self.pause(delay)
+        if isinstance(outcome, httpx.Response) and outcome.status_code == 429:
+            metrics.count(hook.conn_type, "throttled")
+            if self.pause is not None:
+                self.pause(delay)
 
     def give_up(self, retry_state: RetryCallState) -> NoReturn:
         """Raise the typed error naming the origin once attempts or the deadline are spent."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from airflow_docjobs.hooks.finovox import FinovoxHook
@@ -106,7 +105,8 @@ class FinovoxSubmitCaseOperator(DocJobSubmitOperator):
             return None  # one case: its folder or list of files is not a batch
         cases = [self.cases] if isinstance(self.cases, str) else list(self.cases)
         if isinstance(self.cases, str) and is_folder(self.cases):
-            cases = sorted({str(PurePosixPath(doc).parent) for doc in documents_under(self.cases)})
+            # A document's case is its prefix; not PurePosixPath's parent, which turns "s3://" into "s3:/".
+            cases = sorted({doc.rsplit("/", 1)[0] for doc in documents_under(self.cases)})
         if not cases:
             raise self.hook.bad_input("cases", f"no case folders in {self.cases!r}")
         return cases

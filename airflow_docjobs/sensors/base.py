@@ -38,6 +38,7 @@ from airflow_docjobs.results import (
 from airflow_docjobs.retry import with_defaults, with_retry_policy
 from airflow_docjobs.sensors.memory import PokeMemory
 from airflow_docjobs.triggers.job import EVENT_STATUSES, DocJobTrigger
+from airflow_docjobs.version_compat import HAS_TRIGGER_QUEUES
 
 if TYPE_CHECKING:
     from airflow_docjobs.hooks.base import DocJobsHook
@@ -72,6 +73,9 @@ class DocJobSensor(BaseSensorOperator):
     :param max_consecutive_failures: transient poll failures in a row that end the wait.
     :param results_uri: where results land; defaults to ``[docjobs] results_uri``.
     :param max_failed: failed or rejected items a batch tolerates before the task fails.
+    :param trigger_queue: the triggerer queue of the wait (Airflow >= 3.2, with ``[triggerer]
+        queues_enabled``): only triggerers started with ``airflow triggerer --queues`` naming it run it, so
+        document waits can have triggerers of their own. The task itself still runs on its ``queue``.
     """
 
     hook_class: ClassVar[type[DocJobsHook]]
@@ -90,6 +94,7 @@ class DocJobSensor(BaseSensorOperator):
         poke_interval: float | timedelta | None = None,
         results_uri: str | None = None,
         max_failed: int = 0,
+        trigger_queue: str | None = None,
         **kwargs: Any,
     ) -> None:
         # Retries are cheap here (a retry reads landed results, never resubmits) and they absorb Airflow's
@@ -104,6 +109,11 @@ class DocJobSensor(BaseSensorOperator):
         self.max_consecutive_failures = max_consecutive_failures
         self.results_uri = results_uri
         self.max_failed = max_failed
+        self.trigger_queue = trigger_queue
+        if trigger_queue is not None and not HAS_TRIGGER_QUEUES:
+            raise self.hook.bad_input(
+                "trigger_queue", "trigger queues need Airflow >= 3.2 (airflow triggerer --queues)"
+            )
         self._memory = PokeMemory()
 
     def job_for(self, reference: str) -> dict[str, Any]:
@@ -174,6 +184,12 @@ class DocJobSensor(BaseSensorOperator):
                 raise AirflowSensorTimeout(
                     f"{exc} ({self.hook.vendor}, connection {self.conn_id!r})"
                 ).with_traceback(exc.__traceback__) from exc
+        if self.trigger_queue and not conf.getboolean("triggerer", "queues_enabled", fallback=False):
+            raise self.hook.bad_input(
+                "trigger_queue",
+                "the triggerer queue is ignored unless [triggerer] queues_enabled is True"
+                " (AIRFLOW__TRIGGERER__QUEUES_ENABLED) where the task runs",
+            )
         # One round of polls first: jobs that already ended need no trigger.
         with self.hook:
             done = self._first_poke(context)
@@ -182,6 +198,10 @@ class DocJobSensor(BaseSensorOperator):
         store = self.store(context)
         pending = [job for job in self.jobs if store.landed(job) is None] if self.batch else self.jobs
         deadline = pendulum.now("UTC").add(seconds=self.timeout)
+        if self.trigger_queue:
+            # Airflow (3.2+) gives the trigger the queue of the task instance that defers (ti.task is this
+            # very object): the trigger's, not the task's, since a resumed task is queued from its row.
+            self.queue = self.trigger_queue
         self.defer(
             trigger=DocJobTrigger(
                 hook_class=f"{self.hook_class.__module__}.{self.hook_class.__qualname__}",

@@ -15,6 +15,7 @@ two triggerers, against the emulator). Every input comes from the run conf, so p
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,9 @@ SERVICE = "svc-deploy"
 # The test holds the emulator's clock until every sensor waits, so all of them defer. Sensors keep their
 # default retries (2).
 WAIT = {"deferrable": True, "poke_interval": 2, "timeout": 900}
+# The distributed deployment (deployment_cluster.py) runs the mapped sensors' waits on a triggerer of their
+# own: the queue comes from the environment of the processes that parse this file.
+MAPPED_WAIT = {**WAIT, "trigger_queue": os.environ.get("DOCJOBS_DEPLOY_TRIGGER_QUEUE") or None}
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
 # What the test gives the batch DAG: documents per conf entry (cases: case folders of two documents each).
 BATCH_SIZES = {"finovox": 52, "cases": 10, "biros": 52, "mindee": 52, "docimprint": 12}
@@ -95,12 +99,14 @@ with _dag("docjobs_deploy_batch", params=dict.fromkeys(BATCH_SIZES)) as batch_da
     mindee_each = MindeeSubmitOperator(
         task_id="mindee_mapped_submit", document="{{ params.mindee_mapped }}", **MINDEE
     )
-    MindeeJobSensor.partial(task_id="mindee_mapped_wait", **MINDEE, **WAIT).expand(job_id=mindee_each.output)
+    MindeeJobSensor.partial(task_id="mindee_mapped_wait", **MINDEE, **MAPPED_WAIT).expand(
+        job_id=mindee_each.output
+    )
 
     finovox_each = FinovoxSubmitDocumentOperator(
         task_id="finovox_mapped_submit", file="{{ params.finovox_mapped }}"
     )
-    FinovoxResultSensor.partial(task_id="finovox_mapped_wait", **WAIT).expand(
+    FinovoxResultSensor.partial(task_id="finovox_mapped_wait", **MAPPED_WAIT).expand(
         retrieve_token=finovox_each.output
     )
 

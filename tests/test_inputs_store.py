@@ -1,0 +1,112 @@
+"""
+Inputs on object storage as users give them (an S3 server, ``s3://{conn_id}@bucket/...``) and on local
+files: a case folder, a list-mode prefix, an empty prefix, a missing document give the same answers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import FIXTURES, journal, load_dags
+from test_dags import xcoms
+
+from airflow_docjobs.exceptions import DocJobsInputError
+from airflow_docjobs.hooks.finovox import FinovoxHook
+from airflow_docjobs.hooks.inputs import as_path, content_sha256, documents_under, folder_files
+
+LIST_DAGS = Path(__file__).parent / "dags" / "docjobs_list_dags.py"
+PDF = (FIXTURES / "invoice.pdf").read_bytes()
+
+
+class Inbox:
+    """Where a test's documents are: a local folder, or a prefix of the test's bucket."""
+
+    def __init__(self, root: Path | None = None, s3=None) -> None:
+        self.root, self.s3 = root, s3
+
+    def location(self, name: str = "") -> str:
+        """What a user passes for ``name`` (a trailing ``/`` kept: a folder or prefix)."""
+        if self.s3 is not None:
+            return self.s3.uri(f"inbox/{name}") + ("/" if name.endswith("/") or not name else "")
+        return str(self.root / name) + ("/" if name.endswith("/") or not name else "")
+
+    def put(self, name: str, body: bytes | None = None) -> str:
+        """A distinct PDF at ``name``, written without our code; its location."""
+        body = PDF + f"\n% {name}\n".encode() if body is None else body
+        if self.s3 is not None:
+            self.s3.put(f"inbox/{name}", body)
+        else:
+            path = self.root / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(body)
+        return self.location(name)
+
+
+@pytest.fixture(params=["file", "s3"])
+def inbox(request, tmp_path) -> Inbox:
+    if request.param == "s3":
+        return Inbox(s3=request.getfixturevalue("s3"))
+    (tmp_path / "inbox").mkdir()
+    return Inbox(root=tmp_path / "inbox")
+
+
+def test_a_case_folder_uploads_its_own_documents(emulator, inbox):
+    for name in ("case/payslip.pdf", "case/id_card.pdf", "case/.hidden.pdf", "case/sub/other.pdf"):
+        inbox.put(name)
+    assert [p.name for p in folder_files(as_path(inbox.location("case/")))] == ["id_card.pdf", "payslip.pdf"]
+    FinovoxHook().submit(inbox.location("case/"), analysis="case", use_case="rental")
+    names = {tuple(job.data["names"]) for job in emulator.state.jobs.values() if job.kind == "case"}
+    assert names == {("id_card.pdf", "payslip.pdf")}
+
+
+def test_an_empty_case_folder_holds_no_documents(emulator, inbox):
+    if inbox.root is not None:
+        (inbox.root / "case").mkdir()
+    with pytest.raises(DocJobsInputError, match=r"'documents'.*holds no documents"):
+        FinovoxHook().submit(inbox.location("case/"), analysis="case", use_case="rental")
+    assert journal(emulator, method="POST") == []
+
+
+def test_a_missing_document_is_refused_before_any_request(emulator, inbox):
+    with pytest.raises(DocJobsInputError, match=r"'file'.*does not exist"):
+        FinovoxHook().submit(inbox.location("missing.pdf"))
+    assert content_sha256(inbox.location("missing.pdf")) is None
+    assert journal(emulator, method="POST") == []
+
+
+def test_a_prefix_stands_for_every_document_under_it(inbox):
+    for name in ("b.pdf", "sub/c.pdf", "a.pdf", ".hidden/x.pdf", "sub/.y.pdf"):
+        inbox.put(name)
+    assert documents_under(inbox.location()) == [inbox.location(n) for n in ("a.pdf", "b.pdf", "sub/c.pdf")]
+    assert documents_under(inbox.location("nothing/")) == []
+
+
+@pytest.fixture(scope="module")
+def list_dags(airflow_db):
+    return load_dags(LIST_DAGS)
+
+
+@pytest.mark.dagtest
+def test_a_list_submit_of_a_prefix_ends_with_one_outcome_per_document(
+    list_dags, emulator, inbox, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("AIRFLOW__DOCJOBS__RESULTS_URI", f"file://{tmp_path}/results")
+    for name in ("b.pdf", "a.pdf"):
+        inbox.put(name)
+    dag_run = list_dags["docjobs_list_biros_poke"].test(run_conf={"files": inbox.location()})
+    assert dag_run.state == "success"
+    outcomes = xcoms(dag_run)[("wait", "return_value")]
+    assert [o["input"] for o in outcomes] == [inbox.location("a.pdf"), inbox.location("b.pdf")]
+    assert [o["state"] for o in outcomes] == ["succeeded", "succeeded"]
+
+
+@pytest.mark.dagtest
+def test_an_empty_prefix_fails_the_submit_naming_it(list_dags, emulator, inbox, tmp_path, monkeypatch, capfd):
+    monkeypatch.setenv("AIRFLOW__DOCJOBS__RESULTS_URI", f"file://{tmp_path}/results")
+    dag_run = list_dags["docjobs_list_biros_poke"].test(run_conf={"files": inbox.location("empty/")})
+    states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+    assert states["submit"] == "failed"
+    logs = capfd.readouterr()
+    assert f"no documents in {inbox.location('empty/')!r}" in logs.out + logs.err
+    assert journal(emulator, method="POST") == []

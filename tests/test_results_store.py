@@ -1,0 +1,174 @@
+"""
+The results store on object storage as users run it (an S3 server, through an ``aws`` connection) and on
+``file://``: every operation gives the same answer on both, including an empty run prefix, a missing
+key, and a record another process wrote since this one last listed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import load_dags
+from test_dags import xcoms
+
+from airflow_docjobs.hooks.calls import JobStatus
+from airflow_docjobs.results import ResultsStore, job_key, landed_record, read_json, write_json
+from airflow_docjobs.triggers.job import INLINE_LIMIT, DocJobTrigger
+
+LIST_DAGS = Path(__file__).parent / "dags" / "docjobs_list_dags.py"
+TOKEN = "fvx-secret-retrieve-token"  # what a Finovox reference looks like: a secret
+
+
+class Store:
+    """A test's results store base URI, and a way to write into it behind our code's back."""
+
+    def __init__(self, base: str, s3=None, root: Path | None = None) -> None:
+        self.base, self.s3, self.root = base, s3, root
+
+    def put_behind(self, uri: str, payload: object) -> None:
+        """Write a record as another process would (boto3, or the local file system), not through ours."""
+        body = json.dumps(payload).encode()
+        relative = uri.removeprefix(self.base).lstrip("/")
+        if self.s3 is not None:
+            self.s3.put(f"results/{relative}", body)
+        else:
+            target = self.root / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(body)
+
+    def raw(self, uri: str) -> bytes:
+        """The bytes of a stored record, read without our code."""
+        relative = uri.removeprefix(self.base).lstrip("/")
+        return (
+            self.s3.get(f"results/{relative}") if self.s3 is not None else (self.root / relative).read_bytes()
+        )
+
+
+@pytest.fixture(params=["file", "s3"])
+def store_base(request, tmp_path) -> Store:
+    if request.param == "s3":
+        s3 = request.getfixturevalue("s3")
+        return Store(s3.uri("results"), s3=s3)
+    return Store(f"file://{tmp_path}/results", root=tmp_path / "results")
+
+
+def run_store(base: str, run_id: str = "manual__1") -> ResultsStore:
+    return ResultsStore(base, "finovox", "docjobs_store", run_id)
+
+
+def job(token: str = TOKEN) -> dict:
+    return {"retrieve_token": token, "analysis": "document"}
+
+
+def record(state: str = "succeeded") -> dict:
+    return landed_record("finovox", {"analysis": "document"}, JobStatus(state, result={"risk": "low"}))
+
+
+def test_an_empty_run_has_nothing_landed(store_base):
+    store = run_store(store_base.base)
+    assert store.landed_keys() == set()
+    assert store.landed(job()) is None
+
+
+def test_a_landed_record_is_read_back_and_listed(store_base):
+    store = run_store(store_base.base)
+    uri = store.land(job(), record())
+    assert uri == store.uri(job_key(job()))
+    assert store.landed(job())["result"] == {"risk": "low"}
+    assert read_json(uri)["state"] == "succeeded"
+    assert store.landed_keys() == {job_key(job())}
+    # A store's own files (a batch's inputs, outcomes) are not landed jobs.
+    write_json(store.named("_submitted", "batch.json"), [{"input": "a.pdf"}])
+    write_json(store.named("wait.outcomes.json"), [])
+    assert store.landed_keys() == {job_key(job())}
+
+
+def test_a_missing_record_reads_as_missing(store_base):
+    store = run_store(store_base.base)
+    store.land(job(), record())
+    with pytest.raises(FileNotFoundError):
+        read_json(store.named("_submitted", "nothing.json"))
+    with pytest.raises(FileNotFoundError):
+        read_json(store.uri("not-landed"))
+    assert store.landed(job("other")) is None
+
+
+def test_what_another_process_landed_is_seen_after_a_listing(store_base):
+    """A triggerer lands while a worker lists and reads: no listing cached by this process hides it."""
+    store = run_store(store_base.base)
+    store.land(job("first"), record())
+    assert store.landed_keys() == {job_key(job("first"))}
+    store_base.put_behind(store.uri(job_key(job("second"))), {**record("failed"), "landed_at": "now"})
+    assert store.landed_keys() == {job_key(job("first")), job_key(job("second"))}
+    assert store.landed(job("second"))["state"] == "failed"
+
+
+def test_runs_and_vendors_do_not_see_each_other(store_base):
+    one, other = run_store(store_base.base, "run_1"), run_store(store_base.base, "run_2")
+    one.land(job(), record())
+    assert other.landed_keys() == set()
+    assert ResultsStore(store_base.base, "mindee", "docjobs_store", "run_1").landed_keys() == set()
+
+
+def test_a_large_job_list_spills_to_the_store_encrypted(store_base):
+    store = run_store(store_base.base)
+    jobs = [job(f"{TOKEN}-{i:05d}") for i in range(INLINE_LIMIT // 20)]
+    packed = DocJobTrigger.pack(jobs, store)
+    assert "rows" not in packed
+    assert packed["rows_uri"].startswith(store.prefix + "/_jobs/")
+    assert TOKEN.encode() not in store_base.raw(packed["rows_uri"])
+    assert DocJobTrigger.unpack(packed) == jobs
+    # The job list is the store's own file, never a landed job.
+    assert store.landed_keys() == set()
+
+
+def test_a_store_path_reads_as_its_uri(store_base):
+    store = run_store(store_base.base, "scheduled__2026-01-01T00:00:00+00:00")
+    assert store.prefix.startswith(store_base.base + "/finovox/docjobs_store/")
+    uri = store.land(job(), record())
+    assert json.loads(store_base.raw(uri))["state"] == "succeeded"
+
+
+# ---- real runs: the sensor and the trigger on the store ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def list_dags(airflow_db):
+    return load_dags(LIST_DAGS)
+
+
+@pytest.mark.dagtest
+@pytest.mark.parametrize("mode", ["deferrable", "poke"])
+def test_one_sensor_waits_for_mapped_jobs_on_the_store(list_dags, emulator, store_base, monkeypatch, mode):
+    """References that did not come from a list submit: the run's prefix is empty at the first poke."""
+    monkeypatch.setenv("AIRFLOW__DOCJOBS__RESULTS_URI", store_base.base)
+    dag_run = list_dags[f"docjobs_list_docimprint_{mode}"].test(run_conf={"files": []})
+    tis = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+    assert dag_run.state == "success", tis
+    outcomes = xcoms(dag_run)[("wait", "return_value")]
+    assert [o["state"] for o in outcomes] == ["succeeded", "failed", "succeeded"]
+    assert all(o["result_uri"].startswith(store_base.base + "/") for o in outcomes)
+    assert json.loads(store_base.raw(outcomes[0]["result_uri"]))["state"] == "succeeded"
+    store = ResultsStore(store_base.base, "docimprint", dag_run.dag_id, dag_run.run_id)
+    assert json.loads(store_base.raw(store.named("wait.outcomes.json"))) == outcomes
+
+
+# ---- object storage only ------------------------------------------------------------------------------
+
+
+def test_landing_a_result_is_one_put(s3):
+    store = run_store(s3.uri("results"))
+    before = len(s3.journal())
+    store.land(job(), record())
+    # One request: no bucket check, no folder marker, no read back.
+    assert [method for method, *_ in s3.journal()[before:]] == ["PUT"]
+
+
+def test_a_store_in_a_missing_bucket_is_an_error_and_no_bucket_is_made(s3):
+    store = ResultsStore(f"s3://{s3.conn_id}@docjobs-no-such-bucket/results", "finovox", "d", "r")
+    with pytest.raises(OSError):  # noqa: PT011 - s3fs says FileNotFoundError (NoSuchBucket); any OSError
+        store.land(job(), record())
+    buckets = [b["Name"] for b in s3.server.client().list_buckets()["Buckets"]]
+    assert "docjobs-no-such-bucket" not in buckets
