@@ -20,25 +20,16 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check airflow_docjobs tests example_dags scripts benchmarks
 	$(VENV)/bin/mypy
 
-# Most of the suite's time is waiting, so it runs on more workers than cores (tests/README.md). The real
-# deployments (`integration`, minutes each) run one at a time in a pytest of their own beside the rest, their
-# output after it. (xdist's --dist loadgroup would do the same in one pytest, but it groups nothing on
-# pytest 9.2: pytest-xdist issue 1386.)
+# The lint, the real deployments (`integration`, one at a time) and the rest on PYTEST_WORKERS xdist workers,
+# side by side: most of the suite's time is waiting (scripts/test_suite.sh, tests/README.md).
 PYTEST_WORKERS ?= 4
-PYTEST_PARALLEL := $(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) -m "not integration"
 
-test: lint
-	@echo "$(VENV)/bin/pytest -q -m integration $(PYTEST_ARGS) > .integration.log (in the background)"
-	@$(VENV)/bin/pytest -q -p no:cacheprovider -m integration $(PYTEST_ARGS) > .integration.log 2>&1 & \
-	deployments=$$!; \
-	echo '$(PYTEST_PARALLEL) $(PYTEST_ARGS)'; $(PYTEST_PARALLEL) $(PYTEST_ARGS); rest=$$?; \
-	wait $$deployments; integration=$$?; \
-	echo "---- the real deployments (pytest -m integration, run beside the above):"; cat .integration.log; \
-	for rc in $$rest $$integration; do [ $$rc = 0 ] || [ $$rc = 5 ] || exit $$rc; done  # 5: none selected
+test: $(STAMP)
+	PYTEST_WORKERS=$(PYTEST_WORKERS) VENV=$(VENV) scripts/test_suite.sh $(PYTEST_ARGS)
 
 # Local iteration: everything but the real deployments (CI runs `make test`, which has them).
 test-fast: lint
-	$(PYTEST_PARALLEL) $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) -m "not integration" $(PYTEST_ARGS)
 
 # The Airflow versions and the Python we claim besides `make test`'s (3.3 on Python 3.11), each in its own
 # virtualenv: tests/test_compat.py on Airflow 2.11 and 3.0, and on Airflow 3.3 under Python 3.12.
@@ -76,4 +67,4 @@ soak: $(STAMP)
 	@cat benchmarks/soak.json
 
 clean:
-	rm -rf $(VENV) .venv-compat-* .demo .airflow .integration.log .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) .venv-compat-* .demo .airflow .integration.log .lint.log .pytest_cache .ruff_cache .mypy_cache
