@@ -7,8 +7,15 @@
 # The two background outputs follow the foreground one's. (xdist's --dist loadgroup could keep the deployments
 # together inside one pytest, but it groups nothing on pytest 9.2: pytest-xdist issue 1386.)
 # Arguments go to both pytests, e.g. `make test PYTEST_ARGS="--durations=20"`. See tests/README.md.
-set -u
+# -m: each background process in a group of its own that does not ignore SIGINT, so that a Ctrl-C reaches it
+# (as a KeyboardInterrupt: the deployments' fixtures then stop their Airflow processes).
+set -um
 VENV=${VENV:-.venv}
+stop_background() {
+  [ -n "${deployments:-}" ] && kill -INT -- "-$deployments" 2>/dev/null
+  [ -n "${lint:-}" ] && kill -TERM -- "-$lint" 2>/dev/null
+}
+trap stop_background INT TERM
 
 make --no-print-directory lint VENV="$VENV" > .lint.log 2>&1 &
 lint=$!
@@ -17,6 +24,7 @@ deployments=$!
 echo "$VENV/bin/pytest -q -n ${PYTEST_WORKERS:-4} -m 'not integration' $*  (beside: make lint, pytest -m integration)"
 "$VENV/bin/pytest" -q -n "${PYTEST_WORKERS:-4}" -m "not integration" "$@"
 rest=$?
+[ "$rest" = 2 ] && stop_background # 2: interrupted
 wait "$deployments"
 integration=$?
 wait "$lint"
