@@ -20,8 +20,12 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check airflow_docjobs tests example_dags scripts benchmarks
 	$(VENV)/bin/mypy
 
-test: lint
-	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+# The lint, the real deployments (`integration`, one at a time) and the rest on PYTEST_WORKERS xdist workers,
+# side by side: most of the suite's time is waiting (scripts/test_suite.sh, tests/README.md).
+PYTEST_WORKERS ?= 4
+
+test: $(STAMP)
+	PYTEST_WORKERS=$(PYTEST_WORKERS) VENV=$(VENV) scripts/test_suite.sh $(PYTEST_ARGS)
 
 # The distributed deployment (tests/test_deployment_cluster.py): Celery workers on Redis, two triggerers,
 # PostgreSQL, an S3 server, all on loopback from the deploy extra's packages. Several minutes.
@@ -35,7 +39,7 @@ test-deploy: $(DEPLOY_STAMP)
 
 # Local iteration: everything but the real deployments (CI runs `make test`, which has them).
 test-fast: lint
-	$(VENV)/bin/pytest -q -m "not integration" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) -m "not integration" $(PYTEST_ARGS)
 
 # The Airflow versions and the Python we claim besides `make test`'s (3.3 on Python 3.11), each in its own
 # virtualenv: tests/test_compat.py on Airflow 2.11 and 3.0, and on Airflow 3.3 under Python 3.12.
@@ -73,4 +77,4 @@ soak: $(STAMP)
 	@cat benchmarks/soak.json
 
 clean:
-	rm -rf $(VENV) .venv-compat-* .demo .airflow .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) .venv-compat-* .demo .airflow .integration.log .lint.log .pytest_cache .ruff_cache .mypy_cache

@@ -2,11 +2,16 @@
 Shared fixtures: a private Airflow home on SQLite, the vendor emulator on a loopback port, one Airflow
 connection per vendor pointing at it through ``AIRFLOW_CONN_*`` (``vendor_conn`` sets more), and the
 emulator's frozen clock (``frozen``) for tests that wait for a job without racing wall time.
+
+``make test`` runs the suite in parallel (pytest-xdist): each worker is a process of its own that imports
+this file first, so each gets its own Airflow home, metadata database, emulator and PostgreSQL server. The
+rules a test must follow to run there are in tests/README.md.
 """
 
 from __future__ import annotations
 
 import atexit
+import fcntl
 import importlib.util
 import json
 import os
@@ -14,8 +19,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-# Airflow reads its configuration at import: point it at a throwaway home before anything imports it.
-_HOME = Path(tempfile.mkdtemp(prefix="docjobs-airflow-"))
+# Airflow reads its configuration at import: point it at a throwaway home before anything imports it. Each
+# xdist worker is a process that imports this file before Airflow, so each has a home (and database) of its own.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+_HOME = Path(tempfile.mkdtemp(prefix=f"docjobs-airflow-{_WORKER}-"))
 atexit.register(shutil.rmtree, _HOME, True)
 os.environ["AIRFLOW_HOME"] = str(_HOME)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
@@ -149,10 +156,24 @@ PATIENCE = 60.0
 
 
 @pytest.fixture(scope="session")
-def airflow_db():
-    """The SQLite metadata database of the private Airflow home, migrated once per session."""
-    airflow = Path(sys.executable).parent / "airflow"
-    subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True)
+def airflow_db(tmp_path_factory):
+    """
+    The SQLite metadata database of the private Airflow home, migrated once per session. Under xdist the
+    first worker to need it migrates a template (some 15 s of CPU) that the others copy, under a lock.
+    """
+    migrate = [str(Path(sys.executable).parent / "airflow"), "db", "migrate"]
+    if _WORKER == "main":
+        subprocess.run(migrate, check=True, capture_output=True)
+        return
+    template = tmp_path_factory.getbasetemp().parent / "airflow-db-template"  # one for all the workers
+    with open(f"{template}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (template / "migrated").exists():
+            template.mkdir(exist_ok=True)
+            env = os.environ | {"AIRFLOW_HOME": str(template)}
+            subprocess.run(migrate, check=True, capture_output=True, env=env)
+            (template / "migrated").touch()
+    shutil.copyfile(template / "airflow.db", _HOME / "airflow.db")
 
 
 @pytest.fixture(scope="session")

@@ -129,7 +129,7 @@ class Emulator(Component):
         argv = [sys.executable, "-m", "airflow_docjobs.emulator", "--port", "0", "--api-key", SECRET]
         argv += ["--processing-seconds", str(processing_seconds), "--concurrency", str(concurrency)]
         super().__init__("emulator", argv, work / "emulator.log", None, work)
-        self.port, deadline = 0, time.monotonic() + 120  # a loaded machine imports slowly
+        self.port, deadline = 0, time.monotonic() + 120  # it imports Airflow: 30 s and more on busy cores
         while not self.port and time.monotonic() < deadline and self.exited() is None:
             if match := re.search(r"listening on http://127\.0\.0\.1:(\d+)", self.log.read_text()):
                 self.port = int(match.group(1))

@@ -44,9 +44,9 @@ SENSORS = {
 }
 TASKS = {*SENSORS, *(submit for submit, _ in SENSORS.values()), "ingest"}
 TRIGGER_CLASSPATH = "airflow_docjobs.triggers.job.DocJobTrigger"
-# Long enough that every sensor's first poke (on a busy two-core worker, seconds after its submit) still finds
-# the job pending, so that every sensor defers; the demo's ``make demo`` uses 2 s.
-PROCESSING_SECONDS = 20
+# The emulator's clock stands still from the start until every sensor is seen deferred, so that every sensor's
+# first poke finds its job pending however loaded the machine; from then on jobs take this long.
+PROCESSING_SECONDS = 2
 STARTUP_TIMEOUT = 180  # airflow standalone up, API answering, DAG parsed (20 to 45 s on two cores)
 RUN_TIMEOUT = 240  # trigger to the run's end (about 35 s)
 
@@ -60,6 +60,7 @@ class Outcome:
     airflow: Airflow
     run_id: str = ""
     run_state: str = ""
+    thawed: bool = False  # the emulator's clock runs again: every sensor was seen deferred
     elapsed: dict[str, float] = field(default_factory=dict)
     # (task_id, trigger_id) -> decrypted trigger kwargs, for every sensor seen deferred during the run
     deferred: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
@@ -95,6 +96,7 @@ class Outcome:
 def start(work: Path) -> Airflow:
     """The emulator, then ``airflow standalone`` on a SQLite home, watched for components it could not run."""
     emulator = Emulator(work, PROCESSING_SECONDS)
+    emulator.set_clock(frozen=True)
     db = work / "airflow" / "airflow.db"
     env = {
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "example_dags"),
@@ -133,6 +135,9 @@ def look(outcome: Outcome) -> bool:
         if ti["state"] == "deferred" and ti["trigger_id"] in outcome.triggers:
             classpath, _, kwargs = outcome.triggers[ti["trigger_id"]]
             outcome.deferred[(task_id, ti["trigger_id"])] = {"classpath": classpath, **json.loads(kwargs)}
+    if not outcome.thawed and {task_id for task_id, _ in outcome.deferred} >= set(SENSORS):
+        airflow.emulator.set_clock(frozen=False)
+        outcome.thawed = True
     outcome.run_state = airflow.run_state(DAG_ID, outcome.run_id) or ""
     return outcome.run_state in ("success", "failed")
 

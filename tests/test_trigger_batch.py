@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 
 import httpx
 import pendulum
@@ -174,7 +175,7 @@ async def test_many_single_triggers_share_one_pool_over_tls(tmp_path, monkeypatc
             httpx.post,
             f"{server.url}/_emulator/bulk",
             json={"vendor": "docimprint", "count": 100},
-            verify=str(server.ca_file),
+            verify=ssl.create_default_context(cafile=server.ca_file),
         )
         jobs = [DocimprintHook.job_reference(ref) for ref in response.json()["references"]]
         server.reset_counters()
