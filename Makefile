@@ -39,7 +39,7 @@ test-deploy: $(DEPLOY_STAMP)
 
 # Local iteration: everything but the real deployments (CI runs `make test`, which has them).
 test-fast: lint
-	$(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) -m "not integration" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) -m "not integration and not deploy" $(PYTEST_ARGS)
 
 # The Airflow versions and the Python we claim besides `make test`'s (3.3 on Python 3.11), each in its own
 # virtualenv: tests/test_compat.py on Airflow 2.11 and 3.0, and on Airflow 3.3 under Python 3.12.

@@ -19,10 +19,10 @@ trap stop_background INT TERM
 
 make --no-print-directory lint VENV="$VENV" > .lint.log 2>&1 &
 lint=$!
-"$VENV/bin/pytest" -q -p no:cacheprovider -m integration "$@" > .integration.log 2>&1 &
+"$VENV/bin/pytest" -q -p no:cacheprovider -m "integration and not deploy" "$@" > .integration.log 2>&1 &
 deployments=$!
-echo "$VENV/bin/pytest -q -n ${PYTEST_WORKERS:-4} -m 'not integration' $*  (beside: make lint, pytest -m integration)"
-"$VENV/bin/pytest" -q -n "${PYTEST_WORKERS:-4}" -m "not integration" "$@"
+echo "$VENV/bin/pytest -q -n ${PYTEST_WORKERS:-4} -m 'not integration and not deploy' $*  (beside: make lint, pytest -m integration)"
+"$VENV/bin/pytest" -q -n "${PYTEST_WORKERS:-4}" -m "not integration and not deploy" "$@"
 rest=$?
 [ "$rest" = 2 ] && stop_background # 2: interrupted
 wait "$deployments"
