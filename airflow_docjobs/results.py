@@ -35,7 +35,11 @@ if TYPE_CHECKING:
 
     from airflow.sdk.crypto import FernetProtocol
 
+    from airflow_docjobs.hooks.base import DocJobsHook
+
 SUBMITTED = "_submitted"
+# How an outcome names a job whose reference is a secret (a Finovox retrieve token): by its SHA-256.
+HASHED = "sha256:"
 JOB_LISTS = "_jobs"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:+=-]")
 
@@ -77,6 +81,19 @@ def landed_record(vendor: str, job: Mapping[str, Any], status: Any) -> dict[str,
         "finished_at": now_iso(),
         "result": None if failed else status.result,
     }
+
+
+def public_reference(hook: DocJobsHook, field: str, reference: str | None) -> str | None:
+    """
+    A job's reference as outcomes name it: a secret token (Finovox's) as ``sha256:{digest}``.
+
+    The digest is the ``{field}_sha256`` of the landed record's ``job`` (``DocJobsHook.public_job``), so an
+    outcome still names its job; the token itself stays in the submit's XCom, in the same input order.
+    """
+    if reference is None or field not in hook.secret_job_keys:
+        return reference
+    (digest,) = hook.public_job({field: reference}).values()
+    return f"{HASHED}{digest}"
 
 
 def fernet() -> FernetProtocol:

@@ -6,14 +6,16 @@ key, and a record another process wrote since this one last listed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import pytest
-from conftest import load_dags
+from conftest import distinct_pdf, load_dags
 from test_dags import xcoms
 
 from airflow_docjobs.hooks.calls import JobStatus
+from airflow_docjobs.ingest.vendors import READERS
 from airflow_docjobs.results import ResultsStore, job_key, landed_record, read_json, write_json
 from airflow_docjobs.triggers.job import INLINE_LIMIT, DocJobTrigger
 
@@ -172,3 +174,43 @@ def test_a_store_in_a_missing_bucket_is_an_error_and_no_bucket_is_made(s3):
         store.land(job(), record())
     buckets = [b["Name"] for b in s3.server.client().list_buckets()["Buckets"]]
     assert "docjobs-no-such-bucket" not in buckets
+
+
+def stored_bytes(store_base: Store) -> dict[str, bytes]:
+    """Every file of the store, read without our code."""
+    if store_base.s3 is not None:
+        return {key: store_base.s3.get(key) for key in store_base.s3.keys("results/")}
+    return {str(p): p.read_bytes() for p in store_base.root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.dagtest
+def test_no_finovox_token_in_the_store_or_the_outcomes(
+    list_dags, emulator, store_base, tmp_path, monkeypatch, capfd
+):
+    monkeypatch.setenv("AIRFLOW__DOCJOBS__RESULTS_URI", store_base.base)
+    files = [str(distinct_pdf(tmp_path, n)) for n in ("a.pdf", "fail.pdf", "b.pdf")] + [
+        str(tmp_path / "x.pdf")
+    ]
+    dag_run = list_dags["docjobs_list_finovox_poke"].test(run_conf={"files": files})
+    assert dag_run.state == "success", {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+    values = xcoms(dag_run)
+    tokens = [t for t in values[("submit", "return_value")] if t]  # the submit's XCom holds them, by design
+    outcomes = values[("wait", "return_value")]
+    assert len(tokens) == 3
+    stored = stored_bytes(store_base)
+    assert any(name.endswith("wait.outcomes.json") for name in stored)
+    leaks = [name for name, body in stored.items() for token in tokens if token.encode() in body]
+    assert leaks == []
+    assert not any(token in json.dumps(outcomes) for token in tokens)
+    logs = capfd.readouterr()
+    assert not any(token in logs.out + logs.err for token in tokens)
+    # An outcome still names its job: the digest the landed record's job holds, and ingestion reads it so.
+    for token, outcome in zip(tokens, outcomes, strict=False):
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        assert outcome["reference"] == f"sha256:{digest}"
+        assert read_json(outcome["result_uri"])["job"]["retrieve_token_sha256"] == digest
+        reader = READERS["finovox"]
+        assert reader.public_reference(outcome["reference"], "document") == reader.public_reference(
+            token, "document"
+        )
+    assert outcomes[-1]["reference"] is None  # the missing file was rejected

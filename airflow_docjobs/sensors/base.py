@@ -32,6 +32,7 @@ from airflow_docjobs.results import (
     batch_key,
     job_key,
     landed_record,
+    public_reference,
     read_json,
     write_json,
 )
@@ -319,7 +320,7 @@ class DocJobSensor(BaseSensorOperator):
         outcomes = []
         for ref, given in zip(self.references, inputs, strict=True):
             outcome = {
-                "reference": ref,
+                "reference": public_reference(self.hook, self.reference_field, ref),
                 "input": given.get("input"),
                 "sha256": given.get("sha256"),
                 "state": "rejected",
