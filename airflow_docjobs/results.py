@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from airflow_docjobs.exceptions import DocJobsConfigError
 from airflow_docjobs.hooks.inputs import as_path, children, is_object_store
 
 if TYPE_CHECKING:
@@ -97,12 +98,49 @@ def public_reference(hook: DocJobsHook, field: str, reference: str | None) -> st
 
 
 def fernet() -> FernetProtocol:
-    """Airflow's Fernet (a no-op one when no key is configured), as it encrypts trigger kwargs."""
+    """Airflow's Fernet (a no-op one when no key is configured), as it encrypts connections and variables."""
     try:
         from airflow.sdk.crypto import get_fernet
     except ImportError:  # Airflow 2
         from airflow.models.crypto import get_fernet
     return get_fernet()
+
+
+def secret_fernet(vendor: str | None = None, conn_id: str | None = None) -> FernetProtocol:
+    """
+    Airflow's Fernet where a secret (a Finovox retrieve token) must be encrypted: no no-op one.
+
+    A missing or invalid ``[core] fernet_key`` is a :class:`DocJobsConfigError` naming the setting.
+    """
+    problem = "is not set"
+    try:
+        crypt = fernet()
+    except Exception as exc:  # AirflowException: "Could not create Fernet object: <why>" (never the key)
+        crypt, problem = None, f"is not a valid Fernet key ({exc})"
+    if crypt is not None and crypt.is_encrypted:
+        return crypt
+    raise DocJobsConfigError(
+        f"Airflow's [core] fernet_key (AIRFLOW__CORE__FERNET_KEY) {problem}: it encrypts the retrieve tokens "
+        "that trigger kwargs and the results store hold; set one key, the same on every Airflow machine",
+        vendor=vendor,
+        conn_id=conn_id,
+    )
+
+
+def seal(value: Any, vendor: str | None = None, conn_id: str | None = None) -> str:
+    """JSON ``value`` encrypted with Airflow's Fernet key (see :func:`secret_fernet`)."""
+    return secret_fernet(vendor, conn_id).encrypt(json.dumps(value).encode()).decode()
+
+
+def unseal(token: str) -> Any:
+    """What :func:`seal` encrypted; ``DocJobsConfigError`` when this machine's Fernet key cannot read it."""
+    try:
+        return json.loads(fernet().decrypt(token.encode()))
+    except Exception as exc:  # cryptography's InvalidToken, Airflow's invalid-key error
+        raise DocJobsConfigError(
+            "cannot decrypt the job references with this machine's [core] fernet_key "
+            f"({type(exc).__name__}): every Airflow machine needs the same key"
+        ) from exc
 
 
 def now_iso() -> str:

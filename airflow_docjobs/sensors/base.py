@@ -191,7 +191,12 @@ class DocJobSensor(BaseSensorOperator):
                 poll_interval=self.poke_interval,
                 max_consecutive_failures=self.max_consecutive_failures,
                 results=store.spec(),
-                **({"jobs": DocJobTrigger.pack(pending, store)} if self.batch else {"job": self.job}),
+                **DocJobTrigger.job_kwargs(
+                    self.hook_class,
+                    self.conn_id,
+                    store=store,
+                    **({"jobs": pending} if self.batch else {"job": self.job}),
+                ),
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout) + DEFER_GRACE,
