@@ -23,6 +23,7 @@ import json
 import os
 import re
 import tempfile
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +44,24 @@ SUBMITTED = "_submitted"
 HASHED = "sha256:"
 JOB_LISTS = "_jobs"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:+=-]")
+
+
+# What an object store's scheme needs installed, and the URI form that names its Airflow connection.
+_SETUP = {
+    "s3": ("apache-airflow-providers-amazon and s3fs", "s3://{aws_conn_id}@bucket/prefix"),
+    "gs": ("apache-airflow-providers-google", "gs://{google_cloud_conn_id}@bucket/prefix"),
+    "abfs": ("apache-airflow-providers-microsoft-azure", "abfs://{azure_conn_id}@container/prefix"),
+}
+_SCHEMES = {"s3a": "s3", "s3n": "s3", "gcs": "gs", "abfss": "abfs", "adl": "abfs"}
+
+
+def store_setup(uri: str) -> str:
+    """What a results URI's scheme needs: the package to install and the URI form with a connection id."""
+    scheme = uri.split("://", 1)[0] if "://" in uri else "file"
+    if (setup := _SETUP.get(_SCHEMES.get(scheme, scheme))) is None:
+        return "use a folder every worker and triggerer can write (object storage beyond one machine)"
+    package, form = setup
+    return f"install {package}, and name the Airflow connection in the URI: {form}"
 
 
 def default_results_uri() -> str:
@@ -255,6 +274,28 @@ class ResultsStore:
         """
         names = [p.name for p in children(_local(self.prefix) or _remote(self.prefix))]
         return {n.removesuffix(".json") for n in names if n.endswith(".json") and "." not in n[:-5]}
+
+    def check_writable(self, source: str, vendor: str | None = None) -> None:
+        """
+        Write and delete a small probe under this run's prefix; a ``DocJobsConfigError`` if that fails.
+
+        Run before anything is submitted, so a store the worker cannot write costs no vendor job. ``source``
+        names where the URI came from (the parameter or the option).
+        """
+        probe = self.named(f".probe-{uuid.uuid4().hex}.json")
+        try:
+            write_json(probe, {"probe": now_iso()})
+            local = _local(probe)
+            if local is not None:
+                local.unlink()
+            else:
+                as_path(probe).unlink()
+        except Exception as exc:  # a missing filesystem, bucket, permission or credentials: all say the same
+            raise DocJobsConfigError(
+                f"{source}: the results store {self.base!r} cannot be written from this worker "
+                f"({type(exc).__name__}: {exc}); {store_setup(self.base)}. Nothing was submitted",
+                vendor=vendor,
+            ) from exc
 
     def named(self, *parts: str) -> str:
         """The URI of a file of this run's own (a manifest, a job list)."""

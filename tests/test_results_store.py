@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -214,3 +215,44 @@ def test_no_finovox_token_in_the_store_or_the_outcomes(
             token, "document"
         )
     assert outcomes[-1]["reference"] is None  # the missing file was rejected
+
+
+# ---- the store is checked before the first submit (issue 18) ------------------------------------------
+
+
+def unwritable_store(kind: str, tmp_path: Path, s3, monkeypatch) -> str:
+    """A results URI this worker cannot write, for each way that happens."""
+    if kind == "missing bucket":
+        return f"s3://{s3.conn_id}@docjobs-no-such-bucket/results"
+    if kind == "no s3 filesystem":
+        monkeypatch.setitem(sys.modules, "s3fs", None)  # as when s3fs is not installed
+        monkeypatch.setenv("AIRFLOW_CONN_DOCJOBS_NO_FS", s3.server.connection_json())
+        return f"s3://docjobs_no_fs@{s3.name}/results"
+    (tmp_path / "a-file").write_text("not a folder")
+    return f"file://{tmp_path}/a-file/results"
+
+
+@pytest.mark.dagtest
+@pytest.mark.parametrize("kind", ["missing bucket", "no s3 filesystem", "unwritable file"])
+def test_a_store_the_worker_cannot_write_fails_the_submit_before_any_vendor_request(
+    list_dags, emulator, s3, tmp_path, monkeypatch, capfd, kind
+):
+    results_uri = unwritable_store(kind, tmp_path, s3, monkeypatch)
+    monkeypatch.setenv("AIRFLOW__DOCJOBS__RESULTS_URI", results_uri)
+    files = [str(distinct_pdf(tmp_path, "a.pdf"))]
+    dag_run = list_dags["docjobs_list_mindee_poke"].test(run_conf={"files": files})
+    tis = {ti.task_id: ti for ti in dag_run.get_task_instances()}
+    assert tis["submit"].state == "failed"
+    assert tis["submit"].try_number == 1  # not retried, although the DAG allows a retry
+    assert emulator.state.requests == []  # the vendor was never asked (nor paid)
+    logs = capfd.readouterr()
+    text = logs.out + logs.err
+    assert f"[docjobs] results_uri: the results store {results_uri!r} cannot be written" in text
+    assert "Nothing was submitted" in text
+    if kind == "unwritable file":
+        assert "use a folder every worker and triggerer can write" in text
+    else:
+        assert "install apache-airflow-providers-amazon and s3fs" in text
+        assert "s3://{aws_conn_id}@bucket/prefix" in text
+    buckets = [b["Name"] for b in s3.server.client().list_buckets()["Buckets"]]
+    assert "docjobs-no-such-bucket" not in buckets
