@@ -112,10 +112,10 @@ class VendorJobFailedError(DocJobsError, AirflowFailException):
 
 class DocJobsConfigError(DocJobsError, AirflowFailException):
     """
-    The deployment cannot run the task as it is set up; found before any request, so nothing was paid.
+    The deployment cannot run the task as it is set up; a retry would meet the same setting, so no retry.
 
-    A missing or invalid ``[core] fernet_key`` where a secret must be encrypted, or a results store that the
-    worker cannot reach or write. A retry would meet the same setting, so the task fails at once.
+    A results store the worker cannot reach or write (checked before a submit sends anything), or a missing
+    or invalid ``[core] fernet_key`` where a secret must be encrypted (checked before a sensor defers).
     """
 
 

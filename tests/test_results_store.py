@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import distinct_pdf, load_dags
+from s3 import Place
 from test_dags import xcoms
 
 from airflow_docjobs.hooks.calls import JobStatus
@@ -24,37 +25,22 @@ LIST_DAGS = Path(__file__).parent / "dags" / "docjobs_list_dags.py"
 TOKEN = "fvx-secret-retrieve-token"  # what a Finovox reference looks like: a secret
 
 
-class Store:
-    """A test's results store base URI, and a way to write into it behind our code's back."""
-
-    def __init__(self, base: str, s3=None, root: Path | None = None) -> None:
-        self.base, self.s3, self.root = base, s3, root
-
-    def put_behind(self, uri: str, payload: object) -> None:
-        """Write a record as another process would (boto3, or the local file system), not through ours."""
-        body = json.dumps(payload).encode()
-        relative = uri.removeprefix(self.base).lstrip("/")
-        if self.s3 is not None:
-            self.s3.put(f"results/{relative}", body)
-        else:
-            target = self.root / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(body)
-
-    def raw(self, uri: str) -> bytes:
-        """The bytes of a stored record, read without our code."""
-        relative = uri.removeprefix(self.base).lstrip("/")
-        return (
-            self.s3.get(f"results/{relative}") if self.s3 is not None else (self.root / relative).read_bytes()
-        )
-
-
 @pytest.fixture(params=["file", "s3"])
-def store_base(request, tmp_path) -> Store:
+def store_base(request, tmp_path) -> Place:
+    """The results store's base: once a local folder (a file:// URI), once a prefix of an S3 bucket."""
     if request.param == "s3":
-        s3 = request.getfixturevalue("s3")
-        return Store(s3.uri("results"), s3=s3)
-    return Store(f"file://{tmp_path}/results", root=tmp_path / "results")
+        return Place(bucket=request.getfixturevalue("s3"), prefix="results")
+    return Place(folder=tmp_path / "results", file_uri=True)
+
+
+def put_behind(place: Place, uri: str, payload: object) -> None:
+    """Write a record as another process would (boto3, or the local file system), not through ours."""
+    place.put(place.relative(uri), json.dumps(payload).encode())
+
+
+def raw(place: Place, uri: str) -> bytes:
+    """The bytes of a stored record, read without our code."""
+    return place.get(place.relative(uri))
 
 
 def run_store(base: str, run_id: str = "manual__1") -> ResultsStore:
@@ -70,13 +56,13 @@ def record(state: str = "succeeded") -> dict:
 
 
 def test_an_empty_run_has_nothing_landed(store_base):
-    store = run_store(store_base.base)
+    store = run_store(store_base.location())
     assert store.landed_keys() == set()
     assert store.landed(job()) is None
 
 
 def test_a_landed_record_is_read_back_and_listed(store_base):
-    store = run_store(store_base.base)
+    store = run_store(store_base.location())
     uri = store.land(job(), record())
     assert uri == store.uri(job_key(job()))
     assert store.landed(job())["result"] == {"risk": "low"}
@@ -89,7 +75,7 @@ def test_a_landed_record_is_read_back_and_listed(store_base):
 
 
 def test_a_missing_record_reads_as_missing(store_base):
-    store = run_store(store_base.base)
+    store = run_store(store_base.location())
     store.land(job(), record())
     with pytest.raises(FileNotFoundError):
         read_json(store.named("_submitted", "nothing.json"))
@@ -100,38 +86,38 @@ def test_a_missing_record_reads_as_missing(store_base):
 
 def test_what_another_process_landed_is_seen_after_a_listing(store_base):
     """A triggerer lands while a worker lists and reads: no listing cached by this process hides it."""
-    store = run_store(store_base.base)
+    store = run_store(store_base.location())
     store.land(job("first"), record())
     assert store.landed_keys() == {job_key(job("first"))}
-    store_base.put_behind(store.uri(job_key(job("second"))), {**record("failed"), "landed_at": "now"})
+    put_behind(store_base, store.uri(job_key(job("second"))), {**record("failed"), "landed_at": "now"})
     assert store.landed_keys() == {job_key(job("first")), job_key(job("second"))}
     assert store.landed(job("second"))["state"] == "failed"
 
 
 def test_runs_and_vendors_do_not_see_each_other(store_base):
-    one, other = run_store(store_base.base, "run_1"), run_store(store_base.base, "run_2")
+    one, other = run_store(store_base.location(), "run_1"), run_store(store_base.location(), "run_2")
     one.land(job(), record())
     assert other.landed_keys() == set()
-    assert ResultsStore(store_base.base, "mindee", "docjobs_store", "run_1").landed_keys() == set()
+    assert ResultsStore(store_base.location(), "mindee", "docjobs_store", "run_1").landed_keys() == set()
 
 
 def test_a_large_job_list_spills_to_the_store_encrypted(store_base):
-    store = run_store(store_base.base)
+    store = run_store(store_base.location())
     jobs = [job(f"{TOKEN}-{i:05d}") for i in range(INLINE_LIMIT // 20)]
     packed = DocJobTrigger.pack(jobs, store)
     assert "rows" not in packed
     assert packed["rows_uri"].startswith(store.prefix + "/_jobs/")
-    assert TOKEN.encode() not in store_base.raw(packed["rows_uri"])
+    assert TOKEN.encode() not in raw(store_base, packed["rows_uri"])
     assert DocJobTrigger.unpack(packed) == jobs
     # The job list is the store's own file, never a landed job.
     assert store.landed_keys() == set()
 
 
 def test_a_store_path_reads_as_its_uri(store_base):
-    store = run_store(store_base.base, "scheduled__2026-01-01T00:00:00+00:00")
-    assert store.prefix.startswith(store_base.base + "/finovox/docjobs_store/")
+    store = run_store(store_base.location(), "scheduled__2026-01-01T00:00:00+00:00")
+    assert store.prefix.startswith(store_base.location() + "/finovox/docjobs_store/")
     uri = store.land(job(), record())
-    assert json.loads(store_base.raw(uri))["state"] == "succeeded"
+    assert json.loads(raw(store_base, uri))["state"] == "succeeded"
 
 
 # ---- real runs: the sensor and the trigger on the store ----------------------------------------------
@@ -146,16 +132,16 @@ def list_dags(airflow_db):
 @pytest.mark.parametrize("mode", ["deferrable", "poke"])
 def test_one_sensor_waits_for_mapped_jobs_on_the_store(list_dags, emulator, store_base, monkeypatch, mode):
     """References that did not come from a list submit: the run's prefix is empty at the first poke."""
-    monkeypatch.setenv("AIRFLOW__DOCJOBS__RESULTS_URI", store_base.base)
+    monkeypatch.setenv("AIRFLOW__DOCJOBS__RESULTS_URI", store_base.location())
     dag_run = list_dags[f"docjobs_list_docimprint_{mode}"].test(run_conf={"files": []})
     tis = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
     assert dag_run.state == "success", tis
     outcomes = xcoms(dag_run)[("wait", "return_value")]
     assert [o["state"] for o in outcomes] == ["succeeded", "failed", "succeeded"]
-    assert all(o["result_uri"].startswith(store_base.base + "/") for o in outcomes)
-    assert json.loads(store_base.raw(outcomes[0]["result_uri"]))["state"] == "succeeded"
-    store = ResultsStore(store_base.base, "docimprint", dag_run.dag_id, dag_run.run_id)
-    assert json.loads(store_base.raw(store.named("wait.outcomes.json"))) == outcomes
+    assert all(o["result_uri"].startswith(store_base.location() + "/") for o in outcomes)
+    assert json.loads(raw(store_base, outcomes[0]["result_uri"]))["state"] == "succeeded"
+    store = ResultsStore(store_base.location(), "docimprint", dag_run.dag_id, dag_run.run_id)
+    assert json.loads(raw(store_base, store.named("wait.outcomes.json"))) == outcomes
 
 
 # ---- object storage only ------------------------------------------------------------------------------
@@ -177,18 +163,11 @@ def test_a_store_in_a_missing_bucket_is_an_error_and_no_bucket_is_made(s3):
     assert "docjobs-no-such-bucket" not in buckets
 
 
-def stored_bytes(store_base: Store) -> dict[str, bytes]:
-    """Every file of the store, read without our code."""
-    if store_base.s3 is not None:
-        return {key: store_base.s3.get(key) for key in store_base.s3.keys("results/")}
-    return {str(p): p.read_bytes() for p in store_base.root.rglob("*") if p.is_file()}
-
-
 @pytest.mark.dagtest
 def test_no_finovox_token_in_the_store_or_the_outcomes(
     list_dags, emulator, store_base, tmp_path, monkeypatch, capfd
 ):
-    monkeypatch.setenv("AIRFLOW__DOCJOBS__RESULTS_URI", store_base.base)
+    monkeypatch.setenv("AIRFLOW__DOCJOBS__RESULTS_URI", store_base.location())
     files = [str(distinct_pdf(tmp_path, n)) for n in ("a.pdf", "fail.pdf", "b.pdf")] + [
         str(tmp_path / "x.pdf")
     ]
@@ -198,7 +177,7 @@ def test_no_finovox_token_in_the_store_or_the_outcomes(
     tokens = [t for t in values[("submit", "return_value")] if t]  # the submit's XCom holds them, by design
     outcomes = values[("wait", "return_value")]
     assert len(tokens) == 3
-    stored = stored_bytes(store_base)
+    stored = store_base.files()
     assert any(name.endswith("wait.outcomes.json") for name in stored)
     leaks = [name for name, body in stored.items() for token in tokens if token.encode() in body]
     assert leaks == []
