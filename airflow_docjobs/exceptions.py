@@ -11,7 +11,9 @@ Errors raised by airflow-docjobs.
      │    ├── VendorAuthError         401 / 402 / 403 (docimprint refuses a bad payment token with 402)
      │    ├── VendorRequestError      400 / 422 and other 4xx
      │    └── VendorNotFoundError     404: unknown job, token or document
-     └── VendorJobFailedError         the vendor says the job failed (also an AirflowFailException: no retry)
+     ├── VendorJobFailedError         the vendor says the job failed (also an AirflowFailException: no retry)
+     └── DocJobsConfigError           the deployment cannot run it as set up: no Fernet key, a results store
+                                      the worker cannot write (an AirflowFailException: no retry)
 
 Messages name the connection id and never a secret: the hooks only ever pass the vendor's own
 message and identifiers in, never headers or connection passwords.
@@ -106,6 +108,15 @@ class VendorNotFoundError(VendorAPIError):
 
 class VendorJobFailedError(DocJobsError, AirflowFailException):
     """The vendor reports that the job failed: a terminal state, so the task fails without retrying."""
+
+
+class DocJobsConfigError(DocJobsError, AirflowFailException):
+    """
+    The deployment cannot run the task as it is set up; a retry would meet the same setting, so no retry.
+
+    A results store the worker cannot reach or write (checked before a submit sends anything), or a missing
+    or invalid ``[core] fernet_key`` where a secret must be encrypted (checked before a sensor defers).
+    """
 
 
 # Answers that mean "this key is refused" (docimprint says 402 Payment Required for a bad token).

@@ -154,12 +154,17 @@ def get_provider_info() -> dict[str, Any]:
                 "options": {
                     "results_uri": {
                         "description": "Where the triggers land every vendor result the moment they fetch "
-                        "it, and where sensors and ingestion read it: any ObjectStoragePath URI. Empty means "
-                        "file://$AIRFLOW_HOME/docjobs/results, which only works when the triggerer and the "
-                        "workers share that disk.",
+                        "it, and where sensors and ingestion read it: any ObjectStoragePath URI. Name the "
+                        "Airflow connection in it: s3://{aws_conn_id}@bucket/prefix (with "
+                        "apache-airflow-providers-amazon and s3fs), gs://{google_cloud_conn_id}@bucket/prefix "
+                        "(apache-airflow-providers-google), abfs://{azure_conn_id}@container/prefix "
+                        "(apache-airflow-providers-microsoft-azure); without one, s3:// uses boto's default "
+                        "credential chain, not aws_default. Empty means file://$AIRFLOW_HOME/docjobs/results, "
+                        "which only works when the triggerer and the workers share that disk. A submit checks "
+                        "that it can write the store before it sends anything.",
                         "version_added": "0.2.0",
                         "type": "string",
-                        "example": "s3://my-bucket/docjobs/results",
+                        "example": "s3://aws_default@my-bucket/docjobs/results",
                         "default": "",
                     }
                 },

@@ -23,12 +23,14 @@ import json
 import os
 import re
 import tempfile
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_docjobs import metrics
+from airflow_docjobs.exceptions import DocJobsConfigError
 from airflow_docjobs.hooks.inputs import as_path, children, is_object_store
 
 if TYPE_CHECKING:
@@ -36,9 +38,31 @@ if TYPE_CHECKING:
 
     from airflow.sdk.crypto import FernetProtocol
 
+    from airflow_docjobs.hooks.base import DocJobsHook
+
 SUBMITTED = "_submitted"
+# How an outcome names a job whose reference is a secret (a Finovox retrieve token): by its SHA-256.
+HASHED = "sha256:"
 JOB_LISTS = "_jobs"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:+=-]")
+
+
+# What an object store's scheme needs installed, and the URI form that names its Airflow connection.
+_SETUP = {
+    "s3": ("apache-airflow-providers-amazon and s3fs", "s3://{aws_conn_id}@bucket/prefix"),
+    "gs": ("apache-airflow-providers-google", "gs://{google_cloud_conn_id}@bucket/prefix"),
+    "abfs": ("apache-airflow-providers-microsoft-azure", "abfs://{azure_conn_id}@container/prefix"),
+}
+_SCHEMES = {"s3a": "s3", "s3n": "s3", "gcs": "gs", "abfss": "abfs", "adl": "abfs"}
+
+
+def store_setup(uri: str) -> str:
+    """What a results URI's scheme needs: the package to install and the URI form with a connection id."""
+    scheme = uri.split("://", 1)[0] if "://" in uri else "file"
+    if (setup := _SETUP.get(_SCHEMES.get(scheme, scheme))) is None:
+        return "use a folder every worker and triggerer can write (object storage beyond one machine)"
+    package, form = setup
+    return f"install {package}, and name the Airflow connection in the URI: {form}"
 
 
 def default_results_uri() -> str:
@@ -80,13 +104,63 @@ def landed_record(vendor: str, job: Mapping[str, Any], status: Any) -> dict[str,
     }
 
 
+def public_reference(hook: DocJobsHook, field: str, reference: str | None) -> str | None:
+    """
+    A job's reference as outcomes name it: a secret token (Finovox's) as ``sha256:{digest}``.
+
+    The digest is the ``{field}_sha256`` of the landed record's ``job`` (``DocJobsHook.public_job``), so an
+    outcome still names its job; the token itself stays in the submit's XCom, in the same input order.
+    """
+    if reference is None or field not in hook.secret_job_keys:
+        return reference
+    (digest,) = hook.public_job({field: reference}).values()
+    return f"{HASHED}{digest}"
+
+
 def fernet() -> FernetProtocol:
-    """Airflow's Fernet (a no-op one when no key is configured), as it encrypts trigger kwargs."""
+    """Airflow's Fernet (a no-op one when no key is configured), as it encrypts connections and variables."""
     try:
         from airflow.sdk.crypto import get_fernet
     except ImportError:  # Airflow 2
         from airflow.models.crypto import get_fernet
     return get_fernet()
+
+
+def secret_fernet(vendor: str | None = None, conn_id: str | None = None) -> FernetProtocol:
+    """
+    Airflow's Fernet where a secret (a Finovox retrieve token) must be encrypted: no no-op one.
+
+    A missing or invalid ``[core] fernet_key`` is a :class:`DocJobsConfigError` naming the setting.
+    """
+    problem = "is not set"
+    try:
+        crypt = fernet()
+    except Exception as exc:  # AirflowException: "Could not create Fernet object: <why>" (never the key)
+        crypt, problem = None, f"is not a valid Fernet key ({exc})"
+    if crypt is not None and crypt.is_encrypted:
+        return crypt
+    raise DocJobsConfigError(
+        f"Airflow's [core] fernet_key (AIRFLOW__CORE__FERNET_KEY) {problem}: it encrypts the retrieve tokens "
+        "that trigger kwargs and the results store hold; set one key, the same on every Airflow machine",
+        vendor=vendor,
+        conn_id=conn_id,
+    )
+
+
+def seal(value: Any, vendor: str | None = None, conn_id: str | None = None) -> str:
+    """JSON ``value`` encrypted with Airflow's Fernet key (see :func:`secret_fernet`)."""
+    return secret_fernet(vendor, conn_id).encrypt(json.dumps(value).encode()).decode()
+
+
+def unseal(token: str) -> Any:
+    """What :func:`seal` encrypted; ``DocJobsConfigError`` when this machine's Fernet key cannot read it."""
+    try:
+        return json.loads(fernet().decrypt(token.encode()))
+    except Exception as exc:  # cryptography's InvalidToken, Airflow's invalid-key error
+        raise DocJobsConfigError(
+            "cannot decrypt the job references with this machine's [core] fernet_key "
+            f"({type(exc).__name__}): every Airflow machine needs the same key"
+        ) from exc
 
 
 def now_iso() -> str:
@@ -202,6 +276,28 @@ class ResultsStore:
         """
         names = [p.name for p in children(_local(self.prefix) or _remote(self.prefix))]
         return {n.removesuffix(".json") for n in names if n.endswith(".json") and "." not in n[:-5]}
+
+    def check_writable(self, source: str, vendor: str | None = None) -> None:
+        """
+        Write and delete a small probe under this run's prefix; a ``DocJobsConfigError`` if that fails.
+
+        Run before anything is submitted, so a store the worker cannot write costs no vendor job. ``source``
+        names where the URI came from (the parameter or the option).
+        """
+        probe = self.named(f".probe-{uuid.uuid4().hex}.json")
+        try:
+            write_json(probe, {"probe": now_iso()})
+            local = _local(probe)
+            if local is not None:
+                local.unlink()
+            else:
+                as_path(probe).unlink()
+        except Exception as exc:  # a missing filesystem, bucket, permission or credentials: all say the same
+            raise DocJobsConfigError(
+                f"{source}: the results store {self.base!r} cannot be written from this worker "
+                f"({type(exc).__name__}: {exc}); {store_setup(self.base)}. Nothing was submitted",
+                vendor=vendor,
+            ) from exc
 
     def named(self, *parts: str) -> str:
         """The URI of a file of this run's own (a manifest, a job list)."""

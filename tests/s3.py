@@ -9,6 +9,9 @@ s3fs, as a deployment's store does. ``conftest`` imports the fixtures:
 - ``s3`` (function): a fresh bucket and the ``docjobs_s3`` connection set in the environment; gives an
   :class:`S3Bucket` (``s3.uri("results")`` is ``s3://docjobs_s3@<bucket>/results``).
 
+A :class:`Place` is where a test keeps files, a local folder or a bucket prefix, so that one test runs on
+both.
+
 Outside pytest (a deployment test's own processes), ``with S3Server() as server:`` runs it, and
 ``server.connection_json()`` is the value of an ``AIRFLOW_CONN_<ID>`` variable for every process.
 """
@@ -25,6 +28,7 @@ import pytest
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
 CONN_ID = "docjobs_s3"
 REGION = "us-east-1"
@@ -186,3 +190,51 @@ def s3(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Bucket:
     isolate_aws(monkeypatch)
     monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", s3_server.connection_json())
     return S3Bucket(s3_server, s3_server.create_bucket())
+
+
+@dataclass(frozen=True)
+class Place:
+    """
+    Where a test keeps files: a prefix of its bucket, or a local folder (``file_uri`` names it ``file://``).
+
+    ``put`` and ``get`` write and read there without the provider's code, as another process would.
+    """
+
+    folder: Path | None = None
+    bucket: S3Bucket | None = None
+    prefix: str = ""
+    file_uri: bool = False
+
+    def location(self, relative: str = "") -> str:
+        """What a user passes for the file or folder at ``relative``."""
+        if self.bucket is not None:
+            return self.bucket.uri(f"{self.prefix}/{relative}")
+        assert self.folder is not None
+        path = str(self.folder / relative) if relative else str(self.folder)
+        return f"file://{path}" if self.file_uri else path
+
+    def relative(self, location: str) -> str:
+        """The part of ``location`` under this place."""
+        return location.removeprefix(self.location()).lstrip("/")
+
+    def put(self, relative: str, body: bytes) -> None:
+        if self.bucket is not None:
+            self.bucket.put(f"{self.prefix}/{relative}", body)
+            return
+        assert self.folder is not None
+        target = self.folder / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(body)
+
+    def get(self, relative: str) -> bytes:
+        if self.bucket is not None:
+            return self.bucket.get(f"{self.prefix}/{relative}")
+        assert self.folder is not None
+        return (self.folder / relative).read_bytes()
+
+    def files(self) -> dict[str, bytes]:
+        """Every file under this place, by its key or path."""
+        if self.bucket is not None:
+            return {key: self.bucket.get(key) for key in self.bucket.keys(f"{self.prefix}/")}
+        assert self.folder is not None
+        return {str(p): p.read_bytes() for p in self.folder.rglob("*") if p.is_file()}

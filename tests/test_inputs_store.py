@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FIXTURES, journal, load_dags
+from s3 import Place
 from test_dags import xcoms
 
 from airflow_docjobs.exceptions import DocJobsInputError
@@ -19,41 +20,31 @@ LIST_DAGS = Path(__file__).parent / "dags" / "docjobs_list_dags.py"
 PDF = (FIXTURES / "invoice.pdf").read_bytes()
 
 
-class Inbox:
+class Inbox(Place):
     """Where a test's documents are: a local folder, or a prefix of the test's bucket."""
 
-    def __init__(self, root: Path | None = None, s3=None) -> None:
-        self.root, self.s3 = root, s3
+    def location(self, relative: str = "") -> str:
+        """What a user passes for ``relative`` (a trailing ``/`` kept: a folder or prefix)."""
+        folder = relative.endswith("/") or not relative
+        return super().location(relative) + ("/" if folder else "")
 
-    def location(self, name: str = "") -> str:
-        """What a user passes for ``name`` (a trailing ``/`` kept: a folder or prefix)."""
-        if self.s3 is not None:
-            return self.s3.uri(f"inbox/{name}") + ("/" if name.endswith("/") or not name else "")
-        return str(self.root / name) + ("/" if name.endswith("/") or not name else "")
-
-    def put(self, name: str, body: bytes | None = None) -> str:
+    def add(self, name: str) -> str:
         """A distinct PDF at ``name``, written without our code; its location."""
-        body = PDF + f"\n% {name}\n".encode() if body is None else body
-        if self.s3 is not None:
-            self.s3.put(f"inbox/{name}", body)
-        else:
-            path = self.root / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(body)
+        self.put(name, PDF + f"\n% {name}\n".encode())
         return self.location(name)
 
 
 @pytest.fixture(params=["file", "s3"])
 def inbox(request, tmp_path) -> Inbox:
     if request.param == "s3":
-        return Inbox(s3=request.getfixturevalue("s3"))
+        return Inbox(bucket=request.getfixturevalue("s3"), prefix="inbox")
     (tmp_path / "inbox").mkdir()
-    return Inbox(root=tmp_path / "inbox")
+    return Inbox(folder=tmp_path / "inbox")
 
 
 def test_a_case_folder_uploads_its_own_documents(emulator, inbox):
     for name in ("case/payslip.pdf", "case/id_card.pdf", "case/.hidden.pdf", "case/sub/other.pdf"):
-        inbox.put(name)
+        inbox.add(name)
     assert [p.name for p in folder_files(as_path(inbox.location("case/")))] == ["id_card.pdf", "payslip.pdf"]
     FinovoxHook().submit(inbox.location("case/"), analysis="case", use_case="rental")
     names = {tuple(job.data["names"]) for job in emulator.state.jobs.values() if job.kind == "case"}
@@ -61,8 +52,8 @@ def test_a_case_folder_uploads_its_own_documents(emulator, inbox):
 
 
 def test_an_empty_case_folder_holds_no_documents(emulator, inbox):
-    if inbox.root is not None:
-        (inbox.root / "case").mkdir()
+    if inbox.folder is not None:
+        (inbox.folder / "case").mkdir()
     with pytest.raises(DocJobsInputError, match=r"'documents'.*holds no documents"):
         FinovoxHook().submit(inbox.location("case/"), analysis="case", use_case="rental")
     assert journal(emulator, method="POST") == []
@@ -77,7 +68,7 @@ def test_a_missing_document_is_refused_before_any_request(emulator, inbox):
 
 def test_a_prefix_stands_for_every_document_under_it(inbox):
     for name in ("b.pdf", "sub/c.pdf", "a.pdf", ".hidden/x.pdf", "sub/.y.pdf"):
-        inbox.put(name)
+        inbox.add(name)
     assert documents_under(inbox.location()) == [inbox.location(n) for n in ("a.pdf", "b.pdf", "sub/c.pdf")]
     assert documents_under(inbox.location("nothing/")) == []
 
@@ -93,7 +84,7 @@ def test_a_list_submit_of_a_prefix_ends_with_one_outcome_per_document(
 ):
     monkeypatch.setenv("AIRFLOW__DOCJOBS__RESULTS_URI", f"file://{tmp_path}/results")
     for name in ("b.pdf", "a.pdf"):
-        inbox.put(name)
+        inbox.add(name)
     dag_run = list_dags["docjobs_list_biros_poke"].test(run_conf={"files": inbox.location()})
     assert dag_run.state == "success"
     outcomes = xcoms(dag_run)[("wait", "return_value")]

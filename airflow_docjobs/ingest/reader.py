@@ -12,6 +12,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from airflow_docjobs.results import HASHED
+
 if TYPE_CHECKING:
     from airflow_docjobs.hooks.base import DocJobsHook
 
@@ -81,7 +83,11 @@ class VendorReader:
         """A job reference fit for a table, built from an outcome's reference (secret tokens hashed)."""
         # The same names and hash as DocJobsHook.public_job, so a row reads the same with or without a record.
         if self.reference_field in self.hook_class.secret_job_keys:
-            job = {f"{self.reference_field}_sha256": hashlib.sha256(reference.encode()).hexdigest()}
+            # A sensor's outcome names a secret token by its digest already (results.public_reference).
+            digest = reference.removeprefix(HASHED)
+            if digest == reference:
+                digest = hashlib.sha256(reference.encode()).hexdigest()
+            job = {f"{self.reference_field}_sha256": digest}
         else:
             job = {self.reference_field: reference}
         return job | self.job_extras(analysis)

@@ -112,6 +112,9 @@ class DocJobSubmitOperator(ResumableJobMixin, BaseOperator):
 
     def execute(self, context: Any) -> str | list[str | None]:
         """Submit the input, or each input of a batch; return the reference, or one per input."""
+        # Nothing is paid for before the store the sensor will land results in is known to be writable.
+        source = "parameter 'results_uri'" if self.results_uri else "[docjobs] results_uri"
+        self._store(context).check_writable(source, self.hook_class.vendor)
         items = self.batch_items()
         if items is not None:
             return self._execute_batch(context, items)
@@ -311,8 +314,10 @@ class DocJobSubmitOperator(ResumableJobMixin, BaseOperator):
 
     def _record(self, context: Any, references: list[str | None], entries: list[dict[str, Any]]) -> None:
         """Which inputs a batch had and why some were rejected, where the sensor finds it by its references."""
-        store = ResultsStore.for_run(self.results_uri, self.hook_class.conn_type, context)
-        write_json(store.named(SUBMITTED, f"{batch_key(references)}.json"), entries)
+        write_json(self._store(context).named(SUBMITTED, f"{batch_key(references)}.json"), entries)
+
+    def _store(self, context: Any) -> ResultsStore:
+        return ResultsStore.for_run(self.results_uri, self.hook_class.conn_type, context)
 
     def _mask(self, reference: str) -> None:
         if self.hook_class.secret_job_keys:

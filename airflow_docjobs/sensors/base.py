@@ -32,6 +32,7 @@ from airflow_docjobs.results import (
     batch_key,
     job_key,
     landed_record,
+    public_reference,
     read_json,
     write_json,
 )
@@ -210,7 +211,12 @@ class DocJobSensor(BaseSensorOperator):
                 poll_interval=self.poke_interval,
                 max_consecutive_failures=self.max_consecutive_failures,
                 results=store.spec(),
-                **({"jobs": DocJobTrigger.pack(pending, store)} if self.batch else {"job": self.job}),
+                **DocJobTrigger.job_kwargs(
+                    self.hook_class,
+                    self.conn_id,
+                    store=store,
+                    **({"jobs": pending} if self.batch else {"job": self.job}),
+                ),
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout) + DEFER_GRACE,
@@ -339,7 +345,7 @@ class DocJobSensor(BaseSensorOperator):
         outcomes = []
         for ref, given in zip(self.references, inputs, strict=True):
             outcome = {
-                "reference": ref,
+                "reference": public_reference(self.hook, self.reference_field, ref),
                 "input": given.get("input"),
                 "sha256": given.get("sha256"),
                 "state": "rejected",

@@ -22,6 +22,9 @@ from airflow_docjobs.results import (
     job_key,
     landed_record,
     read_json,
+    seal,
+    secret_fernet,
+    unseal,
     write_json,
 )
 
@@ -43,7 +46,8 @@ class DocJobTrigger(BaseTrigger):
     """
     Poll one vendor job or a batch every ``poll_interval`` seconds until all end or ``deadline`` passes.
 
-    A single job is given as ``job``, a batch as ``jobs``.
+    A single job is given as ``job``, a batch as ``jobs``; references that hold a secret token come
+    ``sealed`` (see :meth:`job_kwargs`).
 
     Each result is written to the results store (``results``) the moment it is fetched, with its state;
     a trigger re-created after a triggerer restart skips what is already landed, so nothing is fetched
@@ -65,6 +69,7 @@ class DocJobTrigger(BaseTrigger):
     :param poll_interval: seconds between two polls of one job.
     :param job: one job reference, as the hook's ``job(...)`` builds it (single mode).
     :param jobs: a batch, as :meth:`pack` builds it (list mode).
+    :param sealed: ``{"job": ...}`` or ``{"jobs": ...}`` encrypted with Airflow's Fernet key (:meth:`job_kwargs`).
     :param results: the results store, as ``ResultsStore.spec()`` gives it.
     :param max_consecutive_failures: transient poll failures in a row that end the wait.
     """
@@ -78,12 +83,13 @@ class DocJobTrigger(BaseTrigger):
         poll_interval: float,
         job: dict[str, Any] | None = None,
         jobs: dict[str, Any] | None = None,
+        sealed: str | None = None,
         results: dict[str, str] | None = None,
         max_consecutive_failures: int = 10,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]  # Airflow leaves BaseTrigger.__init__ unannotated
-        if (job is None) == (jobs is None):
-            raise TypeError("give exactly one of job (one reference) or jobs (a packed batch)")
+        if sum(given is not None for given in (job, jobs, sealed)) != 1:
+            raise TypeError("give exactly one of job (one reference), jobs (a packed batch) or sealed")
         json.dumps([job, jobs, results])  # fail at defer time, not in the triggerer, if not JSON
         self.hook_class = hook_class
         self.conn_id = conn_id
@@ -91,6 +97,7 @@ class DocJobTrigger(BaseTrigger):
         self.poll_interval = float(poll_interval)
         self.job = dict(job) if job is not None else None
         self.jobs = jobs
+        self.sealed = sealed
         self.results = dict(results) if results else None
         self.max_consecutive_failures = int(max_consecutive_failures)
         hook_type = import_string(hook_class)
@@ -98,13 +105,45 @@ class DocJobTrigger(BaseTrigger):
             raise TypeError(f"hook_class must name a DocJobsHook subclass, got {hook_class!r}")
         self._hook_type: type[DocJobsHook] = hook_type
 
+    @classmethod
+    def job_kwargs(
+        cls,
+        hook_class: type[DocJobsHook],
+        conn_id: str,
+        *,
+        job: Mapping[str, Any] | None = None,
+        jobs: Sequence[Mapping[str, Any]] | None = None,
+        store: ResultsStore | None = None,
+    ) -> dict[str, Any]:
+        """
+        The kwargs that give the trigger its job references: ``job``, ``jobs`` (packed), or ``sealed``.
+
+        Airflow 3.3 stores the trigger kwargs a Task SDK worker sends as plain JSON (``docs/design.md``), so
+        references that hold a secret token (Finovox's) are encrypted with Airflow's Fernet key here, in the
+        worker; a missing or invalid ``[core] fernet_key`` fails the defer, not the triggerer.
+        """
+        secret = bool(hook_class.secret_job_keys)
+        if secret:  # before pack() writes a large batch's job list with that key
+            secret_fernet(hook_class.vendor, conn_id)
+        refs = {"job": dict(job)} if job is not None else {"jobs": cls.pack(jobs or [], store)}
+        return {"sealed": seal(refs, hook_class.vendor, conn_id)} if secret else refs
+
+    def references(self) -> tuple[list[dict[str, Any]], bool]:
+        """The job references, unsealed and unpacked (a spilled batch is read back), and whether single."""
+        refs: dict[str, Any] = (
+            unseal(self.sealed) if self.sealed is not None else {"job": self.job, "jobs": self.jobs}
+        )
+        if refs.get("job") is not None:
+            return [dict(refs["job"])], True
+        return self.unpack(refs["jobs"]), False
+
     @staticmethod
     def pack(jobs: Sequence[Mapping[str, Any]], store: ResultsStore | None = None) -> dict[str, Any]:
         """
         A batch in a few bytes per job: the fields every job shares once, the rest as rows.
 
-        Past :data:`INLINE_LIMIT` the rows go to the results store, encrypted with Airflow's Fernet key as
-        trigger rows are (a Finovox token grants access to a result).
+        Past :data:`INLINE_LIMIT` the rows go to the results store, encrypted with Airflow's Fernet key (a
+        Finovox token grants access to a result).
         """
         keys = list(jobs[0]) if jobs else []
         common = {k: jobs[0][k] for k in keys if all(job.get(k) == jobs[0][k] for job in jobs)}
@@ -140,7 +179,10 @@ class DocJobTrigger(BaseTrigger):
             "results": self.results,
             "max_consecutive_failures": self.max_consecutive_failures,
         }
-        kwargs |= {"job": self.job} if self.job is not None else {"jobs": self.jobs}
+        if self.sealed is not None:
+            kwargs["sealed"] = self.sealed
+        else:
+            kwargs |= {"job": self.job} if self.job is not None else {"jobs": self.jobs}
         return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -157,7 +199,7 @@ class _Batch:
     def __init__(self, trigger: DocJobTrigger, hook: DocJobsHook) -> None:
         self.trigger = trigger
         self.hook = hook
-        self.single = trigger.job is not None
+        self.single = False  # known once the references are read (they may be sealed)
         self.store = ResultsStore(**trigger.results) if trigger.results else None
         self.interval = trigger.poll_interval
         self.loop = asyncio.get_running_loop()
@@ -176,16 +218,12 @@ class _Batch:
     async def run(self) -> dict[str, Any]:
         trigger = self.trigger
         try:
-            if trigger.job is not None:
-                jobs = [trigger.job]
-            else:
-                assert trigger.jobs is not None  # __init__ takes exactly one of job and jobs
-                jobs = await asyncio.to_thread(trigger.unpack, trigger.jobs)
+            jobs, self.single = await asyncio.to_thread(trigger.references)
             landed = await asyncio.to_thread(self.store.landed_keys) if self.store else set()
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, DocJobsError) as exc:
             return {
                 "status": "error",
-                "error_type": "DocJobsError",
+                "error_type": type(exc).__name__ if isinstance(exc, DocJobsError) else "DocJobsError",
                 "message": f"cannot read the batch: {exc}",
             }
         self.jobs = jobs
