@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import pytest
@@ -179,6 +180,13 @@ def table(database: ResultsDatabase, which: str = "results") -> list[dict]:
         return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
 
+def aware(value) -> datetime:
+    """A timestamp column's value as an aware datetime: the driver's own, or parsed from ISO 8601 text."""
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    assert moment.tzinfo is not None, value
+    return moment
+
+
 def checksum(database: ResultsDatabase) -> str:
     return json.dumps([table(database), table(database, "fields")], default=str, sort_keys=True)
 
@@ -320,7 +328,8 @@ def test_a_single_result_and_its_batch_outcome_are_the_same_document(database, l
 
 def test_a_newer_result_replaces_an_older_one_never_the_reverse(database, landed, tmp_path):
     older, newer = (dict(o) for o in landed["mindee"][:2])
-    for outcome, finished in ((older, "2026-11-24T01:00:00+00:00"), (newer, "2026-11-24T02:00:00+00:00")):
+    newer_finished = "2026-11-24T02:00:00+00:00"
+    for outcome, finished in ((older, "2026-11-24T01:00:00+00:00"), (newer, newer_finished)):
         record = read_json(outcome["result_uri"])
         record["finished_at"] = finished
         path = tmp_path / f"{finished[11:13]}.json"
@@ -329,12 +338,12 @@ def test_a_newer_result_replaces_an_older_one_never_the_reverse(database, landed
     assert ingest([newer])["written"] == 1
     report = ingest([older])
     assert (report["kept_newer"], report["written"]) == (1, 0)
-    assert table(database)[0]["finished_at"] == "2026-11-24T02:00:00+00:00"
+    assert aware(table(database)[0]["finished_at"]) == datetime.fromisoformat(newer_finished)
     assert ingest([older, newer])["written"] == 0  # the newer of a batch wins too: unchanged here
     ResultsDatabase(CONN_ID).hook.run(f"DELETE FROM {database.results}")
     assert ingest([older])["written"] == 1
     assert ingest([newer])["written"] == 1
-    assert table(database)[0]["finished_at"] == "2026-11-24T02:00:00+00:00"
+    assert aware(table(database)[0]["finished_at"]) == datetime.fromisoformat(newer_finished)
 
 
 def test_a_failure_never_replaces_a_success(database, landed):

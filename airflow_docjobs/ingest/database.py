@@ -28,6 +28,8 @@ from airflow_docjobs.ingest.tables import (
     DocumentRow,
     check_identifier,
     create_table_sql,
+    instant,
+    timestamp_type,
 )
 from airflow_docjobs.results import now_iso
 
@@ -170,10 +172,10 @@ class ResultsDatabase:
             yield conn, cursor
 
     def ensure_tables(self) -> None:
-        """Create both tables when missing."""
-        escape = self.escape
+        """Create both tables when missing (an existing table is left as it is, text timestamps too)."""
+        escape, timestamp = self.escape, timestamp_type(self.hook.dialect_name)
         statements = [
-            create_table_sql(self.results, RESULT_COLUMNS, KEY, escape),
+            create_table_sql(self.results, RESULT_COLUMNS, KEY, escape, timestamp),
             create_table_sql(self.fields, FIELD_COLUMNS, FIELD_KEY, escape),
         ]
         for attempt in (1, 2):
@@ -269,6 +271,7 @@ def _verdict(new: Mapping[str, Any], old: Mapping[str, Any] | None) -> str | Non
         return "unchanged"
     if old["state"] == "succeeded" and new["state"] != "succeeded":
         return "kept_succeeded"
-    if new["finished_at"] and old["finished_at"] and new["finished_at"] < old["finished_at"]:
+    new_finished, old_finished = instant(new["finished_at"]), instant(old["finished_at"])
+    if new_finished and old_finished and new_finished < old_finished:
         return "kept_newer"
     return None

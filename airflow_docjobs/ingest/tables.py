@@ -7,6 +7,11 @@ field's position in its result. The DDL uses only types that SQLite, PostgreSQL 
 (``VARCHAR(n)`` for keys, since MySQL cannot index a ``TEXT``; ``DOUBLE PRECISION`` because PostgreSQL's
 ``REAL`` keeps only six digits of an amount) and ``CREATE TABLE IF NOT EXISTS``; on other databases,
 create the tables yourself with the same columns.
+
+The timestamps (``finished_at``, ``ingested_at``) are the one exception: a native ``timestamptz`` on
+PostgreSQL (SQLAlchemy's ``DateTime(timezone=True)`` as the connection's dialect spells it), ISO 8601 UTC
+text elsewhere. Either way they are written as ISO 8601 text with an offset, which both column types
+accept, and compared as instants (:func:`instant`), so tables created with text columns keep working.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow_docjobs.exceptions import DocJobsInputError
@@ -27,6 +33,13 @@ KEY = ("vendor", "analysis", "input_sha256")
 FIELD_KEY = (*KEY, "item")
 STATES = ("succeeded", "failed", "rejected")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+# Timestamps where no native column is used: ISO 8601 UTC text, which sorts as it reads.
+TEXT_TIMESTAMP = "VARCHAR(40)"
+TIMESTAMPS = ("finished_at", "ingested_at")
+# SQLAlchemy dialects whose zone-aware timestamp column we create: the ones where it is tested and where
+# ISO 8601 text with an offset binds to it. (SQL Server's DATETIMEOFFSET, for one, needs a pyodbc output
+# converter to be read back; SQLite and MySQL have no zone-aware type.)
+NATIVE_TIMESTAMPS = frozenset({"postgresql"})
 
 _KEY_COLUMNS = (("vendor", "VARCHAR(32)"), ("analysis", "VARCHAR(200)"), ("input_sha256", "VARCHAR(64)"))
 RESULT_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -36,7 +49,7 @@ RESULT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("state", "VARCHAR(16)"),
     ("error_code", "VARCHAR(200)"),
     ("error_message", "TEXT"),
-    ("finished_at", "VARCHAR(40)"),  # ISO 8601 UTC: sorts as it reads, on every database
+    ("finished_at", TEXT_TIMESTAMP),  # or a native timestamp: see timestamp_type
     ("global_risk", "VARCHAR(32)"),
     ("decision_status", "VARCHAR(32)"),
     ("total_amount", "DOUBLE PRECISION"),
@@ -49,7 +62,7 @@ RESULT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("result_uri", "TEXT"),
     ("result_json", "TEXT"),
     ("row_sha256", "VARCHAR(64)"),  # the row's content, to leave an unchanged row untouched
-    ("ingested_at", "VARCHAR(40)"),
+    ("ingested_at", TEXT_TIMESTAMP),
 )
 FIELD_COLUMNS: tuple[tuple[str, str], ...] = (
     *_KEY_COLUMNS,
@@ -71,11 +84,44 @@ def check_identifier(name: Any, what: str, conn_id: str | None = None) -> str:
     return name
 
 
+def timestamp_type(dialect_name: str) -> str:
+    """
+    The timestamp columns' type on a database, by its SQLAlchemy dialect name (the hook's ``dialect_name``).
+
+    ``TIMESTAMP WITH TIME ZONE`` on PostgreSQL, as SQLAlchemy compiles ``DateTime(timezone=True)`` there;
+    :data:`TEXT_TIMESTAMP` on every other database.
+    """
+    if dialect_name not in NATIVE_TIMESTAMPS:
+        return TEXT_TIMESTAMP
+    from sqlalchemy import DateTime
+    from sqlalchemy.dialects import registry
+
+    return str(DateTime(timezone=True).compile(dialect=registry.load(dialect_name)()))
+
+
+def instant(value: datetime | str | None) -> datetime | None:
+    """
+    A timestamp as an aware datetime, from either column type: the driver's datetime or ISO 8601 text.
+
+    Text compares wrongly across offsets (``10:00-05:00`` is after ``12:00+00:00``); instants do not. A
+    value without an offset is UTC, as everything this package writes is.
+    """
+    if value is None or value == "":
+        return None
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def create_table_sql(
-    table: str, columns: Sequence[tuple[str, str]], key: Sequence[str], escape: Callable[[str], str]
+    table: str,
+    columns: Sequence[tuple[str, str]],
+    key: Sequence[str],
+    escape: Callable[[str], str],
+    timestamp: str = TEXT_TIMESTAMP,
 ) -> str:
-    """Portable DDL: the column types above, NOT NULL on the key, a primary key on it."""
-    defined = [f"{escape(name)} {kind}{' NOT NULL' if name in _NOT_NULL else ''}" for name, kind in columns]
+    """Portable DDL: the column types above (``timestamp`` for the timestamps), NOT NULL and a primary key on the key."""
+    kinds = [(name, timestamp if name in TIMESTAMPS else kind) for name, kind in columns]
+    defined = [f"{escape(name)} {kind}{' NOT NULL' if name in _NOT_NULL else ''}" for name, kind in kinds]
     defined.append(f"PRIMARY KEY ({', '.join(map(escape, key))})")
     return f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(defined)})"
 

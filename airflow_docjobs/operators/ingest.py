@@ -72,8 +72,10 @@ class DocJobsIngestOperator(BaseOperator):
     a single result JSON, or a list of single results (a mapped sensor's). Rows are keyed on (vendor,
     analysis, input SHA-256) and upserted through the connection's own dialect: re-ingesting changes
     nothing, a newer result (``finished_at``) replaces an older one, never the reverse, and a failure
-    never replaces a success. Tables are created when missing. A result missing from the store fails the
-    task with its URI once every other item is written.
+    never replaces a success. Tables are created when missing, with ``finished_at`` and ``ingested_at`` as
+    ``timestamptz`` on PostgreSQL and ISO 8601 text elsewhere; an existing table is used as it is (text
+    timestamps too: see "Timestamps" in docs/ingestion.md). A result missing from the store fails the task
+    with its URI once every other item is written.
 
     Vendor and analysis of a row come from its landed record (the job reference: Finovox ``analysis``,
     Mindee ``account/product/version``, myBiros ``service_id``, docimprint always ``extract``). Items with
