@@ -20,8 +20,8 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check airflow_docjobs tests example_dags scripts benchmarks
 	$(VENV)/bin/mypy
 
-# The lint, the real deployments (`integration`, one at a time) and the rest on PYTEST_WORKERS xdist workers,
-# side by side: most of the suite's time is waiting (scripts/test_suite.sh, tests/README.md).
+# The lint, then the suite on PYTEST_WORKERS xdist workers (most of its time is waiting), then the real
+# deployments (`integration`) one at a time (scripts/test_suite.sh, tests/README.md).
 PYTEST_WORKERS ?= 4
 
 test: $(STAMP)
@@ -77,4 +77,4 @@ soak: $(STAMP)
 	@cat benchmarks/soak.json
 
 clean:
-	rm -rf $(VENV) .venv-compat-* .demo .airflow .integration.log .lint.log .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) .venv-compat-* .demo .airflow .pytest_cache .ruff_cache .mypy_cache

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import VENDORS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,7 +49,7 @@ def test_airflow_home_migrates_then_prints_exports_a_shell_can_eval(tmp_path, mo
         "host": "http://127.0.0.1:9999/biros",
         "password": "emulator",
     }
-    assert exports.count("export AIRFLOW_CONN_") == 4
+    assert exports.count("export AIRFLOW_CONN_") == len(VENDORS)  # one connection per vendor
 
 
 def test_airflow_home_shows_the_log_when_the_migration_fails(tmp_path, monkeypatch, capsys):

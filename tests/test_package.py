@@ -24,7 +24,11 @@ def test_the_install_section_names_every_user_extra_and_python_version():
     assert "pip install" in install
     assert "--constraint" in install
     assert "constraints-${AIRFLOW_VERSION}" in install
-    extras = set(PROJECT["optional-dependencies"]) - {"test", "bench"}
+    extras = set(PROJECT["optional-dependencies"]) - {
+        "test",
+        "bench",
+        "deploy",
+    }  # ours: the suite, benchmarks, the deployment test
     assert extras == {"postgres", "amazon", "google", "microsoft-azure"}
     for extra in extras:
         assert f"| `{extra}` |" in install
