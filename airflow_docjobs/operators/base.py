@@ -49,10 +49,12 @@ class DocJobSubmitOperator(ResumableJobMixin, BaseOperator):
     inputs were rejected, and why, is written to the results store for the sensor's outcomes.
 
     **Durable** on Airflow >= 3.3: each reference is written to ``task_state_store`` the moment the vendor
-    accepts it, and a later try with the same rendered parameters reuses it instead of submitting (and
-    paying) again, so a retried batch submits only what the vendor has not accepted yet. Documents that
-    still fail transiently after the hook's retries fail the task once the rest are submitted. Older
-    Airflow has no ``task_state_store``; there every try submits.
+    accepts it, before the next document is sent, and a later try with the same rendered parameters reuses
+    it instead of submitting (and paying) again, so a retried batch submits only what the vendor has not
+    accepted yet (a lost worker can leave at most the ``max_in_flight`` submits then running unrecorded,
+    and the retry sends those again). Documents that still fail transiently after the hook's retries fail
+    the task once the rest are submitted. Older Airflow has no ``task_state_store``; there every try
+    submits.
 
     :param conn_id: Airflow connection id (subclasses take ``<vendor>_conn_id``).
     :param max_in_flight: concurrent submits of a batch (default: the vendor's advice).

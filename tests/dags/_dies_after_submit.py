@@ -50,14 +50,15 @@ def dies_after_submit(operator: type, how: str = "raise") -> type:
 class KilledMidBatch:
     """
     A batch submit's mixin: try 1's whole process group is SIGKILLed as it starts sending document
-    ``after + 1``, once the vendor accepted ``after`` documents: a worker lost mid-batch.
+    ``after + 1``, once the vendor accepted ``after`` documents: a worker lost mid-batch. Only in a process
+    run with ``DOCJOBS_KILL_MID_BATCH=1`` (one started in a session of its own, never the test runner's).
     """
 
     after = 2
 
     def execute(self, context: Any) -> Any:
         self.sent = 0
-        self.first_try = context["ti"].try_number == 1
+        self.first_try = context["ti"].try_number == 1 and os.environ.get("DOCJOBS_KILL_MID_BATCH") == "1"
         return super().execute(context)  # type: ignore[misc]
 
     def submit_one(self, hook: Any, item: Any) -> Any:
