@@ -5,7 +5,12 @@ trigger) waits for all of it, results land in the results store, and one bad inp
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +18,7 @@ from conftest import distinct_pdf, journal, load_dags
 from test_dags import xcoms
 
 from airflow_docjobs.emulator import Fault
+from airflow_docjobs.operators.base import ITEM_KEY
 from airflow_docjobs.results import read_json
 
 DAG_FILE = Path(__file__).parent / "dags" / "docjobs_list_dags.py"
@@ -217,3 +223,45 @@ def test_a_folder_is_a_batch_of_its_documents(dags, emulator, results_uri, tmp_p
         "sub/c.pdf",
     ]
     assert all(o["state"] == "succeeded" for o in outcomes)
+
+
+def test_a_batch_killed_mid_submit_has_stored_every_document_the_vendor_took(
+    airflow_db, emulator, results_uri, tmp_path
+):
+    """
+    Try 1 runs in a process group of its own, SIGKILLed as it starts its third submit (one at a time):
+    the vendor took two documents, and both references must already be in ``task_state_store``, all a
+    retry on another worker has (``test_a_retried_batch_submit_pays_nothing_twice`` shows a retry reusing
+    what is stored; ``dag.test()`` cannot retry a killed run: it deletes the run, and its store with it).
+    The submits once ran ahead of the recording: neither reference was written when the worker died.
+    """
+    from airflow._shared.state import TaskScope
+    from airflow.models import DagRun
+    from airflow.state import get_state_backend
+
+    files = [pdf(tmp_path, f"doc_{i}.pdf") for i in range(4)]
+    script = (
+        "import sys, importlib.util\n"
+        "sys.path.insert(0, sys.argv[1].rpartition('/')[0])  # the bundle's folder, as Airflow has it\n"
+        "spec = importlib.util.spec_from_file_location('dags', sys.argv[1])\n"
+        "module = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(module)\n"
+        "module.DAGS['docjobs_list_killed'].test(run_conf={'files': sys.argv[2:]})\n"
+    )
+    try_1 = subprocess.run(
+        [sys.executable, "-c", script, str(DAG_FILE), *files],
+        env=os.environ | {"DOCJOBS_KILL_MID_BATCH": "1"},
+        start_new_session=True,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert try_1.returncode == -signal.SIGKILL, try_1.stderr.decode()[-3000:]
+    submits = [r for r in emulator.state.requests if r["path"].endswith("/predict_async")]
+    assert len(submits) == 2  # the vendor took the first two documents, then the worker was gone
+
+    (dag_run,) = DagRun.find(dag_id="docjobs_list_killed")
+    scope = TaskScope(dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id="submit", map_index=-1)
+    keys = [ITEM_KEY.format(sha256=hashlib.sha256(Path(f).read_bytes()).hexdigest()) for f in files]
+    stored = [get_state_backend().get(scope, key) is not None for key in keys]
+    assert stored == [True, True, False, False]

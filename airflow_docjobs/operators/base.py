@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from functools import cached_property
+from itertools import islice
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.providers.common.compat.sdk import BaseOperator, mask_secret
@@ -48,10 +49,12 @@ class DocJobSubmitOperator(ResumableJobMixin, BaseOperator):
     inputs were rejected, and why, is written to the results store for the sensor's outcomes.
 
     **Durable** on Airflow >= 3.3: each reference is written to ``task_state_store`` the moment the vendor
-    accepts it, and a later try with the same rendered parameters reuses it instead of submitting (and
-    paying) again, so a retried batch submits only what the vendor has not accepted yet. Documents that
-    still fail transiently after the hook's retries fail the task once the rest are submitted. Older
-    Airflow has no ``task_state_store``; there every try submits.
+    accepts it, before the next document is sent, and a later try with the same rendered parameters reuses
+    it instead of submitting (and paying) again, so a retried batch submits only what the vendor has not
+    accepted yet (a lost worker can leave at most the ``max_in_flight`` submits then running unrecorded,
+    and the retry sends those again). Documents that still fail transiently after the hook's retries fail
+    the task once the rest are submitted. Older Airflow has no ``task_state_store``; there every try
+    submits.
 
     :param conn_id: Airflow connection id (subclasses take ``<vendor>_conn_id``).
     :param max_in_flight: concurrent submits of a batch (default: the vendor's advice).
@@ -250,28 +253,37 @@ class DocJobSubmitOperator(ResumableJobMixin, BaseOperator):
                     len(taken),
                     len(stored) - len(taken),
                 )
-            futures: dict[Future[tuple[str, int]], int] = {
-                pool.submit(self._submit_counted, hook, items[i]): i for i in first.values() if i not in taken
-            }
+            # At most max_in_flight submits at a time, and a document is sent only once every submit
+            # before it that finished is recorded: a crash loses at most the submits then in flight.
+            waiting = iter([i for i in first.values() if i not in taken])
+            futures: dict[Future[tuple[str, int]], int] = {}
             not_taken: list[tuple[int, VendorTransientError]] = []
+
+            def take(future: Future[tuple[str, int]], index: int) -> None:
+                try:
+                    reference, entries[index]["resent_after_ambiguous_answer"] = future.result()
+                except (DocJobsInputError, VendorRequestError) as exc:
+                    entries[index]["error"] = _error(exc)
+                    return
+                except VendorTransientError as exc:
+                    not_taken.append((index, exc))
+                    return
+                taken[index] = reference
+                self._mask(reference)
+                # Recorded the moment the vendor took it, before the next document is sent (Airflow
+                # answers the write once the API server committed it): a retry after a crash reuses it.
+                if state is not None and digests[index]:
+                    state.set(ITEM_KEY.format(sha256=digests[index]), self._stored(reference, fingerprint))
+
             try:
-                for future in as_completed(futures):
-                    index = futures[future]
-                    try:
-                        reference, entries[index]["resent_after_ambiguous_answer"] = future.result()
-                        taken[index] = reference
-                    except (DocJobsInputError, VendorRequestError) as exc:
-                        entries[index]["error"] = _error(exc)
-                        continue
-                    except VendorTransientError as exc:
-                        not_taken.append((index, exc))
-                        continue
-                    self._mask(reference)
-                    # Recorded the moment the vendor took it: a retry after a crash reuses it.
-                    if state is not None and digests[index]:
-                        state.set(
-                            ITEM_KEY.format(sha256=digests[index]), self._stored(reference, fingerprint)
-                        )
+                for index in islice(waiting, self.max_in_flight):
+                    futures[pool.submit(self._submit_counted, hook, items[index])] = index
+                while futures:
+                    done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        take(future, futures.pop(future))
+                    for index in islice(waiting, len(done)):
+                        futures[pool.submit(self._submit_counted, hook, items[index])] = index
             except BaseException:
                 for future in futures:
                     future.cancel()

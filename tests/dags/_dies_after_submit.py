@@ -45,3 +45,29 @@ class DiesAfterSubmit:
 def dies_after_submit(operator: type, how: str = "raise") -> type:
     """``operator`` whose first try dies ``how`` right after its submit: ``MindeeSubmitOperatorDiesAfterSubmit``."""
     return type(f"{operator.__name__}{NAMES[how]}", (DiesAfterSubmit, operator), {"how": how})
+
+
+class KilledMidBatch:
+    """
+    A batch submit's mixin: try 1's whole process group is SIGKILLed as it starts sending document
+    ``after + 1``, once the vendor accepted ``after`` documents: a worker lost mid-batch. Only in a process
+    run with ``DOCJOBS_KILL_MID_BATCH=1`` (one started in a session of its own, never the test runner's).
+    """
+
+    after = 2
+
+    def execute(self, context: Any) -> Any:
+        self.sent = 0
+        self.first_try = context["ti"].try_number == 1 and os.environ.get("DOCJOBS_KILL_MID_BATCH") == "1"
+        return super().execute(context)  # type: ignore[misc]
+
+    def submit_one(self, hook: Any, item: Any) -> Any:
+        if self.first_try and self.sent == self.after:
+            os.killpg(os.getpgid(0), signal.SIGKILL)
+        self.sent += 1
+        return super().submit_one(hook, item)  # type: ignore[misc]
+
+
+def killed_mid_batch(operator: type, after: int) -> type:
+    """``operator`` whose first try is SIGKILLed, process group and all, after ``after`` accepted submits."""
+    return type(f"{operator.__name__}KilledMidBatch", (KilledMidBatch, operator), {"after": after})

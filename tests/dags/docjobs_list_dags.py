@@ -23,9 +23,9 @@ from airflow_docjobs.sensors.mindee import MindeeJobSensor
 from airflow_docjobs.sensors.mindee_v2 import MindeeV2JobSensor
 
 try:  # Airflow: the bundle's folder is on sys.path (see _dies_after_submit.py)
-    from _dies_after_submit import dies_after_submit
+    from _dies_after_submit import dies_after_submit, killed_mid_batch
 except ModuleNotFoundError:  # imported by the suite itself: tests/ is on sys.path
-    from dags._dies_after_submit import dies_after_submit
+    from dags._dies_after_submit import dies_after_submit, killed_mid_batch
 
 FILES = "{{ params.files }}"
 MINDEE = {"product": "invoices", "version": "v4"}
@@ -77,6 +77,13 @@ def mindee_retried(wait):
     return submit, MindeeJobSensor(task_id="wait", job_id=submit.output, **MINDEE, **wait)
 
 
+def mindee_killed(wait):
+    # Its first try is SIGKILLed (process group and all) as it starts the third submit, one at a time.
+    operator = killed_mid_batch(MindeeSubmitOperator, after=2)
+    submit = operator(task_id="submit", document=FILES, max_in_flight=1, **MINDEE)
+    return submit, MindeeJobSensor(task_id="wait", job_id=submit.output, **MINDEE, **wait)
+
+
 def docimprint_qa(wait):
     # A focused endpoint takes one source per job: a list of sources is submitted in list mode.
     submit = DocimprintSubmitOperator(
@@ -118,6 +125,7 @@ DAGS = {
 DAGS["docjobs_list_docimprint_qa"] = make_dag("docjobs_list_docimprint_qa", docimprint_qa, deferrable=True)
 DAGS["docjobs_list_strict"] = make_dag("docjobs_list_strict", mindee, deferrable=True, max_failed=0)
 DAGS["docjobs_list_retried"] = make_dag("docjobs_list_retried", mindee_retried, deferrable=True)
+DAGS["docjobs_list_killed"] = make_dag("docjobs_list_killed", mindee_killed, deferrable=True)
 DAGS["docjobs_list_serial"] = make_dag(
     "docjobs_list_serial",
     lambda wait: (
