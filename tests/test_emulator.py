@@ -81,6 +81,11 @@ async def biros_submit(client, name: str, service: str = "svc-1", content: bytes
     )
 
 
+# How long the emulator process may take to print its first line: it imports Airflow, 30 s and more on two
+# cores shared by the xdist workers (20 s failed in a full make test).
+STARTUP_SECONDS = 120
+
+
 @contextlib.contextmanager
 def emulator_process(*args: str) -> Iterator[tuple[subprocess.Popen, queue.Queue[str]]]:
     """``python -m airflow_docjobs.emulator --port 0 *args``, its stdout lines, and a check it exits 0."""

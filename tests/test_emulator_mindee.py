@@ -17,6 +17,7 @@ from test_emulator import (  # noqa: F401 (fixtures, used by name)
     KEY,
     MINDEE,
     PDF,
+    STARTUP_SECONDS,
     app_fixture,
     client_fixture,
     emu_fixture,
@@ -236,7 +237,7 @@ async def test_auth(client, headers, details):
 
 def test_mindee_sdk_against_the_server_process(tmp_path, monkeypatch):
     with emulator_process("--processing-seconds", "0.3") as (_, lines):
-        line = lines.get(timeout=20)
+        line = lines.get(timeout=STARTUP_SECONDS)
         match = re.fullmatch(r"emulator listening on (http://127\.0\.0\.1:\d+)\n", line)
         assert match, line
         monkeypatch.setenv("MINDEE_BASE_URL", f"{match[1]}/mindee")

@@ -10,7 +10,7 @@ import ssl
 import httpx
 import pytest
 from cryptography import x509
-from test_emulator import KEY, emulator_process
+from test_emulator import KEY, STARTUP_SECONDS, emulator_process
 
 from airflow_docjobs.emulator import EmulatorSettings
 from airflow_docjobs.emulator.__main__ import parse_args
@@ -135,7 +135,7 @@ def test_negative_values_are_refused(capsys, option):
 
 def test_cli_serves_tls_with_a_concurrency_limit():
     with emulator_process("--tls", "--concurrency", "1", "--processing-seconds", "5") as (_, lines):
-        ca_line, listening = lines.get(timeout=20), lines.get(timeout=20)
+        ca_line, listening = lines.get(timeout=STARTUP_SECONDS), lines.get(timeout=20)
         ca_file = re.fullmatch(r"emulator CA certificate: (\S+)\n", ca_line)[1]
         url = re.fullmatch(r"emulator listening on (https://127\.0\.0\.1:\d+)\n", listening)[1]
         with httpx.Client(base_url=url, verify=trusting(ca_file)) as client:
