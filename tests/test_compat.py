@@ -61,7 +61,9 @@ def test_the_older_connection_form_has_a_widget_per_extra(conn_type):
     pytest.importorskip("flask_appbuilder", reason="the WTForms form is Airflow 2's UI (FAB)")
     from airflow.providers_manager import ProvidersManager
 
-    fields = get_provider_info()["connection-types"][0]["conn-fields"]
+    fields = next(
+        t["conn-fields"] for t in get_provider_info()["connection-types"] if t["connection-type"] == conn_type
+    )
     widgets = hook_class(conn_type).get_connection_form_widgets()
     assert set(widgets) == set(fields)
     # The providers manager of this Airflow takes them (it refuses unsupported field classes).
