@@ -26,6 +26,7 @@ async def extract(client, source: str) -> str:
 
 
 async def test_docimprint_extract_progress_then_complete(client, emu):
+    emu.freeze()  # progress is read at exactly 0.2 s: a running clock adds the loaded machine's wall time
     submit = await client.post(
         "/docimprint/v1/extract", headers=DOCIMPRINT, json={"source": "https://x.test/r.pdf"}
     )
