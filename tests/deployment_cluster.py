@@ -197,9 +197,16 @@ def trigger(airflow: Airflow, dag_id: str, conf: dict[str, Any], logical_date: s
     return airflow.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", body)["dag_run_id"]
 
 
-def submits(journal: list[dict[str, Any]], vendor: str, route: str) -> int:
+def submits(journal: list[dict[str, Any]], vendor: str, route: str, gone: str | None = None) -> int:
+    """POSTs to ``route`` the vendor took (the emulator read them whole), or those whose caller was ``gone``."""
     return sum(
-        1 for r in journal if r["method"] == "POST" and r["vendor"] == vendor and r["path"].endswith(route)
+        1
+        for r in journal
+        if r["method"] == "POST"
+        and r["vendor"] == vendor
+        and r["path"].endswith(route)
+        and r.get("client_gone") != "mid-upload"
+        and (gone is None or r.get("client_gone") == gone)
     )
 
 

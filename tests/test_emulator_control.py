@@ -219,3 +219,22 @@ async def test_freezing_over_http_stops_the_clock_at_once(client, emu):
     await asyncio.sleep(0.05)
     await client.post("/_emulator/config", json={"frozen_clock": True})
     assert emu.now() >= frozen + 0.05  # the thawed 50 ms counted
+
+
+async def test_the_journal_marks_a_request_whose_client_left_before_the_answer(emulator):
+    """A caller killed mid-request (a worker lost mid-submit): the vendor took it, nobody read the answer."""
+    import httpx
+    from conftest import SECRET
+
+    emulator.state.faults.append(Fault(vendor="docimprint", path="/v1/extract", delay=0.5))
+    url, headers = f"{emulator.vendor_url('docimprint')}/v1/extract", {"X-Payment": SECRET}
+    body = {"source": "https://example.com/a.pdf"}
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(httpx.TimeoutException):
+            await client.post(url, headers=headers, json=body, timeout=0.1)  # gives up, closes the socket
+        await asyncio.sleep(0.8)  # the emulator answers into the void
+        assert (await client.post(url, headers=headers, json=body)).status_code == 202
+    gone, answered = emulator.state.requests
+    assert gone.get("client_gone") == "before-answer"
+    assert "client_gone" not in answered
+    assert len(emulator.state.jobs) == 2  # the vendor took both

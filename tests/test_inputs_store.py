@@ -101,3 +101,29 @@ def test_an_empty_prefix_fails_the_submit_naming_it(list_dags, emulator, inbox, 
     logs = capfd.readouterr()
     assert f"no documents in {inbox.location('empty/')!r}" in logs.out + logs.err
     assert journal(emulator, method="POST") == []
+
+
+def test_each_document_is_read_from_object_storage_once(list_dags, emulator, s3, tmp_path, monkeypatch):
+    """A list submit hashes, checks and uploads each object from one GET; a single submit reads it once too."""
+    from airflow_docjobs.hooks.biros import BirosHook
+    from airflow_docjobs.operators.biros import BirosSubmitOperator
+
+    monkeypatch.setenv("AIRFLOW__DOCJOBS__RESULTS_URI", f"file://{tmp_path}/results")
+    inbox = Inbox(bucket=s3, prefix="once")
+    names = [f"{n}.pdf" for n in "abcd"]
+    for name in names:
+        inbox.add(name)
+    s3.put("once/copy.pdf", s3.get("once/a.pdf"))  # the same content as another document: read, never sent
+    before = len(s3.journal())
+    dag_run = list_dags["docjobs_list_biros_poke"].test(run_conf={"files": inbox.location()})
+    assert dag_run.state == "success"
+    served = s3.journal()[before:]
+    reads = {key: [m for m, path, _ in served if path == f"/{s3.name}/{key}"] for key in s3.keys("once/")}
+    assert reads == {key: ["GET"] for key in reads}, reads
+    assert len(journal(emulator, method="POST")) == len(names)
+
+    inbox.add("single.pdf")
+    before = len(s3.journal())
+    operator = BirosSubmitOperator(task_id="single", file=inbox.location("single.pdf"), service_id="svc-1")
+    operator.submit_one(BirosHook(), operator.file)
+    assert [(m, p) for m, p, _ in s3.journal()[before:]] == [("GET", f"/{s3.name}/once/single.pdf")]

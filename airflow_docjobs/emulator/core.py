@@ -340,20 +340,26 @@ class Emulator:
                 return fault
         return None
 
-    def record(self, vendor: str, request: Request, authorized: bool) -> None:
-        """Add a request to the journal with its secret headers redacted, and count it."""
+    def record(self, vendor: str, request: Request, authorized: bool) -> dict[str, Any]:
+        """
+        Add a request to the journal with its secret headers redacted, and count it; return its entry.
+
+        A caller that left gets ``"client_gone"``: ``"mid-upload"`` (the vendor never got the whole request)
+        or ``"before-answer"`` (the vendor took it, but its caller never read the answer: a worker killed
+        mid-submit).
+        """
         headers = {
             k.lower(): ("***" if k.lower() in SECRET_HEADERS else v) for k, v in request.headers.items()
         }
-        self.requests.append(
-            {
-                "vendor": vendor,
-                "method": request.method,
-                "path": request.url.path,
-                "query": request.url.query,
-                "authorized": authorized,
-                "headers": headers,
-            }
-        )
+        entry = {
+            "vendor": vendor,
+            "method": request.method,
+            "path": request.url.path,
+            "query": request.url.query,
+            "authorized": authorized,
+            "headers": headers,
+        }
+        self.requests.append(entry)
         del self.requests[:-JOURNAL_LIMIT]
         self.request_count += 1
+        return entry

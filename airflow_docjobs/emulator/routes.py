@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
@@ -67,7 +67,12 @@ def vendor_route(
     async def endpoint(request: Request) -> Response:
         emulator: Emulator = request.app.state.emulator
         authorized = vendor.authorized(request, emulator.settings.api_key)
-        emulator.record(vendor.name, request, authorized)
+        entry = emulator.record(vendor.name, request, authorized)
+        try:
+            await request.body()  # received in full before any delay, as a vendor receives an upload
+        except ClientDisconnect:  # the caller left mid-upload: the vendor never got the request
+            entry["client_gone"] = "mid-upload"
+            return Response(status_code=499)
         fault = emulator.take_fault(vendor.name, request.url.path.removeprefix(prefix), request.method)
         if fault is not None:
             if fault.delay > 0:
@@ -77,7 +82,10 @@ def vendor_route(
         if not (authorized or public):
             return vendor.unauthorized(request)
         try:
-            return await handler(request, emulator)
+            response = await handler(request, emulator)
+            if await request.is_disconnected():  # the vendor took it, its caller never read the answer
+                entry["client_gone"] = "before-answer"
+            return response
         finally:
             await request.close()  # the uploaded files of a form it read (Starlette leaves them open)
 

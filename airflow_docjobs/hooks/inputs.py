@@ -8,6 +8,8 @@ disk or storage when sent.
 from __future__ import annotations
 
 import hashlib
+import inspect
+import io
 import mimetypes
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -83,6 +85,56 @@ def children(folder: Any) -> list[Any]:
         return []
 
 
+class Loaded(str):
+    """
+    A document's location (it is that string) with its bytes, read in one request by :func:`load`.
+
+    A batch hashes, checks and uploads each document from these bytes: one read of object storage per
+    document, not one for the hash, one for the check and one for the upload.
+    """
+
+    data: bytes
+
+    def __new__(cls, location: str, data: bytes) -> Loaded:
+        """The string ``location``, carrying ``data``."""
+        loaded = super().__new__(cls, location)
+        loaded.data = data
+        return loaded
+
+
+def load(value: Any) -> Any:
+    """
+    ``value`` read whole, as :class:`Loaded`, when it names one document file; anything else unchanged.
+
+    A URL, a folder or prefix, inline content or a missing file is left for the checks before sending to
+    describe. An object is read with one GET (``fs.cat_file``: no HEAD first, as ``open()`` makes).
+    """
+    if isinstance(value, Loaded) or not isinstance(value, (str, Path)):
+        return value
+    text = str(value).strip()
+    if not text or text.endswith("/") or text.startswith(("https://", "http://", "base64:", "data:")):
+        return value
+    try:
+        path = as_path(text)
+        data = _cat(path) if "://" in text else path.read_bytes()
+    except (OSError, ImportError, ValueError):
+        return value
+    return Loaded(text, data)
+
+
+def _cat(path: Any) -> bytes:
+    """
+    An object's bytes in one GET.
+
+    s3fs (and adlfs) first ask for the size to split big reads over several requests: a HEAD, or a stale
+    listing cache's "not found" for a document written since it was listed.
+    """
+    reader = getattr(path.fs, "_cat_file", None)  # async filesystems only (not file://)
+    concurrent = reader is not None and "max_concurrency" in inspect.signature(reader).parameters
+    data: bytes = path.fs.cat_file(path.path, **({"max_concurrency": 1} if concurrent else {}))
+    return data
+
+
 @dataclass(frozen=True)
 class Upload:
     """One multipart file field, opened only when a request is sent (and again on a retry)."""
@@ -91,9 +143,12 @@ class Upload:
     location: str
     filename: str
     content_type: str
+    data: bytes | None = None  # the bytes of a Loaded document: sent (and resent) from memory
 
     def open(self) -> IO[bytes]:
-        """Open the document for reading, locally or through object storage."""
+        """Open the document for reading: its loaded bytes, or the file, locally or through object storage."""
+        if self.data is not None:
+            return io.BytesIO(self.data)
         source: IO[bytes] = as_path(self.location).open("rb")
         return source
 
@@ -133,24 +188,29 @@ class InputRules:
             raise self.fail(
                 param, f"{value!r} has an unsupported extension {suffix or '(none)'}; accepted: {accepted}"
             )
-        try:
-            is_file = path.is_file()
-            size = path.stat().st_size if is_file else 0
-        except OSError as exc:
-            raise self.fail(param, f"cannot read {value!r}: {exc.strerror or exc}") from exc
-        if not is_file:
-            raise self.fail(param, f"{value!r} does not exist or is not a file")
-        if size == 0:
-            raise self.fail(param, f"{value!r} is empty")
-        try:
-            with path.open("rb") as source:
-                head = source.read(1024)
-        except OSError as exc:
-            raise self.fail(param, f"cannot read {value!r}: {exc.strerror or exc}") from exc
-        if problem := content_mismatch(suffix, head):
-            raise self.fail(param, f"{value!r}: {problem}; nothing was sent")
+        data = value.data if isinstance(value, Loaded) else None
+        if data is None:
+            data = self._head(path, str(value), param)
+        if not data:
+            raise self.fail(param, f"{str(value)!r} is empty")
+        if problem := content_mismatch(suffix, data[:1024]):
+            raise self.fail(param, f"{str(value)!r}: {problem}; nothing was sent")
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        return Upload(field=field, location=str(value).strip(), filename=path.name, content_type=content_type)
+        loaded = value.data if isinstance(value, Loaded) else None
+        return Upload(field, str(value).strip(), path.name, content_type, loaded)
+
+    def _head(self, path: Any, value: str, param: str) -> bytes:
+        """The first bytes of a document not loaded yet (a case folder's), after checking it is a file."""
+        try:
+            if not path.is_file():
+                raise self.fail(param, f"{value!r} does not exist or is not a file")
+            if path.stat().st_size == 0:
+                return b""
+            with path.open("rb") as source:
+                head: bytes = source.read(1024)
+                return head
+        except OSError as exc:
+            raise self.fail(param, f"cannot read {value!r}: {exc.strerror or exc}") from exc
 
     def files(self, value: Any, *, param: str, field: str) -> tuple[Upload, ...]:
         """Check a folder (its files, hidden ones skipped) or a list of documents."""
@@ -222,6 +282,8 @@ def content_sha256(value: Any) -> str | None:
     text.
     """
     digest = hashlib.sha256()
+    if isinstance(value, Loaded):
+        value = value.data
     if isinstance(value, (bytes, bytearray)):
         digest.update(value)
         return digest.hexdigest()

@@ -20,7 +20,7 @@ from airflow_docjobs.exceptions import (
     VendorTransientError,
 )
 from airflow_docjobs.hooks.calls import PENDING, SUCCEEDED
-from airflow_docjobs.hooks.inputs import content_sha256, documents_under, is_folder
+from airflow_docjobs.hooks.inputs import content_sha256, documents_under, is_folder, load
 from airflow_docjobs.lineage import datasets
 from airflow_docjobs.results import SUBMITTED, ResultsStore, batch_key, fernet, write_json
 from airflow_docjobs.retry import with_retry_policy
@@ -92,7 +92,7 @@ class DocJobSubmitOperator(ResumableJobMixin, BaseOperator):
 
     def submit_one(self, hook: DocJobsHook, item: Any) -> str:
         """Send one input to the vendor with this operator's ``submit_params``; return its reference."""
-        return hook.submit(item, **{name: getattr(self, name) for name in self.submit_params})
+        return hook.submit(load(item), **{name: getattr(self, name) for name in self.submit_params})
 
     def batch_items(self) -> list[Any] | None:
         """The inputs of a batch, or ``None`` in single mode; folders and prefixes stand for their files."""
@@ -217,79 +217,94 @@ class DocJobSubmitOperator(ResumableJobMixin, BaseOperator):
         return status.state
 
     def _execute_batch(self, context: Any, items: list[Any]) -> list[str | None]:
+        """
+        Submit each input of a batch once per distinct content; return one reference per input (or None).
+
+        Each input goes through its own steps, at most ``max_in_flight`` inputs at a time: read it once
+        (``load``: the hash, the checks and the upload use those bytes), then reuse the job an earlier try
+        stored for that content if the vendor still has it, or submit it. A document is sent only once every
+        submit before it that finished is recorded: a crash loses at most the submits then in flight.
+        """
         state = context.get("task_state_store")
         fingerprint = self._fingerprint(self.input_field)
         hook = self.hook
         hook.get_conn()  # one client for every thread, built before they start
-        with ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="docjobs-submit") as pool:
-            digests = list(pool.map(content_sha256, items))
-            entries: list[dict[str, Any]] = [
-                {"input": _shown(item), "sha256": sha, "error": None}
-                for item, sha in zip(items, digests, strict=True)
-            ]
-            # One submission per distinct content; an unreadable input is its own (it will be rejected).
-            first: dict[str, int] = {}
-            for index, sha in enumerate(digests):
-                first.setdefault(sha or f"unreadable:{index}", index)
-            stored = {
-                i: saved
-                for i in first.values()
-                if state is not None
-                and digests[i]
-                and isinstance(saved := state.get(ITEM_KEY.format(sha256=digests[i])), dict)
-                and saved.get("fingerprint") == fingerprint
-            }
-            # Reuse a job an earlier try submitted only if the vendor still has it pending or done.
-            checks = dict(zip(stored, pool.map(self._check_stored, stored.values()), strict=True))
-            taken = {
-                i: self._reference(stored[i]) for i, found in checks.items() if found in (PENDING, SUCCEEDED)
-            }
-            reused = len(taken)
-            if stored:
-                self.log.info(
-                    "%d %s jobs earlier tries submitted: %d reused, %d submitted again (failed, unknown or expired)",
-                    len(stored),
-                    hook.vendor,
-                    len(taken),
-                    len(stored) - len(taken),
-                )
-            # At most max_in_flight submits at a time, and a document is sent only once every submit
-            # before it that finished is recorded: a crash loses at most the submits then in flight.
-            waiting = iter([i for i in first.values() if i not in taken])
-            futures: dict[Future[tuple[str, int]], int] = {}
-            not_taken: list[tuple[int, VendorTransientError]] = []
+        entries: list[dict[str, Any]] = [
+            {"input": _shown(item), "sha256": None, "error": None} for item in items
+        ]
+        first: dict[str, int] = {}  # each content's input that is submitted (or reused) for all its copies
+        stored: dict[int, dict[str, Any]] = {}  # jobs earlier tries submitted, by input
+        taken: dict[int, str] = {}
+        not_taken: list[tuple[int, VendorTransientError]] = []
+        waiting = iter(range(len(items)))
+        steps: dict[Future[Any], tuple[str, int, Any]] = {}
 
-            def take(future: Future[tuple[str, int]], index: int) -> None:
+        with ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="docjobs-submit") as pool:
+
+            def step(name: str, index: int, document: Any, call: Any, *args: Any) -> None:
+                steps[pool.submit(call, *args)] = (name, index, document)
+
+            def advance(name: str, index: int, document: Any, future: Future[Any]) -> bool:
+                """Take one finished step; return whether the input is done (its slot is free)."""
+                if name == "read":
+                    document, sha = future.result()
+                    entries[index]["sha256"] = sha
+                    if first.setdefault(sha or f"unreadable:{index}", index) != index:
+                        return True  # a copy of an earlier input's content: that input's job is its job
+                    saved = state.get(ITEM_KEY.format(sha256=sha)) if state is not None and sha else None
+                    if isinstance(saved, dict) and saved.get("fingerprint") == fingerprint:
+                        stored[index] = saved  # reused only if the vendor still has it pending or done
+                        step("check", index, document, self._check_stored, saved)
+                    else:
+                        step("submit", index, None, self._submit_counted, hook, document)
+                    return False
+                if name == "check":
+                    if future.result() in (PENDING, SUCCEEDED):
+                        taken[index] = self._reference(stored[index])
+                        return True
+                    step("submit", index, None, self._submit_counted, hook, document)
+                    return False
                 try:
                     reference, entries[index]["resent_after_ambiguous_answer"] = future.result()
                 except (DocJobsInputError, VendorRequestError) as exc:
                     entries[index]["error"] = _error(exc)
-                    return
+                    return True
                 except VendorTransientError as exc:
                     not_taken.append((index, exc))
-                    return
+                    return True
                 taken[index] = reference
                 self._mask(reference)
                 # Recorded the moment the vendor took it, before the next document is sent (Airflow
                 # answers the write once the API server committed it): a retry after a crash reuses it.
-                if state is not None and digests[index]:
-                    state.set(ITEM_KEY.format(sha256=digests[index]), self._stored(reference, fingerprint))
+                if state is not None and (sha := entries[index]["sha256"]):
+                    state.set(ITEM_KEY.format(sha256=sha), self._stored(reference, fingerprint))
+                return True
 
             try:
                 for index in islice(waiting, self.max_in_flight):
-                    futures[pool.submit(self._submit_counted, hook, items[index])] = index
-                while futures:
-                    done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                    step("read", index, None, _read, items[index])
+                while steps:
+                    done, _ = wait(steps, return_when=FIRST_COMPLETED)
                     for future in done:
-                        take(future, futures.pop(future))
-                    for index in islice(waiting, len(done)):
-                        futures[pool.submit(self._submit_counted, hook, items[index])] = index
+                        if advance(*steps.pop(future), future):
+                            for index in islice(waiting, 1):
+                                step("read", index, None, _read, items[index])
             except BaseException:
-                for future in futures:
+                for future in steps:
                     future.cancel()
                 raise
             finally:
                 hook.close()
+        reused = sum(index in taken for index in stored)
+        if stored:
+            self.log.info(
+                "%d %s jobs earlier tries submitted: %d reused, %d submitted again (failed, unknown or expired)",
+                len(stored),
+                hook.vendor,
+                reused,
+                len(stored) - reused,
+            )
+        digests = [entry["sha256"] for entry in entries]
         references: list[str | None] = []
         for index, sha in enumerate(digests):
             source = first[sha or f"unreadable:{index}"]
@@ -334,6 +349,12 @@ class DocJobSubmitOperator(ResumableJobMixin, BaseOperator):
     def _mask(self, reference: str) -> None:
         if self.hook_class.secret_job_keys:
             mask_secret(reference)
+
+
+def _read(item: Any) -> tuple[Any, str | None]:
+    """An input read once (``load``) and the SHA-256 that identifies it."""
+    document = load(item)
+    return document, content_sha256(document)
 
 
 def _shown(item: Any) -> str:
