@@ -15,7 +15,7 @@ from collections import Counter
 
 import pytest
 
-from airflow_docjobs.operators.finovox import FinovoxSubmitOperator
+from airflow_docjobs.operators.finovox import FinovoxSubmitDocumentOperator
 from airflow_docjobs.version_compat import AIRFLOW_V_3_3_PLUS
 
 if not AIRFLOW_V_3_3_PLUS:  # the DAGs are written with airflow.sdk; the retried submit needs task_state_store
@@ -146,7 +146,7 @@ def test_one_vendor_submission_per_document_and_none_on_the_rerun(cluster):
     if seen != expected + unanswered:
         problems.append(f"submits per route {dict(seen)}, expected {dict(expected + unanswered)}")
     if (
-        unanswered[FINOVOX_ANALYSE] > FinovoxSubmitOperator.default_max_in_flight
+        unanswered[FINOVOX_ANALYSE] > FinovoxSubmitDocumentOperator.default_max_in_flight
         or sum(unanswered.values()) != unanswered[FINOVOX_ANALYSE]
     ):
         problems.append(f"more submits lost with the worker than one batch's max_in_flight: {unanswered}")
