@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import psutil
 import pytest
 from cryptography.fernet import Fernet
 from deployment_checks import events
@@ -85,10 +86,21 @@ class Component:
         return chunk[:end]
 
     def kill(self) -> None:
-        """SIGKILL the whole group at once, as a lost machine or an OOM-killed container goes."""
-        self.killed = True
+        """
+        SIGKILL the component and everything it started at once, as a lost machine or container goes.
+
+        Its group is not enough: Airflow 3.3's supervisor puts each task process in a group of its own
+        (``supervisor.py``, ``os.setpgid(0, 0)``), which would outlive a killed worker, finish its submits
+        and fail only when it next speaks to its dead supervisor.
+        """
+        self.killed, family = True, []
+        with suppress(psutil.NoSuchProcess):
+            family = psutil.Process(self.process.pid).children(recursive=True)
         with suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
+        for process in family:
+            with suppress(psutil.NoSuchProcess):
+                process.kill()
         with suppress(subprocess.TimeoutExpired):
             self.process.wait(10)
 
