@@ -13,7 +13,7 @@ import io
 import mimetypes
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from airflow_docjobs.exceptions import DocJobsInputError
 
@@ -188,29 +188,25 @@ class InputRules:
             raise self.fail(
                 param, f"{value!r} has an unsupported extension {suffix or '(none)'}; accepted: {accepted}"
             )
-        data = value.data if isinstance(value, Loaded) else None
-        if data is None:
-            data = self._head(path, str(value), param)
-        if not data:
+        loaded = load(value)  # one read: the checks below and the upload use these bytes
+        if not isinstance(loaded, Loaded):
+            self._unreadable(path, str(value), param)
+        if not loaded.data:
             raise self.fail(param, f"{str(value)!r} is empty")
-        if problem := content_mismatch(suffix, data[:1024]):
+        if problem := content_mismatch(suffix, loaded.data[:1024]):
             raise self.fail(param, f"{str(value)!r}: {problem}; nothing was sent")
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        loaded = value.data if isinstance(value, Loaded) else None
-        return Upload(field, str(value).strip(), path.name, content_type, loaded)
+        return Upload(field, str(value).strip(), path.name, content_type, loaded.data)
 
-    def _head(self, path: Any, value: str, param: str) -> bytes:
-        """The first bytes of a document not loaded yet (a case folder's), after checking it is a file."""
+    def _unreadable(self, path: Any, value: str, param: str) -> NoReturn:
+        """Why a document could not be read: missing, not a file, or the filesystem's own reason."""
         try:
             if not path.is_file():
                 raise self.fail(param, f"{value!r} does not exist or is not a file")
-            if path.stat().st_size == 0:
-                return b""
-            with path.open("rb") as source:
-                head: bytes = source.read(1024)
-                return head
+            path.open("rb").close()
         except OSError as exc:
             raise self.fail(param, f"cannot read {value!r}: {exc.strerror or exc}") from exc
+        raise self.fail(param, f"cannot read {value!r}")
 
     def files(self, value: Any, *, param: str, field: str) -> tuple[Upload, ...]:
         """Check a folder (its files, hidden ones skipped) or a list of documents."""

@@ -92,7 +92,7 @@ class DocJobSubmitOperator(ResumableJobMixin, BaseOperator):
 
     def submit_one(self, hook: DocJobsHook, item: Any) -> str:
         """Send one input to the vendor with this operator's ``submit_params``; return its reference."""
-        return hook.submit(load(item), **{name: getattr(self, name) for name in self.submit_params})
+        return hook.submit(item, **{name: getattr(self, name) for name in self.submit_params})
 
     def batch_items(self) -> list[Any] | None:
         """The inputs of a batch, or ``None`` in single mode; folders and prefixes stand for their files."""
