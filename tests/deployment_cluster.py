@@ -235,7 +235,7 @@ def watch(out: Cluster, expected_sensors: int) -> None:
             worker = out.worker_of("batch", "finovox_submit")
             if worker and taken >= KILL_AFTER:
                 airflow.components[worker].kill()
-                killed |= {"worker": worker, "taken": taken, "at": time.monotonic()}
+                killed |= {"worker": worker, "taken": taken, "at": time.monotonic(), "wall": time.time()}
                 out.mark("worker killed")
                 start_worker(airflow, REPLACEMENT)
         triggers = airflow.triggers()

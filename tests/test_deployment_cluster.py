@@ -143,6 +143,13 @@ def test_one_vendor_submission_per_document_and_none_on_the_rerun(cluster):
         f"\nsubmits per route {dict(seen)}; documents {dict(expected)}; taken but unanswered when the worker "
         f"was killed {dict(+unanswered)}; killed worker {out.killed_worker}"
     )
+    kill = out.killed_worker.get("wall", 0)
+    around = [
+        (round(r["at"] - kill, 1), r.get("client_gone"))
+        for r in first
+        if r["method"] == "POST" and r["path"].endswith("/analyse") and abs(r["at"] - kill) < 5
+    ]
+    print(f"Finovox submits within 5 s of the kill (seconds after it, client_gone): {around}")
     if seen != expected + unanswered:
         problems.append(f"submits per route {dict(seen)}, expected {dict(expected + unanswered)}")
     if (

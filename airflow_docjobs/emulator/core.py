@@ -358,6 +358,7 @@ class Emulator:
             "query": request.url.query,
             "authorized": authorized,
             "headers": headers,
+            "at": round(time.time(), 3),
         }
         self.requests.append(entry)
         del self.requests[:-JOURNAL_LIMIT]
