@@ -127,3 +127,21 @@ def test_each_document_is_read_from_object_storage_once(list_dags, emulator, s3,
     operator = BirosSubmitOperator(task_id="single", file=inbox.location("single.pdf"), service_id="svc-1")
     operator.submit_one(BirosHook(), operator.file)
     assert [(m, p) for m, p, _ in s3.journal()[before:]] == [("GET", f"/{s3.name}/once/single.pdf")]
+
+
+def test_each_document_of_a_case_batch_is_read_once(list_dags, emulator, s3, tmp_path, monkeypatch):
+    """A list of case folders: each file is hashed (the case's identity) and uploaded from one GET."""
+    monkeypatch.setenv("AIRFLOW__DOCJOBS__RESULTS_URI", f"file://{tmp_path}/results")
+    inbox = Inbox(bucket=s3, prefix="cases")
+    for name in ("c1/payslip.pdf", "c1/id_card.pdf", "c2/payslip.pdf", "c2/sub/ignored.pdf"):
+        inbox.add(name)
+    before = len(s3.journal())
+    cases = [inbox.location("c1"), inbox.location("c2/")]
+    dag_run = list_dags["docjobs_list_finovox_case_poke"].test(run_conf={"files": cases})
+    assert dag_run.state == "success"
+    served = s3.journal()[before:]
+    reads = {key: [m for m, path, _ in served if path == f"/{s3.name}/{key}"] for key in s3.keys("cases/")}
+    assert reads == {key: ["GET"] for key in reads}, reads
+    names = {tuple(job.data["names"]) for job in emulator.state.jobs.values() if job.kind == "case"}
+    assert names == {("id_card.pdf", "payslip.pdf"), ("payslip.pdf",)}
+    assert len([r for r in journal(emulator, method="POST") if r["path"] == "/finovox/case"]) == 2

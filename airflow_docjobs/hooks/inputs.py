@@ -11,6 +11,7 @@ import hashlib
 import inspect
 import io
 import mimetypes
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any, NoReturn
@@ -102,24 +103,53 @@ class Loaded(str):
         return loaded
 
 
-def load(value: Any) -> Any:
+class LoadedFolder(str):
+    """
+    A case folder's location (it is that string) with every document under it read once, by :func:`load`.
+
+    ``documents`` holds each document's location, its path's parts below the folder and its bytes.
+    """
+
+    documents: tuple[tuple[str, tuple[str, ...], bytes], ...]
+
+    def __new__(
+        cls, location: str, documents: tuple[tuple[str, tuple[str, ...], bytes], ...]
+    ) -> LoadedFolder:
+        """The string ``location``, carrying ``documents``."""
+        loaded = super().__new__(cls, location)
+        loaded.documents = documents
+        return loaded
+
+
+def load(value: Any, *, folders: bool = False) -> Any:
     """
     ``value`` read whole, as :class:`Loaded`, when it names one document file; anything else unchanged.
 
-    A URL, a folder or prefix, inline content or a missing file is left for the checks before sending to
-    describe. An object is read with one GET (``fs.cat_file``: no HEAD first, as ``open()`` makes).
+    With ``folders``, a folder or prefix comes back as :class:`LoadedFolder` (a batch of case folders). A
+    URL, inline content or a missing file is left for the checks before sending to describe. An object is
+    read with one GET (``_cat``: no HEAD first, as ``open()`` makes).
     """
-    if isinstance(value, Loaded) or not isinstance(value, (str, Path)):
+    if isinstance(value, (Loaded, LoadedFolder)) or not isinstance(value, (str, Path)):
         return value
     text = str(value).strip()
-    if not text or text.endswith("/") or text.startswith(("https://", "http://", "base64:", "data:")):
+    if not text or text.startswith(("https://", "http://", "base64:", "data:")):
         return value
     try:
-        path = as_path(text)
-        data = _cat(path) if "://" in text else path.read_bytes()
+        if not text.endswith("/"):
+            with suppress(FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                return Loaded(text, _read_bytes(text))
+        if folders and is_folder(text):
+            return LoadedFolder(
+                text, tuple((loc, parts, _read_bytes(loc)) for loc, parts in _documents(text))
+            )
     except (OSError, ImportError, ValueError):
-        return value
-    return Loaded(text, data)
+        pass
+    return value
+
+
+def _read_bytes(location: str) -> bytes:
+    path = as_path(location)
+    return _cat(path) if "://" in location else bytes(path.read_bytes())
 
 
 def _cat(path: Any) -> bytes:
@@ -210,7 +240,12 @@ class InputRules:
 
     def files(self, value: Any, *, param: str, field: str) -> tuple[Upload, ...]:
         """Check a folder (its files, hidden ones skipped) or a list of documents."""
-        if isinstance(value, (str, Path)):
+        if isinstance(value, LoadedFolder):  # its own files, read already
+            own = sorted((parts[0], loc, data) for loc, parts, data in value.documents if len(parts) == 1)
+            items: list[Any] = [Loaded(loc, data) for _, loc, data in own]
+            if not items:
+                raise self.fail(param, f"folder {str(value)!r} holds no documents")
+        elif isinstance(value, (str, Path)):
             text = str(value).strip()
             folder = self.path(text, param)
             try:
@@ -256,13 +291,18 @@ def is_folder(value: Any) -> bool:
 
 def documents_under(folder: str) -> list[str]:
     """Every document under a folder or prefix, recursively, sorted; hidden files and folders skipped."""
+    return [location for location, _ in _documents(folder)]
+
+
+def _documents(folder: str) -> list[tuple[str, tuple[str, ...]]]:
+    """Every document under a folder or prefix (see :func:`documents_under`) with its path's parts in it."""
     root = as_path(str(folder).strip().rstrip("/") or "/")
     found = []
     for path in root.rglob("*"):
         relative = PurePosixPath(str(path)).relative_to(PurePosixPath(str(root))).parts
         if any(part.startswith(".") for part in relative) or not path.is_file():
             continue
-        found.append(str(path) if "://" not in str(folder) else _uri(folder, relative))
+        found.append((str(path) if "://" not in str(folder) else _uri(folder, relative), relative))
     return sorted(found)
 
 
@@ -280,6 +320,10 @@ def content_sha256(value: Any) -> str | None:
     digest = hashlib.sha256()
     if isinstance(value, Loaded):
         value = value.data
+    if isinstance(value, LoadedFolder):
+        for _, parts, data in value.documents:
+            digest.update(f"{parts[-1]}\0{hashlib.sha256(data).hexdigest()}\n".encode())
+        return digest.hexdigest()
     if isinstance(value, (bytes, bytearray)):
         digest.update(value)
         return digest.hexdigest()

@@ -353,7 +353,7 @@ class DocJobSubmitOperator(ResumableJobMixin, BaseOperator):
 
 def _read(item: Any) -> tuple[Any, str | None]:
     """An input read once (``load``) and the SHA-256 that identifies it."""
-    document = load(item)
+    document = load(item, folders=True)
     return document, content_sha256(document)
 
 
