@@ -11,6 +11,7 @@ and what each counts are in one table, in docs/deployment.md ("Metrics").
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 
@@ -27,4 +28,12 @@ def count(vendor: str, name: str, value: int = 1) -> None:
     try:
         _stats().incr(f"docjobs.{vendor}.{name}", value, tags={"vendor": vendor})
     except Exception:  # a broken metrics backend must not fail a submit or a wait
+        return
+
+
+def timing(vendor: str, name: str, seconds: float) -> None:
+    """Send ``seconds`` as the timer ``docjobs.{vendor}.{name}``; metrics never fail the caller."""
+    try:
+        _stats().timing(f"docjobs.{vendor}.{name}", timedelta(seconds=seconds), tags={"vendor": vendor})
+    except Exception:  # a broken metrics backend must not fail a wait
         return

@@ -35,7 +35,7 @@ def statsd(monkeypatch):
 
 
 def received(listener: socket.socket) -> Counter[str]:
-    """``name|type`` -> the sum of the values received, for the provider's metrics."""
+    """``name|type`` -> the sum of the values received (``name|type|n``: how many), for the provider's metrics."""
     found: Counter[str] = Counter()
     while True:
         try:
@@ -47,6 +47,7 @@ def received(listener: socket.socket) -> Counter[str]:
             value, _, kind = rest.partition("|")
             if ".docjobs." in name:
                 found[f"{name}|{kind.split('|')[0]}"] += int(float(value))
+                found[f"{name}|{kind.split('|')[0]}|n"] += 1
 
 
 def test_a_run_counts_submits_polls_throttling_and_results(dags, emulator, results_uri, tmp_path, statsd):  # noqa: F811
@@ -65,3 +66,7 @@ def test_a_run_counts_submits_polls_throttling_and_results(dags, emulator, resul
     assert metrics["airflow.docjobs.mindee.polls|c"] >= accepted
     assert metrics["airflow.docjobs.mindee.results.succeeded|c"] == expected.count("succeeded")
     assert metrics["airflow.docjobs.mindee.results.failed|c"] == expected.count("failed")
+    # Submit to result, per document that ended: at least the vendor's 2 s (the times are to the second).
+    ended = expected.count("succeeded") + expected.count("failed")
+    assert metrics["airflow.docjobs.mindee.latency|ms|n"] == ended
+    assert metrics["airflow.docjobs.mindee.latency|ms"] >= 1000 * ended

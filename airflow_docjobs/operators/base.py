@@ -22,7 +22,7 @@ from airflow_docjobs.exceptions import (
 from airflow_docjobs.hooks.calls import PENDING, SUCCEEDED
 from airflow_docjobs.hooks.inputs import content_sha256, documents_under, is_folder, load
 from airflow_docjobs.lineage import datasets
-from airflow_docjobs.results import SUBMITTED, ResultsStore, batch_key, fernet, write_json
+from airflow_docjobs.results import SUBMITTED, ResultsStore, batch_key, fernet, now_iso, write_json
 from airflow_docjobs.retry import with_retry_policy
 from airflow_docjobs.version_compat import resumable_job_mixin
 
@@ -273,6 +273,7 @@ class DocJobSubmitOperator(ResumableJobMixin, BaseOperator):
                     not_taken.append((index, exc))
                     return True
                 taken[index] = reference
+                entries[index]["submitted_at"] = now_iso()  # the sensor times the vendor from it
                 self._mask(reference)
                 # Recorded the moment the vendor took it, before the next document is sent (Airflow
                 # answers the write once the API server committed it): a retry after a crash reuses it.

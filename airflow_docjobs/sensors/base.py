@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
@@ -18,7 +18,7 @@ from airflow.providers.common.compat.sdk import (
     mask_secret,
 )
 
-from airflow_docjobs import exceptions
+from airflow_docjobs import exceptions, metrics
 from airflow_docjobs.exceptions import (
     DocJobsError,
     VendorAuthError,
@@ -360,6 +360,7 @@ class DocJobSensor(BaseSensorOperator):
                     "error": {"code": "timeout", "message": message or "still pending at the deadline"},
                 }
                 outcome |= {"state": record["state"], "error": record.get("error")}
+                _time_vendor(self.hook.conn_type, given.get("submitted_at"), record.get("finished_at"))
                 # Failed jobs landed too (their error, when they ended): ingestion reads both.
                 outcome["result_uri"] = store.uri(job_key(job)) if "landed_at" in record else None
             outcomes.append(outcome)
@@ -437,3 +438,10 @@ def _task_name(context: Any) -> str:
     ti = context["ti"]
     index = getattr(ti, "map_index", -1)
     return ti.task_id if index is None or index < 0 else f"{ti.task_id}.{index}"
+
+
+def _time_vendor(vendor: str, submitted_at: str | None, finished_at: str | None) -> None:
+    """The vendor's latency, from the submit it took to the result fetched (``docjobs.{vendor}.latency``)."""
+    if submitted_at and finished_at:
+        seconds = (datetime.fromisoformat(finished_at) - datetime.fromisoformat(submitted_at)).total_seconds()
+        metrics.timing(vendor, "latency", max(0.0, seconds))
