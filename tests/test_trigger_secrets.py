@@ -7,10 +7,12 @@ error at defer time, and a triggerer that cannot read them ends the wait with on
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
-from conftest import copy_sample, distinct_pdf, load_dags
+from conftest import PATIENCE, copy_sample, distinct_pdf, load_dags
 from sqlalchemy import text
 from test_dags import xcoms
 
@@ -61,18 +63,32 @@ def last_trigger_id() -> int:
 @pytest.mark.dagtest
 @pytest.mark.parametrize("mode", ["single", "list"])
 def test_a_deferred_finovox_sensor_leaves_no_token_in_the_trigger_row(
-    dags, emulator, tmp_path, monkeypatch, mode
+    dags, frozen, tmp_path, monkeypatch, mode
 ):
     monkeypatch.setenv("AIRFLOW__DOCJOBS__RESULTS_URI", f"file://{tmp_path}/results")
-    # Long enough that the sensor's first poke finds the job pending, even on a loaded machine: it defers.
-    emulator.state.settings.update({"processing_seconds": 2.0})
     before = last_trigger_id()
-    if mode == "single":
-        conf = {"file": str(copy_sample(tmp_path, "doc.pdf")), "name": "doc.pdf"}
-        dag_run = dags["docjobs_finovox_deferrable"].test(run_conf=conf)
-    else:
-        files = [str(distinct_pdf(tmp_path, name)) for name in ("a.pdf", "b.pdf")]
-        dag_run = dags["docjobs_list_finovox_deferrable"].test(run_conf={"files": files})
+    # The clock stands still until Airflow stored the trigger: the sensor's first poke finds the jobs
+    # pending and defers, however loaded the machine.
+    stop = threading.Event()
+
+    def thaw_once_deferred() -> None:
+        deadline = time.monotonic() + PATIENCE
+        while not trigger_rows(before) and time.monotonic() < deadline and not stop.wait(0.05):
+            pass
+        frozen.state.advance(60)
+
+    thread = threading.Thread(target=thaw_once_deferred, daemon=True)
+    thread.start()
+    try:
+        if mode == "single":
+            conf = {"file": str(copy_sample(tmp_path, "doc.pdf")), "name": "doc.pdf"}
+            dag_run = dags["docjobs_finovox_deferrable"].test(run_conf=conf)
+        else:
+            files = [str(distinct_pdf(tmp_path, name)) for name in ("a.pdf", "b.pdf")]
+            dag_run = dags["docjobs_list_finovox_deferrable"].test(run_conf={"files": files})
+    finally:
+        stop.set()
+        thread.join()
     assert dag_run.state == "success", {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
     references = xcoms(dag_run)[("submit", "return_value")]
     tokens = [references] if mode == "single" else references
