@@ -237,6 +237,7 @@ class Emulator:
         self._slots: dict[str, list[float]] = {}
         self._skew = 0.0
         self._frozen_at: float | None = None
+        self.first_answered: float | None = None  # Emulator.now() of the first poll answered since reset
 
     def now(self) -> float:
         """The emulator's clock, in seconds: monotonic time plus ``advance()`` skew, or frozen."""
@@ -267,6 +268,7 @@ class Emulator:
         self.faults.clear()
         self.requests.clear()
         self._slots.clear()
+        self.first_answered = None
         self.reset_counters()
 
     def reset_counters(self) -> None:
@@ -277,6 +279,8 @@ class Emulator:
 
     def answered(self, job: Job, now: float) -> None:
         """Note that a poll answered ``job``'s state at ``now``: the first answer after it ended counts."""
+        if self.first_answered is None:
+            self.first_answered = now
         if job.answered_ended is None and job.done(now):
             job.answered_ended = now
 
@@ -284,10 +288,15 @@ class Emulator:
         """
         How late clients learned that their jobs ended: the first poll answering it minus the job's end.
 
-        ``jobs`` counts the jobs, ``found`` those a poll has answered ended; worst and median in seconds.
+        A job that ended before the first poll answered since the last reset counts from that poll: no
+        one was waiting yet (a batch still being submitted). ``jobs`` counts the jobs, ``found`` those a
+        poll has answered ended; worst and median in seconds.
         """
         jobs = {id(job): job for job in self.jobs.values()}.values()
-        lags = sorted(j.answered_ended - j.finished for j in jobs if j.answered_ended is not None)
+        since = self.first_answered or 0.0
+        lags = sorted(
+            j.answered_ended - max(j.finished, since) for j in jobs if j.answered_ended is not None
+        )
         middle = len(lags) // 2
         median = (lags[middle] + lags[~middle]) / 2 if lags else None
         return {
