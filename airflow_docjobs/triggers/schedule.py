@@ -52,23 +52,25 @@ class PollPlan:
         self.interval, self.tick = interval, tick
         self.parked = sorted(order)  # a heap: the oldest parked job first, also after a probe comes back
         self.lead = interval
-        self.shortest = math.inf  # fewest seconds from admission to found ended, over the learned jobs
-        # Admitted jobs still pending: when each was let in (None for the first window: unknown start).
-        self.admitted: dict[int, float | None] = {}
-        self.polled: set[int] = set()  # admitted jobs asked at least once
+        self.shortest = math.inf  # fewest seconds a job took from its start to its (estimated) end
+        # Admitted jobs still pending: when the vendor most likely started each (None: unknown, the first
+        # window), when it was first to be polled, and when a poll last found it pending.
+        self.started: dict[int, float | None] = {}
+        self.first_due: dict[int, float] = {}
+        self.checked: dict[int, float] = {}
         self.ends: deque[float] = deque()  # when admitted jobs were found ended, the last lead + interval s
         self.probes: set[int] = set()
         self.probe_after = start
         self.width = 1  # probes in flight at most
         self.first = [heapq.heappop(self.parked) for _ in range(min(len(order), FIRST_WINDOW))]
-        for index in self.first:
-            self.admitted[index] = None
-        self.start = start
+        count = max(1, len(self.first))
+        for n, index in enumerate(self.first):
+            self.started[index] = None
+            self.first_due[index] = start + interval * n / count
 
     def initial(self) -> list[Due]:
-        """The first window's polls: from ``start``, spread over one interval."""
-        count = max(1, len(self.first))
-        return [(self.start + self.interval * n / count, i) for n, i in enumerate(self.first)]
+        """The first window's polls: from the trigger's first poll time, spread over one interval."""
+        return [(self.first_due[i], i) for i in self.first]
 
     def remaining(self) -> list[int]:
         """The jobs no poll is scheduled for (parked), oldest first."""
@@ -80,10 +82,10 @@ class PollPlan:
             self.probes.discard(index)
             self.probe_after, self.width = now + self.lead, 1
             heapq.heappush(self.parked, index)
-            return self._admit(now)
-        if index not in self.polled and self.admitted.get(index) is not None:
+            return self._admit(now, now)
+        if index not in self.checked and self.started.get(index) is not None:
             self.lead = min(self.lead * LENGTHEN, self._longest())
-        self.polled.add(index)
+        self.checked[index] = now
         wait = self.interval
         if fraction is not None and 0 < fraction < 1:
             wait = min(wait, max(self.tick, self.lead * (1 - fraction)))
@@ -91,22 +93,24 @@ class PollPlan:
 
     def ended(self, index: int, now: float) -> list[Due]:
         """A poll found job ``index`` ended: the jobs to let in or probe, with their first polls."""
-        due: list[Due] = []
         if index in self.probes:
             self.probes.discard(index)
             self.width = min(FIRST_WINDOW, 2 * self.width)
-            return self._probe(now) + self._admit(now)
-        admitted = self.admitted.pop(index, None)
-        if admitted is not None:
-            self.shortest = min(self.shortest, now - admitted)
-            if index not in self.polled:
+            return self._probe(now) + self._admit(now, now)
+        started = self.started.pop(index, None)
+        first_due = self.first_due.pop(index, now)
+        checked = self.checked.pop(index, None)
+        # When it most likely ended: where the schedule expected it, when its first poll found it ended;
+        # half way from the last pending answer, when a re-check did.
+        end = min(now, first_due) if checked is None else (checked + now) / 2
+        if started is not None:
+            self.shortest = min(self.shortest, end - started)
+            if checked is None:
                 self.lead = max(self.tick, self.lead * SHORTEN)
             self.lead = min(self.lead, self._longest())
-        self.polled.discard(index)
         self.ends.append(now)
-        if not self.probes and now >= self.probe_after:
-            due += self._probe(now)
-        return due + self._admit(now)
+        due = self._probe(now) if not self.probes and now >= self.probe_after else []
+        return due + self._admit(now, end)
 
     def _probe(self, now: float) -> list[Due]:
         due: list[Due] = []
@@ -116,15 +120,22 @@ class PollPlan:
             due.append((now, index))
         return due
 
-    def _admit(self, now: float) -> list[Due]:
-        """Let parked jobs in up to the window, first polled ``lead`` seconds from now (not while probing)."""
+    def _admit(self, now: float, freed: float) -> list[Due]:
+        """
+        Let parked jobs in up to the window (not while probing).
+
+        The first most likely started when a slot was ``freed``, the others now; each is first polled
+        ``lead`` seconds after its start.
+        """
         while self.ends and self.ends[0] < now - self.lead - self.interval:
             self.ends.popleft()
         due: list[Due] = []
-        while self.parked and not self.probes and len(self.admitted) < max(FIRST_WINDOW, len(self.ends)):
+        while self.parked and not self.probes and len(self.started) < max(FIRST_WINDOW, len(self.ends)):
             index = heapq.heappop(self.parked)
-            self.admitted[index] = now
-            due.append((now + self.lead, index))
+            self.started[index] = freed
+            self.first_due[index] = max(now, freed + self.lead)
+            due.append((self.first_due[index], index))
+            freed = now
         return due
 
     def _longest(self) -> float:
