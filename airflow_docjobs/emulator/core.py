@@ -294,9 +294,7 @@ class Emulator:
         """
         jobs = {id(job): job for job in self.jobs.values()}.values()
         since = self.first_answered or 0.0
-        lags = sorted(
-            j.answered_ended - max(j.finished, since) for j in jobs if j.answered_ended is not None
-        )
+        lags = sorted(j.answered_ended - max(j.finished, since) for j in jobs if j.answered_ended is not None)
         middle = len(lags) // 2
         median = (lags[middle] + lags[~middle]) / 2 if lags else None
         return {

@@ -19,6 +19,10 @@ FIRST_WINDOW = 16
 # settles where about one first poll in six finds its job pending (0.17 * ln 1.1 = 0.83 * -ln 0.98).
 SHORTEN, LENGTHEN = 0.98, 1.1
 
+# The window holds this many times the jobs found ended in the last ``lead`` seconds (about as many as
+# the vendor runs at once): 1.0 misses jobs the vendor started unseen, 1.5 polls queued ones (docs/design.md).
+WIDEN = 1.25
+
 Due = tuple[float, int]  # (when, job index): an entry of the batch's heap
 
 
@@ -31,10 +35,12 @@ class PollPlan:
       parked job is most likely one that has not started.
     * **A window as wide as the vendor's work.** At first :data:`FIRST_WINDOW` jobs are polled, one
       interval after the trigger starts (the sensor has just polled), spread over that interval. Then the
-      window holds as many jobs as were found ended in the last ``lead + interval`` seconds (at least
-      :data:`FIRST_WINDOW`): at the vendor's pace that is a little more than it runs at once, so the
+      window holds :data:`WIDEN` times the jobs found ended in the last ``lead`` seconds (at least one):
+      at the vendor's pace that is a quarter more than it runs at once, so the
       window grows until the batch ends as fast as the vendor works. Each job found ended lets the next
-      parked ones in, up to the window.
+      parked ones in, up to the window; the first of them started when that job ended (its expected
+      time if its first poll found it ended, else half way from its last pending answer). When the
+      window holds more than that, the youngest job found pending is parked again.
     * **Probes find what ended unseen.** After a job is found ended, the next parked job is polled at
       once (a probe). Ended, it lets two more probes go, up to :data:`FIRST_WINDOW` at a time (the jobs
       the trigger started behind: a batch submitted faster than the vendor works, or a window too
@@ -46,6 +52,8 @@ class PollPlan:
       job took from admission to being found ended plus one interval.
     * **Re-checks bounded by the interval.** A job found pending is asked again after the poll interval,
       or sooner when the vendor says how much is done: after ``lead * (1 - fraction)``, at least a tick.
+      A job the vendor says has not started (a share done of 0) cannot end before the shortest time a
+      job has taken: it is asked again after that, if longer than the interval.
     """
 
     def __init__(self, order: list[int], start: float, interval: float, tick: float) -> None:
@@ -58,8 +66,9 @@ class PollPlan:
         self.started: dict[int, float | None] = {}
         self.first_due: dict[int, float] = {}
         self.checked: dict[int, float] = {}
-        self.ends: deque[float] = deque()  # when admitted jobs were found ended, the last lead + interval s
+        self.ends: deque[float] = deque()  # when admitted jobs were found ended, the last lead seconds
         self.probes: set[int] = set()
+        self.any_ended = False  # whether a job of the window was found ended yet
         self.probe_after = start
         self.width = 1  # probes in flight at most
         self.first = [heapq.heappop(self.parked) for _ in range(min(len(order), FIRST_WINDOW))]
@@ -83,11 +92,20 @@ class PollPlan:
             self.probe_after, self.width = now + self.lead, 1
             heapq.heappush(self.parked, index)
             return self._admit(now, now)
+        if len(self.started) > self._window(now) and index == max(self.started):
+            # Wider than the vendor's pace (the first window, or a pace that slowed): the youngest job
+            # polled has most likely not started; it waits its turn again, parked.
+            del self.started[index], self.first_due[index]
+            self.checked.pop(index, None)
+            heapq.heappush(self.parked, index)
+            return []
         if index not in self.checked and self.started.get(index) is not None:
             self.lead = min(self.lead * LENGTHEN, self._longest())
         self.checked[index] = now
         wait = self.interval
-        if fraction is not None and 0 < fraction < 1:
+        if fraction == 0 and math.isfinite(self.shortest):  # not started: it cannot end sooner than that
+            wait = max(wait, self.shortest)
+        elif fraction is not None and 0 < fraction < 1:
             wait = min(wait, max(self.tick, self.lead * (1 - fraction)))
         return [(now + wait, index)]
 
@@ -109,6 +127,7 @@ class PollPlan:
                 self.lead = max(self.tick, self.lead * SHORTEN)
             self.lead = min(self.lead, self._longest())
         self.ends.append(now)
+        self.any_ended = True
         due = self._probe(now) if not self.probes and now >= self.probe_after else []
         return due + self._admit(now, end)
 
@@ -127,16 +146,20 @@ class PollPlan:
         The first most likely started when a slot was ``freed``, the others now; each is first polled
         ``lead`` seconds after its start.
         """
-        while self.ends and self.ends[0] < now - self.lead - self.interval:
-            self.ends.popleft()
         due: list[Due] = []
-        while self.parked and not self.probes and len(self.started) < max(FIRST_WINDOW, len(self.ends)):
+        while self.parked and not self.probes and len(self.started) < self._window(now):
             index = heapq.heappop(self.parked)
             self.started[index] = freed
             self.first_due[index] = max(now, freed + self.lead)
             due.append((self.first_due[index], index))
             freed = now
         return due
+
+    def _window(self, now: float) -> float:
+        """How many jobs to poll: the first window until one ended, then the vendor's pace (at least one)."""
+        while self.ends and self.ends[0] < now - self.lead:
+            self.ends.popleft()
+        return max(1.0, WIDEN * len(self.ends)) if self.any_ended else FIRST_WINDOW
 
     def _longest(self) -> float:
         return self.shortest + self.interval if math.isfinite(self.shortest) else self.interval
