@@ -30,7 +30,7 @@ async def test_each_job_is_polled_around_its_end(emulator, tmp_path):
     lags = state.lags()
     assert lags["found"] == JOBS
     # Polling every job every interval (the rule before the schedule) asks each about its whole wait in
-    # the vendor's queue, 3 s / 0.2 s = 15 times for the last ones, about 270 polls in all; the schedule
+    # the vendor's queue, 3 s / 0.2 s = 15 times for the last ones, 240 polls in all; the schedule
     # 125 on a simulated clock, 160 here (16 jobs are polled before the batch shows the vendor runs 5).
     assert state.stats()["requests"] <= 6 * JOBS, state.stats()
     assert lags["median_lag_s"] <= INTERVAL, lags
