@@ -13,6 +13,14 @@ SQLite (``airflow db migrate`` first, not timed) and its Mindee connection from 
 
 Wall time is the ``airflow dags test`` command's, start-up and DAG parsing included; task instances are
 counted in the metadata DB's ``task_instance`` table.
+
+Each run has a **setting** (:data:`SETTINGS`): how long the vendor takes per job (a range: each job draws its
+own time, ``--processing-seconds-max``), how many it runs at once, and the sensor's ``poke_interval``. A
+setting whose jobs take minutes runs with every duration and the interval divided by its ``scale`` (the
+emulator's clock is real time), and its figures are in those scaled seconds. The emulator counts vendor
+requests (**requests per document** against the vendor's **floor**: Mindee v1 needs 3, the enqueue, the
+queue poll that answers with the 302 and the document) and knows when each job ended and when a poll
+first answered that it had: the **lag**, worst and median.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +44,39 @@ if TYPE_CHECKING:
 DAGS = Path(__file__).resolve().parent / "dags"
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 SECRET = "emulator"
+# Mindee v1's fewest requests per document: enqueue, the queue poll answering 302, the document.
+FLOOR = 3
+
+
+@dataclass(frozen=True)
+class Setting:
+    """
+    A vendor's timing: jobs take ``seconds``..``seconds_max`` each, ``concurrency`` at once, polled every
+    ``poke_interval``; everything divided by ``scale`` when run (jobs of minutes would take hours).
+    """
+
+    name: str
+    seconds: float
+    seconds_max: float
+    concurrency: int
+    poke_interval: float
+    scale: float = 1.0
+
+    @property
+    def mean_seconds(self) -> float:
+        return (self.seconds + max(self.seconds, self.seconds_max)) / 2
+
+    def lower_bound(self, documents: int) -> float:
+        """N x L / C in the run's (scaled) seconds: no schedule can end the batch sooner."""
+        return documents * self.mean_seconds / self.concurrency / self.scale
+
+
+SETTINGS = {
+    "default": Setting("default", 2.0, 2.0, 50, 1.0),
+    # Finovox-like: minutes per document, 10 at once; run 100x faster (0.3-1.2 s, polled every 0.3 s).
+    "slow": Setting("slow", 30.0, 120.0, 10, 30.0, scale=100.0),
+    "fast": Setting("fast", 2.0, 5.0, 50, 1.0),
+}
 
 
 def make_documents(folder: Path, count: int) -> None:
@@ -51,10 +93,12 @@ def make_documents(folder: Path, count: int) -> None:
 
 
 @contextlib.contextmanager
-def emulator(processing_seconds: float, concurrency: int) -> Iterator[str]:
+def emulator(setting: Setting) -> Iterator[str]:
     """The emulator CLI as a subprocess; yields its URL (it prints it when it listens)."""
     command = [sys.executable, "-m", "airflow_docjobs.emulator", "--port", "0"]
-    command += ["--processing-seconds", str(processing_seconds), "--concurrency", str(concurrency)]
+    command += ["--processing-seconds", str(setting.seconds / setting.scale)]
+    command += ["--processing-seconds-max", str(setting.seconds_max / setting.scale)]
+    command += ["--concurrency", str(setting.concurrency)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         url = None
@@ -105,8 +149,8 @@ def run_facts(db: Path, dag_id: str) -> dict[str, Any]:
     return {"state": state, "run_s": seconds, "task_instances": sum(states.values()), "ti_states": states}
 
 
-def measure(tmp: Path, documents: int, sample: int, processing_seconds: float, concurrency: int,
-            log: Any = print) -> dict[str, Any]:  # fmt: skip
+def measure(tmp: Path, documents: int, sample: int, setting: Setting, log: Any = print) -> dict[str, Any]:
+    """Both DAGs (the mapped one only when ``sample``) in one fresh AIRFLOW_HOME against one emulator."""
     folder, sample_folder = tmp / "documents", tmp / "sample"
     make_documents(folder, documents)
     sample_folder.mkdir()
@@ -124,34 +168,71 @@ def measure(tmp: Path, documents: int, sample: int, processing_seconds: float, c
         "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
         "DOCJOBS_BENCH_DOCUMENTS": str(folder),
         "DOCJOBS_BENCH_SAMPLE": str(sample_folder),
+        "DOCJOBS_BENCH_POKE_INTERVAL": str(setting.poke_interval / setting.scale),
     }
     log(f"  airflow db migrate (fresh AIRFLOW_HOME {home}, SQLite; output in {airflow_log})")
     airflow(env, airflow_log, "db", "migrate")
-    result: dict[str, Any] = {"documents": documents, "processing_s": processing_seconds}
-    result |= {"concurrency": concurrency, "lower_bound_s": documents * processing_seconds / concurrency}
-    with emulator(processing_seconds, concurrency) as url:
+    result: dict[str, Any] = {"setting": asdict(setting), "documents": documents, "floor": FLOOR}
+    result |= {"processing_s": setting.mean_seconds, "concurrency": setting.concurrency}
+    result |= {"poll_interval_s": setting.poke_interval / setting.scale}
+    result |= {"lower_bound_s": setting.lower_bound(documents)}
+    runs = [("bench_nightly_list", "", documents)]
+    if sample:
+        runs.append(("bench_nightly_mapped", "mapped_", sample))
+    with emulator(setting) as url:
         env["AIRFLOW_CONN_MINDEE_DEFAULT"] = json.dumps(
             {"conn_type": "mindee", "host": f"{url}/mindee", "password": SECRET}
         )
-        for dag_id, prefix, count in (
-            ("bench_nightly_list", "", documents),
-            ("bench_nightly_mapped", "mapped_", sample),
-        ):
+        for dag_id, prefix, count in runs:
             control(url, "/_emulator/reset", "POST")
-            log(f"  airflow dags test {dag_id} ({count} documents)")
+            log(f"  airflow dags test {dag_id} ({count} documents, setting {setting.name})")
+            load = os.getloadavg()[0]
             wall = airflow(env, airflow_log, "dags", "test", dag_id)
             facts = run_facts(home / "airflow.db", dag_id)
             if facts["state"] != "success":
                 raise SystemExit(f"{dag_id} ended {facts['state']}: {facts['ti_states']}; see {airflow_log}")
             requests = control(url, "/_emulator/stats")["requests"]
+            lags = control(url, "/_emulator/lags")
+            if lags["found"] != count:
+                raise SystemExit(f"{dag_id}: {lags['found']} of {count} jobs seen ended; see {airflow_log}")
             result |= {
                 f"{prefix}wall_s": wall,
                 f"{prefix}run_s": facts["run_s"],
                 f"{prefix}task_instances": facts["task_instances"],
                 f"{prefix}requests": requests,
+                f"{prefix}requests_per_document": requests / count,
+                f"{prefix}worst_lag_s": lags["worst_lag_s"],
+                f"{prefix}median_lag_s": lags["median_lag_s"],
+                f"{prefix}load_average": [load, os.getloadavg()[0]],
             }
-            log(f"    {wall:.1f} s, {facts['task_instances']} task instances, {requests} vendor requests")
-    result["mapped_documents"] = sample
-    result["mapped_wall_s_per_document"] = result["mapped_wall_s"] / sample
-    result["mapped_task_instances_per_document"] = result["mapped_task_instances"] / sample
+            log(
+                f"    {wall:.1f} s, {facts['task_instances']} task instances, {requests} vendor requests"
+                f" ({requests / count:.2f}/document, floor {FLOOR}), lag worst {lags['worst_lag_s']:.2f} s"
+                f" median {lags['median_lag_s']:.2f} s, load {load:.1f}"
+            )
+    if sample:
+        result["mapped_documents"] = sample
+        result["mapped_wall_s_per_document"] = result["mapped_wall_s"] / sample
+        result["mapped_task_instances_per_document"] = result["mapped_task_instances"] / sample
     return result
+
+
+def main() -> None:
+    """One setting, one size, the list DAG only: ``python benchmarks/nightly.py --setting slow 1000``."""
+    import argparse
+    import tempfile
+
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--setting", choices=SETTINGS, default="default")
+    parser.add_argument("--sample", type=int, default=0, help="documents of the mapped DAG (0: not run)")
+    parser.add_argument("documents", type=int, nargs="?", default=1000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="docjobs-nightly-") as tmp:
+        result = measure(Path(tmp), args.documents, args.sample, SETTINGS[args.setting])
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

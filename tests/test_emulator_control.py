@@ -130,6 +130,7 @@ async def test_config_and_reset(client, emu):
     assert changed.json() | {"api_key": "k2"} == {
         "api_key": "k2",
         "processing_seconds": 0.0,
+        "processing_seconds_max": 0.0,
         "result_ttl_seconds": 60.0,
         "review_seconds": 1.0,
         "concurrency": 4,
@@ -238,3 +239,22 @@ async def test_the_journal_marks_a_request_whose_client_left_before_the_answer(e
     assert gone.get("client_gone") == "before-answer"
     assert "client_gone" not in answered
     assert len(emulator.state.jobs) == 2  # the vendor took both
+
+
+async def test_job_durations_spread_and_lags_are_reported(client, emu):
+    """processing_seconds_max: each job its own time, fixed by its key; /_emulator/lags: how late polls saw ends."""
+    emu.settings.update({"processing_seconds": 1.0, "processing_seconds_max": 3.0})
+    emu.freeze()
+    jobs = [emu.new_job("docimprint", "extract", f"k{n}", frozenset()) for n in range(50)]
+    durations = [job.duration for job in jobs]
+    assert all(1.0 <= d < 3.0 for d in durations)
+    assert max(durations) - min(durations) > 1.0
+    assert emu.new_job("docimprint", "extract", "k7", frozenset()).duration == durations[7]
+    emu.answered(jobs[0], emu.now())  # the first answer: nobody was waiting before
+    emu.advance(3.5)
+    emu.answered(jobs[0], emu.now())
+    emu.answered(jobs[1], jobs[1].finished - 0.1)  # pending then: not counted
+    lags = (await client.get("/_emulator/lags")).json()
+    assert lags["jobs"] == 50
+    assert lags["found"] == 1
+    assert lags["worst_lag_s"] == lags["median_lag_s"] == pytest.approx(3.5 - durations[0])

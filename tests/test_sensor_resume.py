@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
+from airflow.sdk.exceptions import TaskDeferred
+
 from airflow_docjobs.hooks.docimprint import DocimprintHook
 from airflow_docjobs.results import ResultsStore
 from airflow_docjobs.sensors.docimprint import DocimprintJobSensor
@@ -37,3 +40,20 @@ def test_a_missing_landed_result_is_fetched_again_with_a_warning(emulator, tmp_p
     store = ResultsStore(uri, "docimprint", "dag", "run")
     assert len(store.landed_keys()) == 2  # landed now, so a retry reads them
     assert "[docjobs] results_uri" in capfd.readouterr().out
+
+
+def test_a_batch_defers_after_polling_its_jobs_up_to_the_first_pending(frozen, tmp_path):
+    """The first poke lands what ended, oldest first, and stops at the first job still pending."""
+    state = frozen.state
+    with DocimprintHook() as hook:
+        ended = [hook.submit(f"https://example.com/{name}.pdf") for name in ("a", "b")]
+        state.advance(5)
+        pending = [hook.submit(f"https://example.com/{n}.pdf") for n in range(20)]
+    uri = f"file://{tmp_path / 'results'}"
+    sensor = DocimprintJobSensor(task_id="all", job_id=ended + pending, results_uri=uri, deferrable=True)
+    state.requests.clear()
+    with pytest.raises(TaskDeferred):
+        sensor.execute(context_for("all"))
+    # Three polls (two ended, one pending), not one per job: the trigger polls the rest by its schedule.
+    assert [r["path"].rsplit("/", 1)[1] for r in state.requests] == [*ended, pending[0]]
+    assert len(ResultsStore(uri, "docimprint", "dag", "run").landed_keys()) == 2

@@ -20,6 +20,11 @@ from airflow_docjobs.emulator.tls import make_certificate
 SETTING_OPTIONS = (
     ("--api-key", "api_key", "the secret every vendor accepts"),
     ("--processing-seconds", "processing_seconds", "how long a job processes once it has a slot"),
+    (
+        "--processing-seconds-max",
+        "processing_seconds_max",
+        "when above --processing-seconds, each job takes its own time between the two",
+    ),
     ("--result-ttl", "result_ttl_seconds", "Finovox result lifetime, in seconds"),
     ("--review-seconds", "review_seconds", "how long a myBiros human review takes"),
     (

@@ -92,6 +92,10 @@ async def _stats(request: Request) -> Response:
     return JSONResponse(request.app.state.emulator.stats())
 
 
+async def _lags(request: Request) -> Response:
+    return JSONResponse(request.app.state.emulator.lags())
+
+
 async def _reset(request: Request) -> Response:
     request.app.state.emulator.reset()
     return Response(status_code=204)
@@ -107,6 +111,7 @@ CONTROL_ROUTES = [
     Route("/_emulator/config", _config, methods=["GET", "POST"]),
     Route("/_emulator/bulk", _bulk, methods=["POST"]),
     Route("/_emulator/stats", _stats, methods=["GET"]),
+    Route("/_emulator/lags", _lags, methods=["GET"]),
     Route("/_emulator/reset", _reset, methods=["POST"]),
     Route("/_emulator/health", _health, methods=["GET"]),
 ]

@@ -12,6 +12,7 @@ vendor module: ``app.py`` assembles them.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import heapq
 import math
 import time
@@ -39,6 +40,8 @@ class EmulatorSettings:
 
     :param api_key: the secret every vendor accepts.
     :param processing_seconds: how long a job processes once it has a slot.
+    :param processing_seconds_max: when above ``processing_seconds``, each job processes for its own time
+        between the two, drawn uniformly from its key (the same job always takes the same time).
     :param result_ttl_seconds: how long Finovox keeps a result after processing.
     :param review_seconds: how long a myBiros human review takes after processing.
     :param concurrency: jobs processing at once per vendor, later ones queue; 0 means unlimited.
@@ -47,6 +50,7 @@ class EmulatorSettings:
 
     api_key: str = "emulator"
     processing_seconds: float = 2.0
+    processing_seconds_max: float = 0.0
     result_ttl_seconds: float = 3600.0
     review_seconds: float = 2.0
     concurrency: int = 0
@@ -169,6 +173,7 @@ class Job:
     duration: float  # processing_seconds at submit: later config changes do not move running jobs
     seed: str = ""  # what the emulated values derive from (see ``seed_of``)
     data: dict[str, Any] = field(default_factory=dict)
+    answered_ended: float | None = None  # Emulator.now() when a poll first answered that it ended
 
     @property
     def failed(self) -> bool:
@@ -232,6 +237,7 @@ class Emulator:
         self._slots: dict[str, list[float]] = {}
         self._skew = 0.0
         self._frozen_at: float | None = None
+        self.first_answered: float | None = None  # Emulator.now() of the first poll answered since reset
 
     def now(self) -> float:
         """The emulator's clock, in seconds: monotonic time plus ``advance()`` skew, or frozen."""
@@ -262,6 +268,7 @@ class Emulator:
         self.faults.clear()
         self.requests.clear()
         self._slots.clear()
+        self.first_answered = None
         self.reset_counters()
 
     def reset_counters(self) -> None:
@@ -269,6 +276,33 @@ class Emulator:
         self.request_count = self.job_count = 0
         if self.connections is not None:
             self.connections = 0
+
+    def answered(self, job: Job, now: float) -> None:
+        """Note that a poll answered ``job``'s state at ``now``: the first answer after it ended counts."""
+        if self.first_answered is None:
+            self.first_answered = now
+        if job.answered_ended is None and job.done(now):
+            job.answered_ended = now
+
+    def lags(self) -> dict[str, Any]:
+        """
+        How late clients learned that their jobs ended: the first poll answering it minus the job's end.
+
+        A job that ended before the first poll answered since the last reset counts from that poll: no
+        one was waiting yet (a batch still being submitted). ``jobs`` counts the jobs, ``found`` those a
+        poll has answered ended; worst and median in seconds.
+        """
+        jobs = {id(job): job for job in self.jobs.values()}.values()
+        since = self.first_answered or 0.0
+        lags = sorted(j.answered_ended - max(j.finished, since) for j in jobs if j.answered_ended is not None)
+        middle = len(lags) // 2
+        median = (lags[middle] + lags[~middle]) / 2 if lags else None
+        return {
+            "jobs": len(jobs),
+            "found": len(lags),
+            "worst_lag_s": lags[-1] if lags else None,
+            "median_lag_s": median,
+        }
 
     def stats(self) -> dict[str, int]:
         """The connection (when counted), request and job counters."""
@@ -300,7 +334,12 @@ class Emulator:
     ) -> Job:
         """Record a job; ``duration`` defaults to ``settings.processing_seconds``."""
         now = self.now()
-        duration = max(0.0, self.settings.processing_seconds if duration is None else duration)
+        if duration is None:
+            duration = self.settings.processing_seconds
+            spread = self.settings.processing_seconds_max - duration
+            if spread > 0:  # a fraction in [0, 1) from the key: the same job always takes the same time
+                duration += spread * int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 0x100000000
+        duration = max(0.0, duration)
         job = Job(
             key=key,
             vendor=vendor,

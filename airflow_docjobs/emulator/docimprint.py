@@ -237,7 +237,9 @@ async def job_status(request: Request, emulator: Emulator) -> Response:
     job = emulator.get("docimprint", request.path_params["job_id"])
     if job is None:
         return _error(request, 404, f"No job {request.path_params['job_id']}")
-    return JSONResponse(_job_json(job, emulator.now()))
+    now = emulator.now()
+    emulator.answered(job, now)
+    return JSONResponse(_job_json(job, now))
 
 
 # -- job creation, shared by the submit handlers and /_emulator/bulk -----------------------------------

@@ -161,6 +161,7 @@ async def retrieve(request: Request, emulator: Emulator) -> Response:
         job = None
     if job is None or job.api_key != emulator.settings.api_key:
         return _error(request, 404, "No result found for this retrieve_token")
+    emulator.answered(job, now)
     if not job.done(now):
         # The docs only promise "an error message" and a non-200 status. 425 Too Early says exactly
         # "ask again later" and is used nowhere else, so a client cannot mistake it for a real error.

@@ -161,6 +161,7 @@ async def queue(request: Request, emulator: Emulator) -> Response:
     if job is None or not _same_product(job, request):
         return _error(request, 404, "Job not found", f"No job with id {request.path_params['job_id']}")
     now = emulator.now()
+    emulator.answered(job, now)
     job_json = _job_json(job, now)
     if job_json["status"] != "completed":
         return JSONResponse(_envelope(request, 200, ["job"]) | {"job": job_json})

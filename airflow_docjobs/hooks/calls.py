@@ -79,6 +79,8 @@ class JobStatus:
     :param message: on failure, the vendor's own message.
     :param progress: while pending, a short human description of progress, if the vendor gives one.
     :param code: on failure, the vendor's structured error code, if it gives one.
+    :param fraction: while pending, the share of the work done (0 to 1), if the vendor says
+        (docimprint's ``progress_pct``); the batch's poll schedule asks again sooner when it is high.
     """
 
     state: Literal["pending", "succeeded", "failed"]
@@ -86,6 +88,7 @@ class JobStatus:
     message: str | None = None
     progress: str | None = None
     code: str | None = None
+    fraction: float | None = None
 
     @property
     def terminal(self) -> bool:

@@ -218,4 +218,5 @@ class DocimprintHook(DocJobsHook):
             )
         pct, note = body.get("progress_pct"), body.get("progress_message")
         progress = " ".join(str(p) for p in (f"{pct}%" if pct is not None else None, note) if p)
-        return JobStatus(PENDING, progress=progress or status)
+        fraction = pct / 100 if isinstance(pct, int | float) and not isinstance(pct, bool) else None
+        return JobStatus(PENDING, progress=progress or status, fraction=fraction)

@@ -225,7 +225,7 @@ class DocJobSensor(BaseSensorOperator):
     def _first_poke(self, context: Any) -> PokeReturnValue | Literal[False]:
         """The deferrable path's first poke, with soft_fail and never_fail as BaseSensorOperator applies them."""
         try:
-            return self.poke(context)
+            return self._poke_batch(context, until_pending=True) if self.batch else self.poke(context)
         except AirflowSkipException:
             raise
         except (AirflowFailException, AirflowSensorTimeout) as exc:
@@ -276,16 +276,27 @@ class DocJobSensor(BaseSensorOperator):
                 return PokeReturnValue(is_done=True, xcom_value=self._landed_result(record))
             status = self._poll(self.job, context)
             return False if status is None else self._read(status, context)
+        return self._poke_batch(context)
+
+    def _poke_batch(self, context: Any, until_pending: bool = False) -> PokeReturnValue | Literal[False]:
+        """
+        Poll a batch's jobs not landed yet, oldest first; land those that ended.
+
+        ``until_pending`` (the first poke before deferring) stops at the first job still pending: the
+        vendor runs its oldest jobs first, so the younger ones are most likely pending too, and the
+        trigger polls them when they can have ended (``triggers/schedule.py``).
+        """
         store = self.store(context)
         landed = store.landed_keys()
         for job in self.jobs:
-            if (
-                job_key(job) not in landed
-                and (status := self._poll(job, context)) is not None
-                and status.terminal
-            ):
+            if job_key(job) in landed:
+                continue
+            status = self._poll(job, context)
+            if status is not None and status.terminal:
                 store.land(job, landed_record(self.hook.vendor, self.hook.public_job(job), status))
                 landed.add(job_key(job))
+            elif until_pending:
+                break
         if all(job_key(job) in landed for job in self.jobs):
             return PokeReturnValue(is_done=True, xcom_value=self._finish_batch(context))
         self.log.info(

@@ -27,6 +27,7 @@ from airflow_docjobs.results import (
     unseal,
     write_json,
 )
+from airflow_docjobs.triggers.schedule import PollPlan
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping, Sequence
@@ -214,6 +215,7 @@ class _Batch:
         self.wake: asyncio.Future[None] | None = None
         self.waking_at = 0.0
         self.tick = min(POLL_TICK, self.interval / 10) or POLL_TICK
+        self.plan: PollPlan | None = None  # a batch's poll schedule (schedule.py), made by _drive
 
     async def run(self) -> dict[str, Any]:
         trigger = self.trigger
@@ -267,6 +269,12 @@ class _Batch:
         """Start each poll when it is due, at most MAX_IN_FLIGHT at a time, until nothing is left to poll."""
         slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         running: set[asyncio.Task[None]] = set()
+        if not self.single:  # a batch polls by its plan (schedule.py): the first window now, the rest later
+            order = [index for _, index in sorted(self.schedule)]
+            start = self.schedule[0][0] if self.schedule else self.loop.time()
+            self.plan = PollPlan(order, start, self.interval, self.tick)
+            self.schedule = self.plan.initial()
+            heapq.heapify(self.schedule)
         while self.ended is None and (self.schedule or running):
             now = self.loop.time()
             if now >= self.deadline:
@@ -286,6 +294,8 @@ class _Batch:
             task.cancel()
         if running:
             await asyncio.gather(*running, return_exceptions=True)
+        if self.plan is not None:  # parked jobs are pending too (the timeout event counts them)
+            self.schedule += [(self.deadline, index) for index in self.plan.remaining()]
 
     def _done(
         self, task: asyncio.Task[None], running: set[asyncio.Task[None]], slots: asyncio.Semaphore
@@ -313,10 +323,14 @@ class _Batch:
             self.wake = None
 
     def _again(self, index: int, delay: float) -> None:
-        due = self.loop.time() + delay
-        heapq.heappush(self.schedule, (due, index))
-        if self.wake is not None and due < self.waking_at:
-            _settle(self.wake)
+        self._plan([(self.loop.time() + delay, index)])
+
+    def _plan(self, polls: list[tuple[float, int]]) -> None:
+        """Schedule polls (due time, job index); wake the driver if one is due before it would wake."""
+        for due, index in polls:
+            heapq.heappush(self.schedule, (due, index))
+            if self.wake is not None and due < self.waking_at:
+                _settle(self.wake)
 
     async def _poll(self, index: int) -> None:
         job = self.jobs[index]
@@ -340,7 +354,10 @@ class _Batch:
         self.failures = 0
         if not status.terminal:
             self._progress(status)
-            self._again(index, self.interval)
+            if self.plan is None:
+                self._again(index, self.interval)
+            else:
+                self._plan(self.plan.pending(index, self.loop.time(), status.fraction))
             return
         if self.store is not None:
             # Persist before anything else: the vendor may delete the result (Finovox, after 60 minutes).
@@ -348,6 +365,8 @@ class _Batch:
             await asyncio.to_thread(self.store.land, job, record)
         self.counts[status.state] += 1
         self.last_status = status
+        if self.plan is not None:
+            self._plan(self.plan.ended(index, self.loop.time()))
         if self.single:
             self.log("%s job (%s) %s", self.hook.vendor, self.hook.describe_job(job), status.state)
         else:
