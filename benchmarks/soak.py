@@ -164,6 +164,8 @@ async def soak(args: argparse.Namespace, url: str, ca: str) -> dict:
     from airflow_docjobs.triggers.job import DocJobTrigger
 
     seconds = args.minutes * 60
+    if args.gc_freeze:  # as deployment.md advises a triggerer: its import-time objects out of collections
+        gc.freeze()
     async with httpx.AsyncClient(base_url=url, verify=ca, timeout=60) as control:
         refs: list[str] = []
         ends: list[float] = []  # the earliest wall time each group's jobs can have ended
@@ -224,6 +226,7 @@ async def soak(args: argparse.Namespace, url: str, ca: str) -> dict:
         "list_waits": list_waits,
         "single_waits": len(refs) - list_waits,
         "poll_interval_s": args.interval,
+        "gc_frozen_objects": gc.get_freeze_count(),
         "wall_s": round(wall, 1),
         "requests": stats["requests"],
         "faults_injected": injected,
@@ -271,6 +274,11 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--interval", type=float, default=30, help="poll interval of every wait, seconds")
     parser.add_argument("--fault-percent", type=float, default=1.0, help="share of polls given a fault")
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="gc.freeze() once started, as a deployment may (not the default)",
+    )
     parser.add_argument("--output", type=Path, help="default: soak.json, or soak-<waits>.json past 10,000")
     args = parser.parse_args()
     if args.output is None:
