@@ -74,9 +74,10 @@ bench-10k: $(STAMP)
 	$(PY) benchmarks/run.py --skip-triggerer --documents 10000 --output benchmarks/results-10k.json $(BENCH_ARGS)
 
 # 10,000 waits for 10 minutes with 1% of polls faulted; writes benchmarks/soak.json (docs/reliability.md).
+# SOAK_ARGS="--waits 100000": one triggerer holding 100,000 documents (benchmarks/soak-100000.json; not in CI).
 soak: $(STAMP)
 	$(PY) benchmarks/soak.py $(SOAK_ARGS) > .soak.log 2>&1 || (tail -40 .soak.log; exit 1)
-	@cat benchmarks/soak.json
+	@cat $$(tail -1 .soak.log)
 
 clean:
 	rm -rf $(VENV) .venv-compat-* .demo .airflow .pytest_cache .ruff_cache .mypy_cache

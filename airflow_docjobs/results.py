@@ -268,6 +268,12 @@ class ResultsStore:
             return None
         return record
 
+    def has_landed(self, job: Mapping[str, Any]) -> bool:
+        """Whether a job's record is landed: one look at its name, where ``landed_keys`` lists the run."""
+        uri = self.uri(job_key(job))
+        local = _local(uri)
+        return local.exists() if local is not None else bool(_remote(uri).exists())
+
     def landed_keys(self) -> set[str]:
         """
         Keys of every job landed in this run, in one listing (a restarted trigger skips them).

@@ -3,18 +3,24 @@ Soak: 10,000 concurrent waits in one asyncio loop (one triggerer process) for te
 about 1% of polls answered by an injected fault. Passes when every wait ends in success, every result is
 landed, and the event loop never blocked longer than Airflow's 0.2 s warning threshold.
 
-    .venv/bin/python benchmarks/soak.py [--waits 10000] [--minutes 10] [--interval 30]
+    .venv/bin/python benchmarks/soak.py [--waits 10000] [--minutes 10] [--interval 30] [--output PATH]
 
-or ``make soak``. The emulator runs as a subprocess with ``--tls``; the jobs are made in bulk in ten
-groups whose processing times end them spread over the soak. 90% wait in one list-mode trigger, 10% in
-single-document triggers (sharing the pool), as a triggerer holding both kinds would. A fault injector
+or ``make soak`` (``SOAK_ARGS="--waits 100000"`` for one triggerer holding 100,000 documents: written to
+``benchmarks/soak-100000.json``; ``--minutes 2`` for a short run while working). The emulator runs as a
+subprocess with ``--tls``; the jobs are made in bulk in ten groups whose processing times end them spread
+over the soak. A tenth of the waits (at most 1,000, a triggerer's default capacity) are single-document
+triggers, the rest one list-mode trigger, sharing the pool, as a triggerer holding both kinds would; the
+triggers are created one at a time, yielding to the loop in between, as Airflow's triggerer creates them
+(``TriggerRunner.create_triggers``), each rebuilt from its serialized kwargs. A fault injector
 adds, every second, transient faults (429 with Retry-After, 502, 503, 504, a 200 with an HTML body) for
 1% of that second's expected polls. A loop monitor sleeps 50 ms at a time and records how late it wakes
 and how much CPU the process used meanwhile: on an idle machine the worst lateness is the longest time
 the loop was blocked. On a busy one the operating system also delays the loop while the process does
 nothing; a late wake-up is charged to the process only up to the CPU it used in that time (every thread,
 so the GIL held by a worker thread counts as a block), and the criterion is on that charge. Both
-figures, and the machine's load, go to ``benchmarks/soak.json``.
+figures, and the machine's load, go to ``benchmarks/soak.json``, with the process's share of one core,
+its memory, and how long after its job ended each result landed (from the earliest moment its group can
+have ended to the landed file's time).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import itertools
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -81,6 +88,44 @@ async def monitor_loop(stop: asyncio.Event, samples: list[tuple[float, float, fl
         samples.append((before - start, loop.time() - before - 0.05, time.process_time() - cpu))
 
 
+async def run_triggers(rows: list[dict]) -> list:
+    """
+    Run every trigger to its event, created as Airflow's triggerer creates them.
+
+    ``TriggerRunner.create_triggers`` yields to the loop before and after rebuilding each trigger from
+    its kwargs, so a thousand new triggers are started over a thousand turns of the loop, not in one.
+    """
+    from airflow_docjobs.triggers.job import DocJobTrigger
+
+    tasks = []
+    for kwargs in rows:
+        await asyncio.sleep(0)
+        trigger = DocJobTrigger(**kwargs)
+        await asyncio.sleep(0)
+        tasks.append(asyncio.create_task(first_event(trigger)))
+    return await asyncio.gather(*tasks)
+
+
+def land_lags(store: object, refs: list[str], ends: list[float], group: int) -> list[float]:
+    """For each landed job, seconds from the earliest its group can have ended to its record's time."""
+    from airflow_docjobs.hooks.docimprint import DocimprintHook
+    from airflow_docjobs.results import job_key
+
+    ended = {job_key(DocimprintHook.job_reference(ref)): ends[n // group] for n, ref in enumerate(refs)}
+    folder = Path(store.prefix.removeprefix("file://"))  # type: ignore[attr-defined]
+    return [
+        entry.stat().st_mtime - ended[entry.name[:-5]]
+        for entry in os.scandir(folder)
+        if entry.name.endswith(".json") and entry.name[:-5] in ended
+    ]
+
+
+def rss_mb() -> int:
+    """This process's resident memory now, MB."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20)
+
+
 def watch_gc(pauses: list[tuple[float, int, float, int | None]]) -> None:
     """Record every garbage collection that takes over 20 ms: (when, generation, seconds, objects)."""
     started: dict[str, float] = {}
@@ -119,24 +164,26 @@ async def soak(args: argparse.Namespace, url: str, ca: str) -> dict:
     from airflow_docjobs.triggers.job import DocJobTrigger
 
     seconds = args.minutes * 60
+    if args.gc_freeze:  # as deployment.md advises a triggerer: its import-time objects out of collections
+        gc.freeze()
     async with httpx.AsyncClient(base_url=url, verify=ca, timeout=60) as control:
         refs: list[str] = []
+        ends: list[float] = []  # the earliest wall time each group's jobs can have ended
         group = args.waits // 10
         for n in range(10):  # ten groups ending at 10%, 20%, ... 100% of the soak
+            processing = max(1.0, seconds * (n + 1) / 10 - 5)
+            created = time.time()
             answer = await control.post(
                 "/_emulator/bulk",
-                json={
-                    "vendor": "docimprint",
-                    "count": group,
-                    "processing_seconds": max(1.0, seconds * (n + 1) / 10 - 5),
-                },
+                json={"vendor": "docimprint", "count": group, "processing_seconds": processing},
             )
             refs += answer.json()["references"]
+            ends.append(created + processing)
         store = ResultsStore(f"file://{args.store}", "docimprint", "soak", "run")
         deadline = pendulum.now("UTC").add(seconds=seconds + 30 * args.interval).isoformat()
         common = {"hook_class": HOOK, "conn_id": "docimprint_default", "deadline": deadline}
         jobs = [DocimprintHook.job_reference(ref) for ref in refs]
-        singles = jobs[: len(jobs) // 10]
+        singles = jobs[: min(len(jobs) // 10, 1000)]
         triggers = [
             DocJobTrigger(
                 **common,
@@ -148,16 +195,20 @@ async def soak(args: argparse.Namespace, url: str, ca: str) -> dict:
             DocJobTrigger(**common, poll_interval=args.interval, job=job, results=store.spec())
             for job in singles
         ]
-        # Each trigger as the triggerer runs it: rebuilt from its serialized kwargs.
-        triggers = [type(t)(**t.serialize()[1]) for t in triggers]
+        # What the triggerer receives: each trigger's serialized kwargs (it rebuilds the trigger from them).
+        rows = [t.serialize()[1] for t in triggers]
+        count, list_waits = len(triggers), len(jobs) - len(singles)
+        del triggers, jobs
+        rss_before = rss_mb()
         stop, samples, pauses = asyncio.Event(), [], []
         watch_gc(pauses)
         monitor = asyncio.create_task(monitor_loop(stop, samples))
         loads = [os.getloadavg()[0]]
         injector = asyncio.create_task(inject_faults(control, stop, args.fault_percent))
         cpu, started = time.process_time(), time.monotonic()
-        events = await asyncio.gather(*(first_event(t) for t in triggers))
+        events = await run_triggers(rows)
         wall, cpu = time.monotonic() - started, time.process_time() - cpu
+        rss_after = rss_mb()
         loads.append(os.getloadavg()[0])
         stop.set()
         injected = await injector
@@ -165,15 +216,17 @@ async def soak(args: argparse.Namespace, url: str, ca: str) -> dict:
         stats = (await control.get("/_emulator/stats")).json()
     statuses = [e.payload["status"] for e in events]
     landed = len(store.landed_keys())
+    lags = land_lags(store, refs, ends, group)
     lateness = [late for _, late, _ in samples]
     charged = [min(late, used) for _, late, used in samples]  # what the process itself can have blocked
     return {
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "date": pendulum.now("UTC").isoformat(),
-        "waits": len(jobs),
-        "list_waits": len(jobs) - len(singles),
-        "single_waits": len(singles),
+        "waits": len(refs),
+        "list_waits": list_waits,
+        "single_waits": len(refs) - list_waits,
         "poll_interval_s": args.interval,
+        "gc_frozen_objects": gc.get_freeze_count(),
         "wall_s": round(wall, 1),
         "requests": stats["requests"],
         "faults_injected": injected,
@@ -181,6 +234,7 @@ async def soak(args: argparse.Namespace, url: str, ca: str) -> dict:
         "events": {s: statuses.count(s) for s in set(statuses)},
         "landed": landed,
         "client_cpu_us_per_request": round(cpu / max(1, stats["requests"]) * 1e6),
+        "cpu_share_of_one_core": round(cpu / wall, 3),
         "monitor_samples": len(samples),
         "max_loop_lateness_s": round(max(lateness, default=0), 3),
         "loop_lateness_over_threshold": sum(late > BLOCK_THRESHOLD for late in lateness),
@@ -197,8 +251,17 @@ async def soak(args: argparse.Namespace, url: str, ca: str) -> dict:
         "loop_blocks_over_threshold": sum(block > BLOCK_THRESHOLD for block in charged),
         "load_average_start_end": [round(load, 2) for load in loads],
         "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-        "passed": statuses.count("success") == len(triggers)
-        and landed == len(jobs)
+        # Resident memory once the harness had made the jobs, and at the end (the waits' own share is
+        # the difference, with the harness's references and the emulator's client in both).
+        "rss_before_and_after_mb": [rss_before, rss_after],
+        # Seconds from a job's end (the earliest its group can have ended) to its landed record.
+        "land_lag_s": {
+            "median": round(statistics.median(lags), 1) if lags else None,
+            "max": round(max(lags), 1) if lags else None,
+            "over_one_interval": sum(lag > args.interval for lag in lags),
+        },
+        "passed": statuses.count("success") == count
+        and landed == len(refs)
         and max(charged, default=0) <= BLOCK_THRESHOLD,
     }
 
@@ -211,8 +274,16 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--interval", type=float, default=30, help="poll interval of every wait, seconds")
     parser.add_argument("--fault-percent", type=float, default=1.0, help="share of polls given a fault")
-    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "soak.json")
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="gc.freeze() once started, as a deployment may (not the default)",
+    )
+    parser.add_argument("--output", type=Path, help="default: soak.json, or soak-<waits>.json past 10,000")
     args = parser.parse_args()
+    if args.output is None:
+        name = "soak.json" if args.waits == 10_000 else f"soak-{args.waits}.json"
+        args.output = Path(__file__).parent / name
     emulator, url, ca = start_emulator()
     with tempfile.TemporaryDirectory(prefix="docjobs-soak-") as tmp:
         args.store = Path(tmp) / "results"
@@ -234,6 +305,7 @@ def main() -> int:
             emulator.wait(10)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
+    print(args.output)  # the last line: where make soak reads the figures
     return 0 if result["passed"] else 1
 
 

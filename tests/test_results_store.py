@@ -18,7 +18,7 @@ from test_dags import xcoms
 
 from airflow_docjobs.hooks.calls import JobStatus
 from airflow_docjobs.ingest.vendors import READERS
-from airflow_docjobs.results import ResultsStore, job_key, landed_record, read_json, write_json
+from airflow_docjobs.results import ResultsStore, fernet, job_key, landed_record, read_json, write_json
 from airflow_docjobs.triggers.job import INLINE_LIMIT, DocJobTrigger
 
 LIST_DAGS = Path(__file__).parent / "dags" / "docjobs_list_dags.py"
@@ -106,11 +106,22 @@ def test_a_large_job_list_spills_to_the_store_encrypted(store_base):
     jobs = [job(f"{TOKEN}-{i:05d}") for i in range(INLINE_LIMIT // 20)]
     packed = DocJobTrigger.pack(jobs, store)
     assert "rows" not in packed
-    assert packed["rows_uri"].startswith(store.prefix + "/_jobs/")
-    assert TOKEN.encode() not in raw(store_base, packed["rows_uri"])
+    assert packed["columns_uri"].startswith(store.prefix + "/_jobs/")
+    assert TOKEN.encode() not in raw(store_base, packed["columns_uri"])
     assert DocJobTrigger.unpack(packed) == jobs
     # The job list is the store's own file, never a landed job.
     assert store.landed_keys() == set()
+
+
+def test_a_job_list_spilled_as_rows_by_an_earlier_version_still_reads(store_base):
+    """A batch deferred before an upgrade (rows, ``rows_uri``) resumes on the upgraded triggerer."""
+    store = run_store(store_base.location())
+    jobs = [job(f"{TOKEN}-{i:05d}") for i in range(50)]
+    uri = store.named("_jobs", "earlier.json")
+    rows = json.dumps([[j["retrieve_token"]] for j in jobs])
+    write_json(uri, {"fernet": fernet().encrypt(rows.encode()).decode()})
+    packed = {"common": {"analysis": "document"}, "keys": ["retrieve_token"], "rows_uri": uri, "count": 50}
+    assert DocJobTrigger.unpack(packed) == jobs
 
 
 def test_a_store_path_reads_as_its_uri(store_base):

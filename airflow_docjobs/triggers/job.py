@@ -30,7 +30,7 @@ from airflow_docjobs.results import (
 from airflow_docjobs.triggers.schedule import PollPlan
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping, Sequence
+    from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 
 # The closed set of statuses a DocJobTrigger event carries back to the sensor.
 EVENT_STATUSES = frozenset({"success", "failed", "error", "timeout"})
@@ -129,13 +129,13 @@ class DocJobTrigger(BaseTrigger):
         refs = {"job": dict(job)} if job is not None else {"jobs": cls.pack(jobs or [], store)}
         return {"sealed": seal(refs, hook_class.vendor, conn_id)} if secret else refs
 
-    def references(self) -> tuple[list[dict[str, Any]], bool]:
+    def references(self) -> tuple[JobList, bool]:
         """The job references, unsealed and unpacked (a spilled batch is read back), and whether single."""
         refs: dict[str, Any] = (
             unseal(self.sealed) if self.sealed is not None else {"job": self.job, "jobs": self.jobs}
         )
         if refs.get("job") is not None:
-            return [dict(refs["job"])], True
+            return JobList(dict(refs["job"]), [], []), True
         return self.unpack(refs["jobs"]), False
 
     @staticmethod
@@ -143,8 +143,9 @@ class DocJobTrigger(BaseTrigger):
         """
         A batch in a few bytes per job: the fields every job shares once, the rest as rows.
 
-        Past :data:`INLINE_LIMIT` the rows go to the results store, encrypted with Airflow's Fernet key (a
-        Finovox token grants access to a result).
+        Past :data:`INLINE_LIMIT` the rest goes to the results store as one column per field (a triggerer
+        reads 100,000 jobs as a few lists of strings, not a list and a dict per job), encrypted with
+        Airflow's Fernet key (a Finovox token grants access to a result).
         """
         keys = list(jobs[0]) if jobs else []
         common = {k: jobs[0][k] for k in keys if all(job.get(k) == jobs[0][k] for job in jobs)}
@@ -156,19 +157,29 @@ class DocJobTrigger(BaseTrigger):
         }
         if store is None or len(json.dumps(packed["rows"])) <= INLINE_LIMIT:
             return packed
-        text = json.dumps(packed["rows"])
-        uri = store.named(JOB_LISTS, f"{job_key({'rows': text})}.json")
+        text = json.dumps({"columns": [[job.get(k) for job in jobs] for k in varying], "count": len(jobs)})
+        uri = store.named(JOB_LISTS, f"{job_key({'columns': text})}.json")
         write_json(uri, {"fernet": fernet().encrypt(text.encode()).decode()})
-        return {"common": common, "keys": varying, "rows_uri": uri, "count": len(jobs)}
+        return {"common": common, "keys": varying, "columns_uri": uri, "count": len(jobs)}
 
     @staticmethod
-    def unpack(packed: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """The job references of a packed batch (reads the store when the rows were spilled there)."""
+    def unpack(packed: Mapping[str, Any]) -> JobList:
+        """
+        The job references of a packed batch (reads the store when they were spilled there).
+
+        Reads the rows of a batch packed by an earlier version (``rows_uri``) too.
+        """
+        common, keys = dict(packed["common"]), list(packed["keys"])
+        if "columns_uri" in packed:
+            token = read_json(packed["columns_uri"])["fernet"]
+            spilled = json.loads(fernet().decrypt(token.encode()))
+            return JobList(common, keys, spilled["columns"], spilled["count"])
         rows = packed.get("rows")
         if rows is None:
             token = read_json(packed["rows_uri"])["fernet"]
             rows = json.loads(fernet().decrypt(token.encode()))
-        return [{**packed["common"], **dict(zip(packed["keys"], row, strict=True))} for row in rows]
+        columns = [list(column) for column in zip(*rows, strict=True)] if keys else []
+        return JobList(common, keys, columns, len(rows))
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """The trigger's class path and keyword arguments, as Airflow stores them."""
@@ -192,6 +203,41 @@ class DocJobTrigger(BaseTrigger):
         async with hook:
             event = await _Batch(self, hook).run()
         yield TriggerEvent(event)  # type: ignore[no-untyped-call]  # TriggerEvent.__init__ is unannotated
+
+
+class JobList:
+    """
+    A batch's job references as columns: the fields every job shares once, one list per other field.
+
+    A job's dict is made when it is asked for (a poll), and dropped after: a waiting job costs the
+    triggerer its strings, not a dict, nor an object the garbage collector has to walk.
+    """
+
+    def __init__(
+        self, common: dict[str, Any], keys: list[str], columns: list[list[Any]], count: int = 1
+    ) -> None:
+        self.common, self.keys, self.columns, self.count = common, keys, columns, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not -self.count <= index < self.count:
+            raise IndexError(index)
+        job = dict(self.common)
+        for key, column in zip(self.keys, self.columns, strict=True):
+            job[key] = column[index]
+        return job
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return (self[i] for i in range(self.count))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, JobList | list):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the list it stands for
 
 
 class _Batch:
@@ -219,33 +265,27 @@ class _Batch:
 
     async def run(self) -> dict[str, Any]:
         trigger = self.trigger
+        # The first poll waits one interval from now: the sensor polled just before deferring.
+        start = self.loop.time() + self.interval
         try:
-            jobs, self.single = await asyncio.to_thread(trigger.references)
-            landed = await asyncio.to_thread(self.store.landed_keys) if self.store else set()
+            # Everything that grows with the batch (decrypting, reading a spilled job list, listing what
+            # landed, hashing job references, building the schedule) runs off the loop, in one thread.
+            self.jobs, self.single, self.already_landed, self.schedule = await asyncio.to_thread(
+                self._prepare, start
+            )
         except (OSError, ValueError, KeyError, DocJobsError) as exc:
             return {
                 "status": "error",
                 "error_type": type(exc).__name__ if isinstance(exc, DocJobsError) else "DocJobsError",
                 "message": f"cannot read the batch: {exc}",
             }
-        self.jobs = jobs
-        todo = [i for i, job in enumerate(jobs) if job_key(job) not in landed]
-        self.already_landed = len(jobs) - len(todo)
         self.log(
             "Waiting for %d %s jobs (%d already landed), polling every %ss",
-            len(todo),
+            len(self.schedule),
             self.hook.vendor,
             self.already_landed,
             self.interval,
         )
-        # The first poll waits one interval: the sensor polled just before deferring. A single job's first
-        # poll also waits a share of a tenth of the interval drawn from its reference: a thousand mapped
-        # sensors that defer together do not all poll in the same tick.
-        start = self.loop.time() + self.interval
-        if self.single and todo:
-            start += self.interval / 10 * (int(job_key(jobs[0])[:8], 16) / 0x100000000)
-        self.schedule = [(start + self.interval * n / max(1, len(todo)), i) for n, i in enumerate(todo)]
-        heapq.heapify(self.schedule)
         await self._drive()
         if self.ended is not None:
             return self.ended
@@ -261,6 +301,28 @@ class _Batch:
         if self.single:
             return {"status": "success"}
         return {"status": "success", **self.counts, "already_landed": self.already_landed}
+
+    def _prepare(self, start: float) -> tuple[JobList, bool, int, list[tuple[float, int]]]:
+        """
+        The jobs, whether single, how many already landed, and the first polls' schedule (in a thread).
+
+        Only the batch's few lists are made, never an object per job but the schedule's entries, and a
+        job's key is hashed only when something has landed already (a restarted trigger).
+        """
+        jobs, single = self.trigger.references()
+        todo: Sequence[int] = range(len(jobs))
+        if self.store is not None and single:
+            todo = [] if self.store.has_landed(jobs[0]) else todo
+        elif self.store is not None and (landed := self.store.landed_keys()):
+            todo = [i for i in todo if job_key(jobs[i]) not in landed]
+        # A single job's first poll also waits a share of a tenth of the interval drawn from its
+        # reference: a thousand mapped sensors that defer together do not all poll in the same tick.
+        if single and todo:
+            start += self.interval / 10 * (int(job_key(jobs[0])[:8], 16) / 0x100000000)
+        # Spread over the interval and in order of due time: already a heap.
+        step = self.interval / max(1, len(todo))
+        schedule = [(start + step * n, i) for n, i in enumerate(todo)]
+        return jobs, single, len(jobs) - len(todo), schedule
 
     def log(self, message: str, *args: Any) -> None:
         self.trigger.log.info(message, *args)
