@@ -332,7 +332,7 @@ class _Batch:
         slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         running: set[asyncio.Task[None]] = set()
         if not self.single:  # a batch polls by its plan (schedule.py): the first window now, the rest later
-            order = [index for _, index in sorted(self.schedule)]
+            order = [index for _, index in self.schedule]  # built in due order off the loop (_prepare)
             start = self.schedule[0][0] if self.schedule else self.loop.time()
             self.plan = PollPlan(order, start, self.interval, self.tick)
             self.schedule = self.plan.initial()
