@@ -112,8 +112,8 @@ async def test_the_first_poll_waits_one_interval_and_polls_spread_over_it(emulat
     emulator.state.settings.update({"processing_seconds": 60})
     jobs = submit_docimprint(*(f"{i}.pdf" for i in range(10)))
     emulator.state.requests.clear()
+    started = asyncio.get_running_loop().time()  # before the deadline is set, which it counts from
     trigger = batch_trigger(jobs, store_in(tmp_path), interval=1.0, seconds=1.45)
-    started = asyncio.get_running_loop().time()
     event = await first_event(trigger)
     assert event["status"] == "timeout"
     assert event["pending"] == 10

@@ -98,8 +98,10 @@ def _job_json(job: Job, now: float) -> dict[str, Any]:
         out |= {"status": "processing", "progress_pct": 0, "progress_message": "Queued"}
     elif not job.done(now):
         pages = PAGES_PER_SOURCE * len(sources)
-        pct = math.floor(job.progress(now) * 100)
-        page = min(pages, math.floor(job.progress(now) * pages) + 1)  # the page being read now
+        # A hair over: a clock's sum such as 36011.3 + 0.2 - 36011.3 is 0.19999..., not 0.2.
+        done = job.progress(now) + 1e-9
+        pct = math.floor(done * 100)
+        page = min(pages, math.floor(done * pages) + 1)  # the page being read now
         out |= {"status": "processing", "progress_pct": pct, "progress_message": f"OCR page {page}/{pages}"}
     elif cancelled:
         out |= {"status": "cancelled", "progress_message": "Cancelled"} | CANCELLED
