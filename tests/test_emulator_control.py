@@ -69,14 +69,14 @@ async def test_fault_mindee_error_envelope(client, emu):
 
 
 async def test_fault_delay_only_then_real_answer(client, emu):
-    emu.faults.append(Fault(vendor="docimprint", delay=0.3, times=1))
+    emu.faults.append(Fault(vendor="docimprint", delay=1.0, times=1))
     started = time.monotonic()
     response = await client.get("/docimprint/v1/jobs/job_x")
-    assert time.monotonic() - started >= 0.3
+    assert time.monotonic() - started >= 1.0
     assert response.status_code == 404  # the real handler answered after the delay
     started = time.monotonic()
     await client.get("/docimprint/v1/jobs/job_x")
-    assert time.monotonic() - started < 0.3
+    assert time.monotonic() - started < 1.0  # the fault was used up (a loaded machine may take a while)
 
 
 @pytest.mark.parametrize(
@@ -189,11 +189,11 @@ def test_freeze_and_thaw_never_jump():
     emulator.freeze()
     frozen = emulator.now()
     assert emulator.settings.frozen_clock
-    assert 0 <= frozen - before < 0.01
-    time.sleep(0.02)
+    assert 0 <= frozen - before < 0.1  # bounds a loaded machine keeps; a jump would be the 0.3 s slept
+    time.sleep(0.3)
     emulator.settings.update({"frozen_clock": False})
     thawed = emulator.now()
-    assert 0 <= thawed - frozen < 0.01  # it resumes where it stopped, not 20 ms later
+    assert 0 <= thawed - frozen < 0.1  # it resumes where it stopped, not 0.3 s later
     time.sleep(0.02)
     assert emulator.now() - thawed >= 0.02
 
