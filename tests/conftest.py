@@ -255,6 +255,11 @@ def journal(emulator, path: str = "", method: str | None = None) -> list[dict]:
     return [r for r in list(emulator.state.requests) if path in r["path"] and method in (None, r["method"])]
 
 
+def answered(emulator, path: str = "") -> list[dict]:
+    """The requests to ``path`` the emulator has answered (journalled on arrival, given a status once answered)."""
+    return [r for r in journal(emulator, path) if "status" in r]
+
+
 async def until(condition: Callable[[], bool]) -> None:
     """Wait, without blocking the event loop, until ``condition()`` holds (fail after ``PATIENCE``)."""
     async with asyncio.timeout(PATIENCE):
@@ -266,7 +271,8 @@ async def until(condition: Callable[[], bool]) -> None:
 def advancing(emulator, path: str, steps: list[tuple[int, float]]) -> Iterator[None]:
     """
     In a background thread, for a blocking run such as ``dag.test()``: once ``count`` requests to ``path``
-    have reached the frozen emulator, advance its clock by ``seconds``, for each ``(count, seconds)`` step.
+    have been answered by the frozen emulator, advance its clock by ``seconds``, for each ``(count, seconds)``
+    step (answered, not only received: the last of them must not see the advanced clock).
     A step whose count never comes is taken after ``PATIENCE`` seconds, so a broken run ends, and fails.
     """
     stop = threading.Event()
@@ -274,7 +280,7 @@ def advancing(emulator, path: str, steps: list[tuple[int, float]]) -> Iterator[N
     def run() -> None:
         for count, seconds in steps:
             deadline = time.monotonic() + PATIENCE
-            while len(journal(emulator, path)) < count and time.monotonic() < deadline:
+            while len(answered(emulator, path)) < count and time.monotonic() < deadline:
                 if stop.wait(0.01):
                     return
             emulator.state.advance(seconds)

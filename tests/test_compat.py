@@ -11,7 +11,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from conftest import KIND_IDS, KINDS, POLL_PATHS, advancing, copy_sample, journal, load_dags, until
+from conftest import KIND_IDS, KINDS, POLL_PATHS, advancing, answered, copy_sample, journal, load_dags, until
 
 from airflow_docjobs.get_provider_info import CONN_TYPES, VENDORS, get_provider_info
 from airflow_docjobs.results import ResultsStore
@@ -102,7 +102,7 @@ async def test_a_trigger_lands_a_batch_and_ends(frozen, tmp_path):
             return event.payload
 
     waiting = asyncio.ensure_future(first_event())
-    await until(lambda: len(journal(frozen, POLL_PATHS["mindee"])) >= 3)  # every job polled, pending
+    await until(lambda: len(answered(frozen, POLL_PATHS["mindee"])) >= 3)  # every job polled, pending
     frozen.state.advance(5)
     event = await waiting
     assert event["status"] == "success"

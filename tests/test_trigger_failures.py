@@ -9,7 +9,7 @@ import asyncio
 import time
 from datetime import datetime
 
-from conftest import POLL_PATHS, journal, until
+from conftest import POLL_PATHS, answered, journal, until
 from test_trigger import first_event, submit_docimprint, trigger_for
 
 from airflow_docjobs.emulator import Fault
@@ -50,7 +50,7 @@ async def test_a_healthy_poll_resets_the_count(frozen, vendor_conn):
     failed, healthy = {"status": 503, "times": 1}, {"times": 1}
     frozen.state.faults.extend(fault(**kw) for kw in (failed, healthy, failed, healthy, failed))
     waiting = asyncio.create_task(first_event(trigger_for(job, max_consecutive_failures=2)))
-    await until(lambda: len(journal(frozen, POLL)) >= 6 or waiting.done())
+    await until(lambda: len(answered(frozen, POLL)) >= 6 or waiting.done())
     frozen.state.advance(5)
     assert await waiting == {"status": "success"}
     assert all(f.used_up() for f in frozen.state.faults)

@@ -68,6 +68,13 @@ def vendor_route(
         emulator: Emulator = request.app.state.emulator
         authorized = vendor.authorized(request, emulator.settings.api_key)
         entry = emulator.record(vendor.name, request, authorized)
+        response = await answer(request, emulator, entry, authorized)
+        entry["status"] = response.status_code  # answered: what it says no longer depends on the clock
+        return response
+
+    async def answer(
+        request: Request, emulator: Emulator, entry: dict[str, Any], authorized: bool
+    ) -> Response:
         try:
             await request.body()  # received in full before any delay, as a vendor receives an upload
         except ClientDisconnect:  # the caller left mid-upload: the vendor never got the request
