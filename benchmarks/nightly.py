@@ -218,10 +218,19 @@ def measure(tmp: Path, documents: int, sample: int, setting: Setting, log: Any =
                 f"{prefix}requests_per_document": requests / count,
                 f"{prefix}worst_lag_s": lags["worst_lag_s"],
                 f"{prefix}median_lag_s": lags["median_lag_s"],
+                # Where the wall time went: Airflow's CLI start and exit around the run; in the run, the
+                # vendor's own span (first submit to last end) and the rest (task start-up before the
+                # first submit, finding the last job, the sensor's end).
+                f"{prefix}outside_run_s": wall - facts["run_s"],
+                f"{prefix}vendor_span_s": lags["vendor_span_s"],
+                f"{prefix}run_outside_vendor_span_s": facts["run_s"] - lags["vendor_span_s"],
+                f"{prefix}found_after_span_s": lags["found_after_span_s"],
                 f"{prefix}load_average": [load, os.getloadavg()[0]],
             }
             log(
-                f"    {wall:.1f} s (tasks: {facts['task_s']}), {facts['task_instances']} task instances,"
+                f"    {wall:.1f} s (outside the run {wall - facts['run_s']:.1f} s, vendor's span"
+                f" {lags['vendor_span_s']:.1f} s, last found {lags['found_after_span_s']:.1f} s after it;"
+                f" tasks: {facts['task_s']}), {facts['task_instances']} task instances,"
                 f" {requests} vendor requests"
                 f" ({requests / count:.2f}/document, floor {FLOOR}), lag worst {lags['worst_lag_s']:.2f} s"
                 f" median {lags['median_lag_s']:.2f} s, load {load:.1f}"

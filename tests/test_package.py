@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).parent.parent
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 README = (ROOT / "README.md").read_text()
+VENDORS = ("biros", "docimprint", "finovox", "mindee", "mindee_v2")
 
 
 def test_the_metadata_is_complete():
@@ -38,3 +41,11 @@ def test_the_install_section_names_every_user_extra_and_python_version():
     for classifier in PROJECT["classifiers"]:
         if classifier.startswith("Programming Language :: Python :: 3."):
             assert classifier.rsplit(" ", 1)[1] in install
+
+
+def test_a_dag_file_importing_every_operator_and_sensor_does_not_load_aiohttp():
+    # aiohttp is the triggers' client only: loading it costs every DAG parse and task start about 0.3 s.
+    modules = [f"airflow_docjobs.{kind}.{vendor}" for kind in ("operators", "sensors") for vendor in VENDORS]
+    code = f"import sys; import {', '.join([*modules, 'airflow_docjobs.operators.ingest'])}; print('aiohttp' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

@@ -290,18 +290,25 @@ class Emulator:
 
         A job that ended before the first poll answered since the last reset counts from that poll: no
         one was waiting yet (a batch still being submitted). ``jobs`` counts the jobs, ``found`` those a
-        poll has answered ended; worst and median in seconds.
+        poll has answered ended; worst and median in seconds. ``vendor_span_s`` is the vendor's own time,
+        from the first job's submit to the last one's end, and ``found_after_span_s`` how long after that
+        the last job was found ended: with both, a client's run splits into the vendor's time and its own.
         """
         jobs = {id(job): job for job in self.jobs.values()}.values()
         since = self.first_answered or 0.0
         lags = sorted(j.answered_ended - max(j.finished, since) for j in jobs if j.answered_ended is not None)
         middle = len(lags) // 2
         median = (lags[middle] + lags[~middle]) / 2 if lags else None
+        first = min((j.submitted for j in jobs), default=None)
+        last = max((j.finished for j in jobs), default=None)
+        found = [j.answered_ended for j in jobs if j.answered_ended is not None]
         return {
             "jobs": len(jobs),
             "found": len(lags),
             "worst_lag_s": lags[-1] if lags else None,
             "median_lag_s": median,
+            "vendor_span_s": last - first if first is not None and last is not None else None,
+            "found_after_span_s": max(found) - last if found and last is not None else None,
         }
 
     def stats(self) -> dict[str, int]:

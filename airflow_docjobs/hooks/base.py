@@ -29,7 +29,7 @@ from airflow_docjobs.exceptions import (
     VendorTransientError,
     error_for_status,
 )
-from airflow_docjobs.hooks import form, transport
+from airflow_docjobs.hooks import form
 from airflow_docjobs.hooks.calls import Call, JobStatus, parse_body, vendor_message
 from airflow_docjobs.hooks.inputs import InputRules
 from airflow_docjobs.hooks.retries import (
@@ -41,13 +41,15 @@ from airflow_docjobs.hooks.retries import (
     path_only,
     replay,
 )
-from airflow_docjobs.hooks.settings import ConnSettings, connection_test, read_settings, tls
+from airflow_docjobs.hooks.settings import MAX_CONNECTIONS, ConnSettings, connection_test, read_settings, tls
 from airflow_docjobs.version_compat import async_connection_lookup
 
 if TYPE_CHECKING:
     import ssl
     from collections.abc import Callable, Mapping
     from contextlib import AbstractContextManager
+
+    from airflow_docjobs.hooks import transport
 
 # Requests one poll may take: the poll and the redirects to its result (Mindee needs one).
 MAX_POLL_REQUESTS = 4
@@ -151,7 +153,7 @@ class DocJobsHook(BaseHook):
                 # Redirects are followed by hand (Mindee's 302): credentials never leave the vendor's host.
                 follow_redirects=False,
                 # Enough sockets for a list submit's concurrent uploads.
-                limits=httpx.Limits(max_connections=transport.MAX_CONNECTIONS),
+                limits=httpx.Limits(max_connections=MAX_CONNECTIONS),
             )
         return self._client
 
@@ -162,6 +164,8 @@ class DocJobsHook(BaseHook):
 
     async def apool(self) -> transport.AsyncPool:
         """This loop's pool for the connection, shared with every other hook of the same connection."""
+        from airflow_docjobs.hooks import transport  # aiohttp: only where something waits (0.3 s to import)
+
         # A batch's first polls ask for it at once: one of them acquires it, the others wait for it.
         async with self._pool_lock:
             if self._pool is None:
@@ -172,6 +176,8 @@ class DocJobsHook(BaseHook):
     async def aget_conn(self) -> httpx.AsyncClient:
         """An ``httpx.AsyncClient`` over the connection's shared pool (no lookup, no handshake of its own)."""
         if self._async_client is None:
+            from airflow_docjobs.hooks import transport
+
             pool = await self.apool()
             self._async_client = httpx.AsyncClient(
                 base_url=pool.settings.base_url + "/",
@@ -191,6 +197,8 @@ class DocJobsHook(BaseHook):
         """Leave the shared pool (the last user closes it)."""
         self._async_client = None
         if self._pool is not None:
+            from airflow_docjobs.hooks import transport
+
             pool, self._pool = self._pool, None
             await transport.release(pool)
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import email.utils
 import random
 import socket
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
 
-import aiohttp
 import httpx
 from tenacity import RetryCallState, stop_after_attempt
 from tenacity.stop import stop_base
@@ -277,9 +277,12 @@ def origin_text(url: str) -> str:
 
 def name_not_known(exc: BaseException) -> bool:
     """Whether a transport failure comes from a host name that does not resolve."""
+    # aiohttp's error only where aiohttp is loaded (a triggerer): a worker's hooks never import it.
+    aiohttp = sys.modules.get("aiohttp")
+    kinds = (socket.gaierror, aiohttp.ClientConnectorDNSError) if aiohttp else (socket.gaierror,)
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, socket.gaierror | aiohttp.ClientConnectorDNSError):
+        if isinstance(seen, kinds):
             return True
         seen = seen.__cause__ or seen.__context__
     return False

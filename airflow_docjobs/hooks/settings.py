@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 
     from airflow_docjobs.hooks.base import DocJobsHook
 
+# Connections a hook keeps open to a vendor (the sync client, and one loop's pool in a triggerer): above
+# the vendors' own concurrency limits (Finovox: 10 per key), so a burst of polls never queues for a socket.
+MAX_CONNECTIONS = 32
+
 
 @dataclass(frozen=True)
 class ConnSettings:

@@ -23,13 +23,12 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import httpx
 
+from airflow_docjobs.hooks.settings import MAX_CONNECTIONS
+
 if TYPE_CHECKING:
     import ssl
     from collections.abc import AsyncIterator, Awaitable, Callable
 
-# Connections one pool keeps open to a vendor: above the vendors' own concurrency limits (Finovox: 10 per
-# key), so a burst of polls never queues in the client for a socket.
-MAX_CONNECTIONS = 32
 _CHUNK = 64 * 1024
 
 
