@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from functools import cached_property
+from itertools import islice
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import pendulum
@@ -47,6 +50,8 @@ if TYPE_CHECKING:
 E = TypeVar("E", bound=DocJobsError)
 # How long past the trigger's own deadline the defer timeout waits: a backstop if the triggerer is gone.
 DEFER_GRACE = timedelta(minutes=5)
+# Polls a batch's poke keeps in flight (below Finovox's 10 concurrent requests per key).
+POKE_CONCURRENCY = 8
 # How many failed or rejected inputs a batch's log names (the outcomes file has them all).
 SHOWN_BAD = 10
 
@@ -288,15 +293,27 @@ class DocJobSensor(BaseSensorOperator):
         """
         store = self.store(context)
         landed = store.landed_keys()
-        for job in self.jobs:
-            if job_key(job) in landed:
-                continue
-            status = self._poll(job, context)
-            if status is not None and status.terminal:
-                store.land(job, landed_record(self.hook.vendor, self.hook.public_job(job), status))
-                landed.add(job_key(job))
-            elif until_pending:
-                break
+        waiting = (job for job in self.jobs if job_key(job) not in landed)
+        self.hook.get_conn()  # one client for every thread, built before they start
+        with ThreadPoolExecutor(POKE_CONCURRENCY, thread_name_prefix="docjobs-poke") as pool:
+            # Up to POKE_CONCURRENCY polls in flight, their answers taken in the batch's order here: the
+            # requests are those of polling one job after the other (but for the few already sent when
+            # ``until_pending`` stops), and a thousand ended jobs are found in a fraction of the time.
+            ahead: deque[tuple[dict[str, Any], Future[JobStatus]]] = deque()
+            ahead.extend(
+                (job, pool.submit(self.hook.get_job_status, job)) for job in islice(waiting, POKE_CONCURRENCY)
+            )
+            while ahead:
+                job, answer = ahead.popleft()
+                status = self._poll(job, context, answer)
+                if status is not None and status.terminal:
+                    store.land(job, landed_record(self.hook.vendor, self.hook.public_job(job), status))
+                    landed.add(job_key(job))
+                elif until_pending:
+                    for _, later in ahead:
+                        later.cancel()
+                    break
+                ahead.extend((job, pool.submit(self.hook.get_job_status, job)) for job in islice(waiting, 1))
         if all(job_key(job) in landed for job in self.jobs):
             return PokeReturnValue(is_done=True, xcom_value=self._finish_batch(context))
         self.log.info(
@@ -307,10 +324,12 @@ class DocJobSensor(BaseSensorOperator):
         )
         return False
 
-    def _poll(self, job: dict[str, Any], context: Any) -> JobStatus | None:
-        """Poll once; ``None`` after a transient failure that does not end the wait yet."""
+    def _poll(
+        self, job: dict[str, Any], context: Any, answer: Future[JobStatus] | None = None
+    ) -> JobStatus | None:
+        """Poll once (or take the ``answer`` of a poll sent ahead); ``None`` after a transient failure."""
         try:
-            status = self.hook.get_job_status(job)
+            status = answer.result() if answer is not None else self.hook.get_job_status(job)
         except VendorTransientError as exc:
             failures = self._memory.failures_in_a_row(context, self.reschedule, 1)
             if failures >= self.max_consecutive_failures:
