@@ -18,7 +18,7 @@ from conftest import distinct_pdf, journal, load_dags
 from test_dags import xcoms
 
 from airflow_docjobs.emulator import Fault
-from airflow_docjobs.operators.base import ITEM_KEY
+from airflow_docjobs.operators.base import ITEM_KEY, STARTED_KEY
 from airflow_docjobs.results import read_json
 
 DAG_FILE = Path(__file__).parent / "dags" / "docjobs_list_dags.py"
@@ -185,6 +185,26 @@ def test_a_retried_batch_submit_pays_nothing_twice(dags, emulator, results_uri, 
     logs = "".join(capfd.readouterr())
     assert "4 Mindee jobs earlier tries submitted: 4 reused, 0 submitted again" in logs
     assert "Mindee batch of 4: 4 jobs, 4 reused from earlier tries and 0 submitted now" in logs
+
+
+def test_a_first_try_looks_up_no_document_in_the_task_state_store(
+    dags, emulator, results_uri, tmp_path, monkeypatch
+):
+    """Each lookup is a round trip through the worker's supervisor (100-300 ms loaded): a first try has none."""
+    from airflow.state.metastore import MetastoreBackend
+
+    keys: list[str] = []
+    real_get = MetastoreBackend.get
+    monkeypatch.setattr(
+        MetastoreBackend,
+        "get",
+        lambda self, scope, key, **kw: keys.append(key) or real_get(self, scope, key, **kw),
+    )
+    files = [pdf(tmp_path, f"doc_{i}.pdf") for i in range(4)]
+    dag_run, _ = run(dags, "docjobs_list_mindee_poke", files)
+    assert dag_run.state == "success"
+    assert not [key for key in keys if key.startswith("docjobs_item_")], keys
+    assert STARTED_KEY in keys  # it asked whether an earlier try had started (and none had)
 
 
 def test_a_retry_submits_only_what_the_vendor_did_not_take(dags, emulator, results_uri, tmp_path):
