@@ -209,6 +209,7 @@ def measure(tmp: Path, documents: int, sample: int, setting: Setting, log: Any =
             lags = control(url, "/_emulator/lags")
             if lags["found"] != count:
                 raise SystemExit(f"{dag_id}: {lags['found']} of {count} jobs seen ended; see {airflow_log}")
+            outside = wall - facts["run_s"]
             result |= {
                 f"{prefix}wall_s": wall,
                 f"{prefix}run_s": facts["run_s"],
@@ -221,14 +222,14 @@ def measure(tmp: Path, documents: int, sample: int, setting: Setting, log: Any =
                 # Where the wall time went: Airflow's CLI start and exit around the run; in the run, the
                 # vendor's own span (first submit to last end) and the rest (task start-up before the
                 # first submit, finding the last job, the sensor's end).
-                f"{prefix}outside_run_s": wall - facts["run_s"],
+                f"{prefix}outside_run_s": outside,
                 f"{prefix}vendor_span_s": lags["vendor_span_s"],
                 f"{prefix}run_outside_vendor_span_s": facts["run_s"] - lags["vendor_span_s"],
                 f"{prefix}found_after_span_s": lags["found_after_span_s"],
                 f"{prefix}load_average": [load, os.getloadavg()[0]],
             }
             log(
-                f"    {wall:.1f} s (outside the run {wall - facts['run_s']:.1f} s, vendor's span"
+                f"    {wall:.1f} s (outside the run {outside:.1f} s, vendor's span"
                 f" {lags['vendor_span_s']:.1f} s, last found {lags['found_after_span_s']:.1f} s after it;"
                 f" tasks: {facts['task_s']}), {facts['task_instances']} task instances,"
                 f" {requests} vendor requests"
