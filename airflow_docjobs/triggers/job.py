@@ -348,7 +348,9 @@ class _Batch:
             if not self.schedule or self.schedule[0][0] > now:
                 await self._sleep(self.schedule[0][0] if self.schedule else None)
                 continue
-            _, index = heapq.heappop(self.schedule)
+            due, index = heapq.heappop(self.schedule)
+            if self.plan is not None and not self.plan.current(due, index):
+                continue  # a poll brought forward replaced this one
             if self.single:
                 await self._poll(index)  # one job: nothing to overlap with
                 continue
@@ -361,7 +363,8 @@ class _Batch:
         if running:
             await asyncio.gather(*running, return_exceptions=True)
         if self.plan is not None:  # parked jobs are pending too (the timeout event counts them)
-            self.schedule += [(self.deadline, index) for index in self.plan.remaining()]
+            scheduled = [(due, index) for due, index in self.schedule if self.plan.next.get(index) == due]
+            self.schedule = scheduled + [(self.deadline, index) for index in self.plan.remaining()]
 
     def _done(
         self, task: asyncio.Task[None], running: set[asyncio.Task[None]], slots: asyncio.Semaphore
@@ -408,8 +411,14 @@ class _Batch:
                 self._end("error", exc, f"{self.failures} polls in a row failed")
                 return
             self.trigger.log.warning("Poll failed (%d in a row), will retry: %s", self.failures, exc)
-            # Back off from the poll interval: 2x, 4x, ... up to MAX_BACKOFF.
-            self._again(index, min(MAX_BACKOFF, self.interval * 2**self.failures))
+            # Back off from half the poll interval (a job that ended is still found within about an
+            # interval after one failed poll): 1x, 2x, ... up to MAX_BACKOFF.
+            delay = min(MAX_BACKOFF, self.interval * 2 ** (self.failures - 2))
+            if self.plan is None:
+                self._again(index, delay)
+            else:
+                now = self.loop.time()
+                self._plan(self.plan.failed(index, now, now + delay))
             return
         except DocJobsError as exc:
             if self.single or isinstance(exc, VendorAuthError):

@@ -9,7 +9,7 @@ comes from the answers (ended or not, and the share done when the vendor says).
 
 from __future__ import annotations
 
-import heapq
+import bisect
 import math
 from collections import deque
 
@@ -22,6 +22,13 @@ SHORTEN, LENGTHEN = 0.98, 1.1
 # The window holds this many times the jobs found ended in the last ``lead`` seconds (about as many as
 # the vendor runs at once): 1.0 misses jobs the vendor started unseen, 1.5 polls queued ones (docs/design.md).
 WIDEN = 1.25
+
+# Probes found ended in a row (1, 3, 7 ... jobs past the oldest parked) that show a burst: the window's
+# jobs older than the last are polled at once too, not when their re-check is due.
+BURST = 7
+# While no job of the window has ended for ``lead`` seconds, the oldest pending one is asked this many
+# times an interval: the first to end, at a vendor that runs its oldest first (a few requests a batch).
+WATCH = 4
 
 Due = tuple[float, int]  # (when, job index): an entry of the batch's heap
 
@@ -41,37 +48,49 @@ class PollPlan:
       parked ones in, up to the window; the first of them started when that job ended (its expected
       time if its first poll found it ended, else half way from its last pending answer). When the
       window holds more than that, the youngest job found pending is parked again.
-    * **Probes find what ended unseen.** After a job is found ended, the next parked job is polled at
-      once (a probe). Ended, it lets two more probes go, up to :data:`FIRST_WINDOW` at a time (the jobs
-      the trigger started behind: a batch submitted faster than the vendor works, or a window too
-      narrow); pending, it is parked again and no probe goes for ``lead`` seconds. No job is let in while
-      probes run.
+    * **A search finds what ended unseen.** After a job of the window is found ended, parked jobs are
+      probed one at a time, galloping: the oldest, then 1, 3, 7, 15 ... further on. A probe found ended
+      means every older parked job most likely ended too: they are swept (polled at once, outside the
+      window, which they do not widen); from :data:`BURST` jobs on, the window's older jobs are polled at
+      once too. A probe found pending bounds the search, which halves towards the oldest parked job
+      until it finds the boundary; then no search starts for ``min(lead, interval)``. So 10,000 jobs that
+      ended together cost about 28 probes in a row, and their polls. No job is let in while a search
+      runs; a probe whose poll fails is asked again later, with the swept, and the search goes on.
     * **First poll after ``lead`` seconds.** A job let in is first polled ``lead`` seconds later. The lead
       starts at the poll interval and follows what first polls find: 10 % longer after one that found
       its job pending, 2 % shorter after one that found it ended, and never more than the shortest time a
       job took from admission to being found ended plus one interval.
     * **Re-checks bounded by the interval.** A job found pending is asked again after the poll interval,
-      or sooner when the vendor says how much is done: after ``lead * (1 - fraction)``, at least a tick.
-      A job the vendor says has not started (a share done of 0) cannot end before the shortest time a
-      job has taken: it is asked again after that, if longer than the interval.
+      or sooner when the vendor says how much is done: when its pace since it was first seen partly
+      done says it will be done (at least a tick), else after ``lead * (1 - fraction)`` (at least
+      ``interval / WATCH``). A job the vendor says has not started (a share done of 0) cannot end
+      before the shortest time a job has taken: it is asked again after that, if longer than the
+      interval. While no job of the window has ended for ``lead`` seconds, the oldest pending one is
+      asked :data:`WATCH` times an interval: it ends first, and starts the search for the rest.
     """
 
     def __init__(self, order: list[int], start: float, interval: float, tick: float) -> None:
         self.interval, self.tick = interval, tick
-        self.parked = sorted(order)  # a heap: the oldest parked job first, also after a probe comes back
+        # The parked jobs, youngest first: the oldest is popped from the end, a probe is found by offset.
+        self.parked = sorted(order, reverse=True)
         self.lead = interval
         self.shortest = math.inf  # fewest seconds a job took from its start to its (estimated) end
         # Admitted jobs still pending: when the vendor most likely started each (None: unknown, the first
-        # window), when it was first to be polled, and when a poll last found it pending.
+        # window), when it was first to be polled, when a poll last found it pending (and when it was first
+        # seen partly done, how far).
         self.started: dict[int, float | None] = {}
         self.first_due: dict[int, float] = {}
-        self.checked: dict[int, float] = {}
+        self.checked: dict[int, tuple[float, tuple[float, float] | None]] = {}
         self.ends: deque[float] = deque()  # when admitted jobs were found ended, the last lead seconds
-        self.probes: set[int] = set()
+        self.swept: set[int] = set()  # polled at once: older than a probe found ended
+        self.probe: int | None = None  # the parked job a search is asking about
+        self.stride = 0  # the next probe's offset among the parked jobs, doubling while probes find ends
+        self.bound: int | None = None  # the youngest probe this search found pending
+        self.hurried = False  # whether this search brought the window's polls forward
+        self.next: dict[int, float] = {}  # when each job with a poll scheduled is due (see current())
         self.any_ended = False  # whether a job of the window was found ended yet
         self.probe_after = start
-        self.width = 1  # probes in flight at most
-        self.first = [heapq.heappop(self.parked) for _ in range(min(len(order), FIRST_WINDOW))]
+        self.first = [self.parked.pop() for _ in range(min(len(order), FIRST_WINDOW))]
         count = max(1, len(self.first))
         for n, index in enumerate(self.first):
             self.started[index] = None
@@ -79,48 +98,70 @@ class PollPlan:
 
     def initial(self) -> list[Due]:
         """The first window's polls: from the trigger's first poll time, spread over one interval."""
-        return [(self.first_due[i], i) for i in self.first]
+        return [self._at(self.first_due[i], i) for i in self.first]
 
     def remaining(self) -> list[int]:
         """The jobs no poll is scheduled for (parked), oldest first."""
-        return sorted(self.parked)
+        return self.parked[::-1]
 
     def pending(self, index: int, now: float, fraction: float | None = None) -> list[Due]:
         """A poll found job ``index`` pending: when to ask again, and what else to ask."""
-        if index in self.probes:  # the vendor has not got this far: park it again
-            self.probes.discard(index)
-            self.probe_after, self.width = now + self.lead, 1
-            heapq.heappush(self.parked, index)
-            return self._admit(now, now)
-        if len(self.started) > self._window(now) and index == max(self.started):
+        if index == self.probe:  # the vendor has not got this far: the search looks nearer
+            self.probe, self.bound = None, index
+            self._park(index)
+            return self._search(now)
+        if index in self.swept:  # older than a job that ended: running, most likely; it joins the window
+            self.swept.discard(index)
+            self.started[index], self.first_due[index] = None, now
+        elif len(self.started) > self._window(now) and index == max(self.started):
             # Wider than the vendor's pace (the first window, or a pace that slowed): the youngest job
             # polled has most likely not started; it waits its turn again, parked.
             del self.started[index], self.first_due[index]
             self.checked.pop(index, None)
-            heapq.heappush(self.parked, index)
+            self._park(index)
             return []
-        if index not in self.checked and self.started.get(index) is not None:
+        last = self.checked.get(index)
+        if last is None and self.started.get(index) is not None:
             self.lead = min(self.lead * LENGTHEN, self._longest())
-        self.checked[index] = now
+        seen = last[1] if last is not None else None  # when it was first seen partly done, and how far
+        if seen is None and fraction:
+            seen = (now, fraction)
+        self.checked[index] = (now, seen)
         wait = self.interval
         if fraction == 0 and math.isfinite(self.shortest):  # not started: it cannot end sooner than that
             wait = max(wait, self.shortest)
-        elif fraction is not None and 0 < fraction < 1:
-            wait = min(wait, max(self.tick, self.lead * (1 - fraction)))
-        return [(now + wait, index)]
+        elif seen is not None and fraction is not None and 0 < fraction < 1:
+            if fraction > seen[1]:  # done when its pace since then says
+                left = max(self.tick, (1 - fraction) * (now - seen[0]) / (fraction - seen[1]))
+            else:  # no pace yet
+                left = max(self.interval / WATCH, self.lead * (1 - fraction))
+            wait = min(wait, left)
+        if not self.ends and index == min(self.started):  # while nothing ends, the oldest tells first
+            wait = min(wait, self.interval / WATCH)
+        return [self._at(now + wait, index)]
 
     def ended(self, index: int, now: float) -> list[Due]:
         """A poll found job ``index`` ended: the jobs to let in or probe, with their first polls."""
-        if index in self.probes:
-            self.probes.discard(index)
-            self.width = min(FIRST_WINDOW, 2 * self.width)
-            return self._probe(now) + self._admit(now, now)
+        if index == self.probe:  # every older parked job most likely ended too: sweep them
+            self.probe, self.stride = None, 2 * self.stride + 1
+            due = []
+            if self.stride >= BURST and not self.hurried:  # a burst: the window's older jobs too, at once
+                self.hurried = True
+                due += [self._at(now, i) for i in self.started if i < index and self.next.get(i, now) > now]
+            while self.parked and self.parked[-1] < index:
+                older = self.parked.pop()
+                self.swept.add(older)
+                due.append(self._at(now, older))
+            return due + self._search(now)
+        if index in self.swept:
+            self.swept.discard(index)
+            return self._admit(now, now)
         started = self.started.pop(index, None)
         first_due = self.first_due.pop(index, now)
         checked = self.checked.pop(index, None)
         # When it most likely ended: where the schedule expected it, when its first poll found it ended;
         # half way from the last pending answer, when a re-check did.
-        end = min(now, first_due) if checked is None else (checked + now) / 2
+        end = min(now, first_due) if checked is None else (checked[0] + now) / 2
         if started is not None:
             self.shortest = min(self.shortest, end - started)
             if checked is None:
@@ -128,30 +169,62 @@ class PollPlan:
             self.lead = min(self.lead, self._longest())
         self.ends.append(now)
         self.any_ended = True
-        due = self._probe(now) if not self.probes and now >= self.probe_after else []
-        return due + self._admit(now, end)
+        if self.probe is None and now >= self.probe_after:
+            self.hurried = False
+            return self._search(now, end)
+        return self._admit(now, end)
 
-    def _probe(self, now: float) -> list[Due]:
-        due: list[Due] = []
-        while self.parked and len(self.probes) < self.width:
-            index = heapq.heappop(self.parked)
-            self.probes.add(index)
-            due.append((now, index))
-        return due
+    def failed(self, index: int, now: float, retry: float) -> list[Due]:
+        """A poll of job ``index`` failed (transient, after the hook's retries): it is asked at ``retry``."""
+        if index != self.probe:
+            return [self._at(retry, index)]
+        # The search goes on without it (a vendor in trouble fails the search in the end, as it fails any
+        # poll): it is asked again at ``retry``, as one of the swept.
+        self.probe = None
+        self.swept.add(index)
+        return [self._at(retry, index), *self._search(now)]
+
+    def _search(self, now: float, freed: float | None = None) -> list[Due]:
+        """The next probe, or, when the search is over, the jobs to let in (see :meth:`_admit`)."""
+        below = len(self.parked)
+        if self.bound is not None:  # the parked jobs older than the pending probe
+            below -= bisect.bisect_right(self.parked, -self.bound, key=_negative)
+        if below == 0:
+            if self.bound is not None:  # the vendor's boundary found: no search for a while
+                self.probe_after = now + min(self.lead, self.interval)
+            self.bound, self.stride = None, 0
+            return self._admit(now, now if freed is None else freed)
+        offset = min(self.stride, below - 1) if self.bound is None else below // 2
+        self.probe = self.parked.pop(len(self.parked) - 1 - offset)
+        return [self._at(now, self.probe)]
+
+    def current(self, due: float, index: int) -> bool:
+        """Whether a poll taken from the heap is the job's latest (one brought forward leaves a stale one)."""
+        if self.next.get(index) != due:
+            return False
+        del self.next[index]
+        return True
+
+    def _at(self, when: float, index: int) -> Due:
+        self.next[index] = when
+        return (when, index)
+
+    def _park(self, index: int) -> None:
+        bisect.insort(self.parked, index, key=_negative)
 
     def _admit(self, now: float, freed: float) -> list[Due]:
         """
-        Let parked jobs in up to the window (not while probing).
+        Let parked jobs in up to the window (not while a search runs).
 
         The first most likely started when a slot was ``freed``, the others now; each is first polled
         ``lead`` seconds after its start.
         """
         due: list[Due] = []
-        while self.parked and not self.probes and len(self.started) < self._window(now):
-            index = heapq.heappop(self.parked)
+        while self.parked and self.probe is None and len(self.started) < self._window(now):
+            index = self.parked.pop()
             self.started[index] = freed
             self.first_due[index] = max(now, freed + self.lead)
-            due.append((self.first_due[index], index))
+            due.append(self._at(self.first_due[index], index))
             freed = now
         return due
 
@@ -163,3 +236,7 @@ class PollPlan:
 
     def _longest(self) -> float:
         return self.shortest + self.interval if math.isfinite(self.shortest) else self.interval
+
+
+def _negative(index: int) -> int:
+    return -index
