@@ -9,9 +9,10 @@ or ``make soak`` (``SOAK_ARGS="--waits 100000"`` for one triggerer holding 100,0
 ``benchmarks/soak-100000.json``; ``--minutes 2`` for a short run while working). The emulator runs as a
 subprocess with ``--tls``; the jobs are made in bulk in ten groups whose processing times end them spread
 over the soak. A tenth of the waits (at most 1,000, a triggerer's default capacity) are single-document
-triggers, the rest one list-mode trigger, sharing the pool, as a triggerer holding both kinds would; the
-triggers are created one at a time, yielding to the loop in between, as Airflow's triggerer creates them
-(``TriggerRunner.create_triggers``), each rebuilt from its serialized kwargs. A fault injector
+triggers, the rest one list-mode trigger (``--batches N``: N of them), sharing the pool, as a triggerer
+holding both kinds would; the triggers are created one at a time, yielding to the loop in between, as
+Airflow's triggerer creates them (``TriggerRunner.create_triggers``), each rebuilt from its serialized
+kwargs. A fault injector
 adds, every second, transient faults (429 with Retry-After, 502, 503, 504, a 200 with an HTML body) for
 1% of that second's expected polls. A loop monitor sleeps 50 ms at a time and records how late it wakes
 and how much CPU the process used meanwhile: on an idle machine the worst lateness is the longest time
@@ -184,21 +185,24 @@ async def soak(args: argparse.Namespace, url: str, ca: str) -> dict:
         common = {"hook_class": HOOK, "conn_id": "docimprint_default", "deadline": deadline}
         jobs = [DocimprintHook.job_reference(ref) for ref in refs]
         singles = jobs[: min(len(jobs) // 10, 1000)]
+        batched = jobs[len(singles) :]
+        size = -(-len(batched) // args.batches)
         triggers = [
             DocJobTrigger(
                 **common,
                 poll_interval=args.interval,
-                jobs=DocJobTrigger.pack(jobs[len(singles) :], store),
+                jobs=DocJobTrigger.pack(batched[start : start + size], store),
                 results=store.spec(),
             )
+            for start in range(0, len(batched), size)
         ] + [
             DocJobTrigger(**common, poll_interval=args.interval, job=job, results=store.spec())
             for job in singles
         ]
         # What the triggerer receives: each trigger's serialized kwargs (it rebuilds the trigger from them).
         rows = [t.serialize()[1] for t in triggers]
-        count, list_waits = len(triggers), len(jobs) - len(singles)
-        del triggers, jobs
+        count, list_waits = len(triggers), len(batched)
+        del triggers, jobs, batched
         rss_before = rss_mb()
         stop, samples, pauses = asyncio.Event(), [], []
         watch_gc(pauses)
@@ -224,6 +228,7 @@ async def soak(args: argparse.Namespace, url: str, ca: str) -> dict:
         "date": pendulum.now("UTC").isoformat(),
         "waits": len(refs),
         "list_waits": list_waits,
+        "list_triggers": args.batches,
         "single_waits": len(refs) - list_waits,
         "poll_interval_s": args.interval,
         "gc_frozen_objects": gc.get_freeze_count(),
@@ -273,6 +278,9 @@ def main() -> int:
     parser.add_argument("--waits", type=int, default=10_000)
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--interval", type=float, default=30, help="poll interval of every wait, seconds")
+    parser.add_argument(
+        "--batches", type=int, default=1, help="list-mode triggers the list waits are split into"
+    )
     parser.add_argument("--fault-percent", type=float, default=1.0, help="share of polls given a fault")
     parser.add_argument(
         "--gc-freeze",
