@@ -412,7 +412,7 @@ class _Batch:
                 return
             self.trigger.log.warning("Poll failed (%d in a row), will retry: %s", self.failures, exc)
             # Back off from half the poll interval (a job that ended is still found within about an
-            # interval after one failed poll): 1x, 2x, ... up to MAX_BACKOFF.
+            # interval after one failed poll): 0.5x, 1x, 2x ... the interval, up to MAX_BACKOFF.
             delay = min(MAX_BACKOFF, self.interval * 2 ** (self.failures - 2))
             if self.plan is None:
                 self._again(index, delay)

@@ -1,0 +1,84 @@
+"""
+The batch poll schedule (``triggers/schedule.py``) driven as ``_Batch`` drives it, with answers that take
+time: ``MAX_IN_FLIGHT`` polls at once, each answered ``latency`` seconds after it is sent, on the
+trigger's tick grid, and optionally 1 % of polls failing after the hook's retries (asked again half an
+interval later, as the trigger does). Prints polls per job and the lag (seconds from a job's end to the
+poll that found it: median, worst, how many later than one interval) for the soak's vendor (groups of
+jobs ending together, no concurrency limit) and the nightly benchmark's (a FIFO vendor).
+
+    .venv/bin/python benchmarks/plan_sim.py
+
+``tests/test_poll_plan.py`` checks the same schedule with answers that take no time.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import statistics
+import sys
+from pathlib import Path
+
+from airflow_docjobs.triggers.job import MAX_IN_FLIGHT, POLL_TICK
+from airflow_docjobs.triggers.schedule import PollPlan
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
+from test_poll_plan import groups_ending_together, vendor_ends
+
+
+def drive(ends: list[float], interval: float, latency: float, fail_every: int = 0, share=None) -> tuple:
+    """(polls per job, median lag, worst lag, jobs found later than one interval)."""
+    plan = PollPlan(list(range(len(ends))), interval, interval, POLL_TICK)
+    due = plan.initial()
+    heapq.heapify(due)
+    running: list[tuple[float, int, int]] = []  # (answered at, job, poll number)
+    found, sent, now = [math.nan] * len(ends), 0, 0.0
+    while due or running:
+        answer_at = running[0][0] if running else math.inf
+        free = len(running) < MAX_IN_FLIGHT
+        send_at = math.ceil(due[0][0] / POLL_TICK - 1e-9) * POLL_TICK if due and free else math.inf
+        if answer_at <= send_at:
+            now, index, number = heapq.heappop(running)
+            if fail_every and number % fail_every == 0:
+                new = plan.failed(index, now, now + interval / 2)
+            elif now >= ends[index]:
+                found[index] = now
+                new = plan.ended(index, now)
+            else:
+                new = plan.pending(index, now, share(index, now) if share else None)
+            for entry in new:
+                heapq.heappush(due, entry)
+            continue
+        when, index = heapq.heappop(due)
+        if plan.current(when, index):
+            now, sent = max(now, send_at), sent + 1
+            heapq.heappush(running, (now + latency, index, sent))
+    lags = sorted(f - max(e, interval) for f, e in zip(found, ends, strict=True))
+    late = sum(lag > interval for lag in lags)
+    return round(sent / len(ends), 2), round(statistics.median(lags), 1), round(lags[-1], 1), late
+
+
+def main() -> None:
+    soak = groups_ending_together(9, 1000, 115.0, 60.0)
+    percent = lambda i, now: int(100 * now / soak[i]) / 100  # noqa: E731  # docimprint's progress_pct
+    print("vendor                        latency s  faults  share done  polls/job  median s  worst s  late")
+    for latency in (0.0, 0.05, 0.2):
+        for fail_every in (0, 100):
+            for share in (None, percent):
+                row = drive(soak, 30.0, latency, fail_every, share)
+                print(
+                    f"soak: 9 x 1,000 together, 30 s {latency:9} {fail_every and '1 %':>7} {bool(share)!s:>11}",
+                    *row,
+                )
+    for concurrency, seconds, spread, interval in (
+        (50, 2.0, 0.0, 1.0),
+        (10, 30.0, 90.0, 30.0),
+        (50, 2.0, 3.0, 1.0),
+    ):
+        ends = vendor_ends(1000, concurrency, seconds, spread, accepted=0.0)
+        name = f"FIFO {seconds:g}-{seconds + spread:g} s x {concurrency}, {interval:g} s"
+        print(f"{name:<29} {0.02 * interval:9}       -       False", *drive(ends, interval, 0.02 * interval))
+
+
+if __name__ == "__main__":
+    main()
