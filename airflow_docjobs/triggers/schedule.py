@@ -88,6 +88,7 @@ class PollPlan:
         self.bound: int | None = None  # the youngest probe this search found pending
         self.hurried = False  # whether this search brought the window's polls forward
         self.next: dict[int, float] = {}  # when each job with a poll scheduled is due (see current())
+        self.watched: int | None = None  # the oldest job of the window (see _oldest)
         self.any_ended = False  # whether a job of the window was found ended yet
         self.probe_after = start
         self.first = [self.parked.pop() for _ in range(min(len(order), FIRST_WINDOW))]
@@ -113,6 +114,7 @@ class PollPlan:
         if index in self.swept:  # older than a job that ended: running, most likely; it joins the window
             self.swept.discard(index)
             self.started[index], self.first_due[index] = None, now
+            self.watched = None if self.watched is None else min(self.watched, index)
         elif len(self.started) > self._window(now) and index == max(self.started):
             # Wider than the vendor's pace (the first window, or a pace that slowed): the youngest job
             # polled has most likely not started; it waits its turn again, parked.
@@ -136,7 +138,7 @@ class PollPlan:
             else:  # no pace yet
                 left = max(self.interval / WATCH, self.lead * (1 - fraction))
             wait = min(wait, left)
-        if not self.ends and index == min(self.started):  # while nothing ends, the oldest tells first
+        if not self.ends and index == self._oldest():  # while nothing ends, the oldest tells first
             wait = min(wait, self.interval / WATCH)
         return [self._at(now + wait, index)]
 
@@ -197,6 +199,12 @@ class PollPlan:
         offset = min(self.stride, below - 1) if self.bound is None else below // 2
         self.probe = self.parked.pop(len(self.parked) - 1 - offset)
         return [self._at(now, self.probe)]
+
+    def _oldest(self) -> int:
+        """The oldest job of the window, looked for again only once the last one left it."""
+        if self.watched not in self.started:
+            self.watched = min(self.started)
+        return self.watched
 
     def current(self, due: float, index: int) -> bool:
         """Whether a poll taken from the heap is the job's latest (one brought forward leaves a stale one)."""
