@@ -204,6 +204,11 @@ def make_triggers(impl: str, ids: list[str], interval: float, store_dir: Path) -
     store = ResultsStore(base=f"file://{store_dir}", vendor="docimprint", dag_id="bench", run_id="r1")
     common = {"hook_class": HOOK_CLASS, "conn_id": "docimprint_default", "deadline": deadline}
     common |= {"poll_interval": interval, "results": store.spec()}
+    if impl in ("list", "single"):
+        # The triggers' HTTP client (aiohttp), loaded once per triggerer process whatever the number of
+        # waits, as HttpSensorTrigger's module loads it on import: before the first RSS reading, so the
+        # memory per wait is the waits', not a library's import (a trigger loads it in its start-up thread).
+        from airflow_docjobs.hooks import transport  # noqa: F401
     if impl == "list":
         # The batch's poll schedule (triggers/schedule.py) polls 16 jobs until one ends, and these never
         # end: its first window is widened to all N here, so every job is polled once per interval (the
