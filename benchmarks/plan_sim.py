@@ -23,7 +23,7 @@ from airflow_docjobs.triggers.job import MAX_IN_FLIGHT, POLL_TICK
 from airflow_docjobs.triggers.schedule import PollPlan
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
-from test_poll_plan import groups_ending_together, vendor_ends
+from test_poll_plan import answer, groups_ending_together, vendor_ends
 
 
 def drive(ends: list[float], interval: float, latency: float, fail_every: int = 0, share=None) -> tuple:
@@ -39,14 +39,8 @@ def drive(ends: list[float], interval: float, latency: float, fail_every: int = 
         send_at = math.ceil(due[0][0] / POLL_TICK - 1e-9) * POLL_TICK if due and free else math.inf
         if answer_at <= send_at:
             now, index, number = heapq.heappop(running)
-            if fail_every and number % fail_every == 0:
-                new = plan.failed(index, now, now + interval / 2)
-            elif now >= ends[index]:
-                found[index] = now
-                new = plan.ended(index, now)
-            else:
-                new = plan.pending(index, now, share(index, now) if share else None)
-            for entry in new:
+            failed = bool(fail_every) and number % fail_every == 0
+            for entry in answer(plan, index, now, ends, found, failed, share):
                 heapq.heappush(due, entry)
             continue
         when, index = heapq.heappop(due)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from airflow_docjobs.triggers.schedule import FIRST_WINDOW, WATCH, PollPlan
+from airflow_docjobs.triggers.schedule import FIRST_WINDOW, WATCH, Due, PollPlan
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -36,6 +36,28 @@ def vendor_ends(count: int, concurrency: int, seconds: float, spread: float, acc
         ends.append(start + seconds + spread * fraction)
         heapq.heappush(slots, ends[-1])
     return ends
+
+
+def answer(
+    plan: PollPlan,
+    index: int,
+    now: float,
+    ends: list[float],
+    found: list[float],
+    failed: bool = False,
+    fraction: Callable[[int, float], float] | None = None,
+) -> list[Due]:
+    """
+    Tell the plan a poll's answer, as ``_Batch._poll`` does, and note when an ended job was found.
+
+    A failed poll (after the hook's retries) is asked again half an interval later, as the trigger does.
+    """
+    if failed:
+        return plan.failed(index, now, now + plan.interval / 2)
+    if now >= ends[index]:
+        found[index] = now
+        return plan.ended(index, now)
+    return plan.pending(index, now, fraction(index, now) if fraction else None)
 
 
 def run(
@@ -62,14 +84,7 @@ def run(
         now = math.ceil(due / TICK - 1e-9) * TICK  # the trigger's tick grid
         polls[index] += 1
         times.append(now)
-        if fails(len(times)):
-            new = plan.failed(index, now, now + interval / 2)
-        elif now >= ends[index]:
-            found[index] = now
-            new = plan.ended(index, now)
-        else:
-            new = plan.pending(index, now, fraction(index, now) if fraction else None)
-        for entry in new:
+        for entry in answer(plan, index, now, ends, found, fails(len(times)), fraction):
             heapq.heappush(schedule, entry)
     assert not plan.remaining()
     return polls, found, times
