@@ -51,11 +51,27 @@ def test_transient_answers_to_a_poll_are_retried(frozen, tmp_path, kind, status)
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
+def test_a_gateway_page_in_place_of_a_poll_is_retried(frozen, tmp_path, kind):
+    """A proxy's HTML page answered 200 passes like a 502: the poll is sent again within the call."""
+    with kind.hook() as hook:
+        job = kind.submit(hook, tmp_path, "doc.pdf")
+        frozen.state.requests.clear()
+        poll_path = POLL_PATHS[kind.vendor]
+        frozen.state.faults.append(
+            Fault(vendor=kind.vendor, path=poll_path, status=200, body="<html>proxy", times=2)
+        )
+        assert hook.get_job_status(job).state == "pending"
+    assert len(journal(frozen, poll_path)) == 3
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
 def test_a_body_that_is_not_json_is_transient(frozen, tmp_path, kind):
     with kind.hook() as hook:
         job = kind.submit(hook, tmp_path, "doc.pdf")
         poll_path = POLL_PATHS[kind.vendor]
-        frozen.state.faults.append(Fault(vendor=kind.vendor, path=poll_path, status=200, body="<html>proxy"))
+        frozen.state.faults.append(
+            Fault(vendor=kind.vendor, path=poll_path, status=200, body='{"status": "pro')
+        )
         with pytest.raises(VendorTransientError, match="not JSON"):
             hook.get_job_status(job)
         frozen.state.faults.clear()

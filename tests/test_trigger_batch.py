@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import ssl
 
 import httpx
@@ -19,6 +20,7 @@ from airflow_docjobs.emulator.testing import EmulatorServer
 from airflow_docjobs.hooks.docimprint import DocimprintHook
 from airflow_docjobs.hooks.finovox import FinovoxHook
 from airflow_docjobs.results import ResultsStore, job_key
+from airflow_docjobs.triggers import job as job_module
 from airflow_docjobs.triggers.job import INLINE_LIMIT, DocJobTrigger
 
 DOCIMPRINT = "airflow_docjobs.hooks.docimprint.DocimprintHook"
@@ -136,6 +138,31 @@ async def test_a_429_slows_the_whole_batch(emulator, tmp_path):
     # for the 0.5 s its processing took (about 50 requests).
     assert 7 <= len(emulator.state.requests) <= 12, len(emulator.state.requests)
     assert asyncio.get_running_loop().time() - started >= 1.0
+
+
+async def test_a_poll_backing_off_lends_its_slot(emulator, vendor_conn, tmp_path, monkeypatch):
+    """A 503 sends one poll into the hook's backoff; the batch's other polls go on in its slot meanwhile."""
+    monkeypatch.setattr(job_module, "MAX_IN_FLIGHT", 4)
+    vendor_conn("docimprint", retry_base_delay=1.0, retry_max_delay=2.0, max_attempts=5)
+    jobs = submit_docimprint(*(f"{i}.pdf" for i in range(16)))
+    await asyncio.sleep(0.6)  # every job ended
+    faulted = jobs[:4]  # the first four polls, which take all four slots: each answers 503 twice
+    for job in faulted:
+        emulator.state.faults.append(
+            Fault(vendor="docimprint", path=f"/v1/jobs/{job['job_id']}", status=503, times=2)
+        )
+    store = store_in(tmp_path)
+    started = asyncio.get_running_loop().time()
+    event = await first_event(batch_trigger(jobs, store, interval=0.05))
+    assert event["succeeded"] == 16
+    landed = {
+        job["job_id"]: os.stat(store.uri(job_key(job)).removeprefix("file://")).st_mtime for job in jobs
+    }
+    late = min(landed[job["job_id"]] for job in faulted)  # two backoffs: at least 0.5 + 1 s after the poll
+    others = [landed[job["job_id"]] for job in jobs[4:]]
+    # Before, the four sleeping polls held every slot: the other twelve waited the 1.5 s or more with them.
+    assert max(others) < late, (max(others), late)
+    assert asyncio.get_running_loop().time() - started >= 1.5
 
 
 async def test_every_trigger_of_a_connection_shares_one_pool(emulator, tmp_path):

@@ -24,8 +24,8 @@ def fault(**kw) -> Fault:
 async def test_transient_trouble_never_ends_the_wait(frozen):
     job = submit_docimprint()
     frozen.state.advance(5)
-    # Each poll makes 3 attempts: 7 failed requests span 2 failed polls and one more attempt, then a
-    # gateway's HTML page fails the third poll; the fourth poll reads the result.
+    # Each poll makes 3 attempts: 7 failed requests span 2 failed polls and the third poll's first
+    # attempt; its second draws a gateway's HTML page, retried as a 502 is, and its third reads the result.
     frozen.state.faults.extend([fault(status=503, times=7), fault(status=200, body="<html>", times=1)])
     assert await first_event(trigger_for(job)) == {"status": "success"}
     assert all(f.used_up() for f in frozen.state.faults)

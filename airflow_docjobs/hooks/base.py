@@ -33,13 +33,14 @@ from airflow_docjobs.hooks import form
 from airflow_docjobs.hooks.calls import Call, JobStatus, parse_body, vendor_message
 from airflow_docjobs.hooks.inputs import InputRules
 from airflow_docjobs.hooks.retries import (
-    TRANSIENT_STATUSES,
     Attempts,
     Outcome,
     RetryRules,
     areplay,
+    backoff_sleep,
     path_only,
     replay,
+    transient,
 )
 from airflow_docjobs.hooks.settings import MAX_CONNECTIONS, ConnSettings, connection_test, read_settings, tls
 from airflow_docjobs.version_compat import async_connection_lookup
@@ -267,7 +268,7 @@ class DocJobsHook(BaseHook):
         except httpx.TransportError as exc:
             response = Retrying(**RetryRules(self, attempts).arguments())(replay(exc, attempt))
         else:
-            if response.status_code in TRANSIENT_STATUSES:
+            if transient(call, response):
                 response = Retrying(**RetryRules(self, attempts).arguments())(replay(response, attempt))
         self._calls.resent_ambiguous = attempts.resent_ambiguous
         return response
@@ -290,10 +291,10 @@ class DocJobsHook(BaseHook):
         except httpx.TransportError as exc:
             first: Outcome = exc
         else:
-            if response.status_code not in TRANSIENT_STATUSES:
+            if not transient(call, response):
                 return response
             first = response
-        return await AsyncRetrying(**RetryRules(self, attempts, pool.pause).arguments())(
+        return await AsyncRetrying(sleep=backoff_sleep, **RetryRules(self, attempts, pool.pause).arguments())(
             areplay(first, attempt)
         )
 

@@ -8,11 +8,13 @@ transient outcome (:func:`replay` hands it that outcome as its first attempt).
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import random
 import socket
 import sys
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
@@ -39,6 +41,12 @@ TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
 # read timeout the job may exist: resending could pay for it twice.
 NOT_TAKEN_STATUSES = frozenset({429, 503})
 NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# How an async call waits out a backoff: ``asyncio.sleep``, unless the task it runs in says otherwise. A
+# batch's trigger lends the poll's slot to another job's poll meanwhile (``_Batch._backoff``): a vendor
+# answering 503 to 1 % of polls would otherwise keep half of a batch's slots asleep.
+BACKOFF_SLEEP: ContextVar[Callable[[float], Awaitable[None]]] = ContextVar(
+    "docjobs_backoff_sleep", default=asyncio.sleep
+)
 
 
 @dataclass(frozen=True)
@@ -123,7 +131,7 @@ class RetryRules:
         """Whether an outcome is worth another attempt; a DNS failure or a strict ambiguous submit raises."""
         outcome = _outcome(retry_state)
         if isinstance(outcome, httpx.Response):
-            if outcome.status_code not in TRANSIENT_STATUSES:
+            if not transient(self.attempts.call, outcome):
                 return False
         elif not isinstance(outcome, httpx.TransportError):
             return False
@@ -198,6 +206,22 @@ class RetryRules:
         ) from (outcome if isinstance(outcome, Exception) else None)
 
 
+def transient(call: Call, response: httpx.Response) -> bool:
+    """
+    Whether an answer is worth the same request again: a transient status, or, to a read, a page of HTML.
+
+    A gateway or proxy in front of the vendor may answer a poll 200 with its own HTML page (no vendor API
+    answers HTML): it passes like a 502, so the hook sends the read again rather than fail the poll.
+    """
+    if response.status_code in TRANSIENT_STATUSES:
+        return True
+    return (
+        call.repeatable
+        and response.status_code < 300
+        and response.headers.get("content-type", "").startswith("text/html")
+    )
+
+
 def _outcome(retry_state: RetryCallState) -> Any:
     """What an attempt ended with: the response it returned or the exception it raised."""
     future = retry_state.outcome
@@ -209,7 +233,8 @@ def describe(outcome: Outcome) -> tuple[int | None, str]:
     """The status of a transient outcome, if any, and a phrase naming what happened and where."""
     origin = origin_text(str(outcome.request.url))
     if isinstance(outcome, httpx.Response):
-        return outcome.status_code, f"{origin} answered HTTP {outcome.status_code}"
+        page = " with an HTML page" if outcome.status_code < 300 else ""
+        return outcome.status_code, f"{origin} answered HTTP {outcome.status_code}{page}"
     if isinstance(outcome, NOT_SENT_ERRORS):
         return None, f"could not connect to {origin} ({type(outcome).__name__})"
     return None, f"no complete answer from {origin} ({type(outcome).__name__})"
@@ -222,6 +247,11 @@ def _ambiguous(call: Call, outcome: Outcome) -> bool:
     if isinstance(outcome, httpx.Response):
         return outcome.status_code not in NOT_TAKEN_STATUSES
     return not isinstance(outcome, NOT_SENT_ERRORS)
+
+
+async def backoff_sleep(seconds: float) -> None:
+    """Wait out an async call's backoff as its task's :data:`BACKOFF_SLEEP` says."""
+    await BACKOFF_SLEEP.get()(seconds)
 
 
 def replay(first: Outcome, attempt: Callable[[], httpx.Response]) -> Callable[[], httpx.Response]:

@@ -122,7 +122,7 @@ class AsyncPool:
             timeout = self.settings.timeout.read
             raise httpx.ReadTimeout(f"no answer within {timeout}s", request=request()) from exc
         response = httpx.Response(reply.status, headers=reply.raw_headers, content=content)
-        if reply.status >= 300:
+        if reply.status >= 300 or reply.content_type == "text/html":  # an error or a gateway's page
             response.request = request()
         return response
 

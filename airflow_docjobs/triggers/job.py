@@ -15,6 +15,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_docjobs.exceptions import DocJobsError, VendorAuthError, VendorTransientError
 from airflow_docjobs.hooks.base import DocJobsHook
 from airflow_docjobs.hooks.calls import JobStatus
+from airflow_docjobs.hooks.retries import BACKOFF_SLEEP
 from airflow_docjobs.results import (
     JOB_LISTS,
     ResultsStore,
@@ -262,6 +263,9 @@ class _Batch:
         self.waking_at = 0.0
         self.tick = min(POLL_TICK, self.interval / 10) or POLL_TICK
         self.plan: PollPlan | None = None  # a batch's poll schedule (schedule.py), made by _drive
+        # A batch's: its polls in flight, and those waiting out a backoff, their slot lent (_backoff).
+        self.slots: asyncio.Semaphore
+        self.lent: set[asyncio.Task[Any]]
 
     async def run(self) -> dict[str, Any]:
         trigger = self.trigger
@@ -333,7 +337,6 @@ class _Batch:
 
     async def _drive(self) -> None:
         """Start each poll when it is due, at most MAX_IN_FLIGHT at a time, until nothing is left to poll."""
-        slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         running: set[asyncio.Task[None]] = set()
         if not self.single:  # a batch polls by its plan (schedule.py): the first window now, the rest later
             order = [index for _, index in self.schedule]  # built in due order off the loop (_prepare)
@@ -341,6 +344,7 @@ class _Batch:
             self.plan = PollPlan(order, start, self.interval, self.tick)
             self.schedule = self.plan.initial()
             heapq.heapify(self.schedule)
+            self.slots, self.lent = asyncio.Semaphore(MAX_IN_FLIGHT), set()
         while self.ended is None and (self.schedule or running):
             now = self.loop.time()
             if now >= self.deadline:
@@ -354,10 +358,10 @@ class _Batch:
             if self.single:
                 await self._poll(index)  # one job: nothing to overlap with
                 continue
-            await slots.acquire()
+            await self.slots.acquire()
             task = self.loop.create_task(self._poll(index))
             running.add(task)
-            task.add_done_callback(lambda t: self._done(t, running, slots))
+            task.add_done_callback(lambda t: self._done(t, running))
         for task in list(running):
             task.cancel()
         if running:
@@ -366,11 +370,12 @@ class _Batch:
             scheduled = [(due, index) for due, index in self.schedule if self.plan.next.get(index) == due]
             self.schedule = scheduled + [(self.deadline, index) for index in self.plan.remaining()]
 
-    def _done(
-        self, task: asyncio.Task[None], running: set[asyncio.Task[None]], slots: asyncio.Semaphore
-    ) -> None:
+    def _done(self, task: asyncio.Task[None], running: set[asyncio.Task[None]]) -> None:
         running.discard(task)
-        slots.release()
+        if task in self.lent:  # ended (cancelled) while its slot was lent: nothing to give back
+            self.lent.discard(task)
+        else:
+            self.slots.release()
         if not self.schedule and self.wake is not None:
             _settle(self.wake)  # the driver waits for the last polls to end
 
@@ -401,8 +406,20 @@ class _Batch:
             if self.wake is not None and due < self.waking_at:
                 _settle(self.wake)
 
+    async def _backoff(self, seconds: float) -> None:
+        """A batch's poll waiting out the hook's backoff lends its slot to another job's poll meanwhile."""
+        task = asyncio.current_task()
+        assert task is not None
+        self.lent.add(task)
+        self.slots.release()
+        await asyncio.sleep(seconds)
+        await self.slots.acquire()
+        self.lent.discard(task)
+
     async def _poll(self, index: int) -> None:
         job = self.jobs[index]
+        if not self.single:  # this task's own context: the hook's retries of this poll lend its slot
+            BACKOFF_SLEEP.set(self._backoff)
         try:
             status = await self.hook.aget_job_status(job)
         except VendorTransientError as exc:
