@@ -142,9 +142,11 @@ def watch_gc(pauses: list[tuple[float, int, float, int | None]]) -> None:
     gc.callbacks.append(callback)
 
 
-async def inject_faults(client: httpx.AsyncClient, stop: asyncio.Event, percent: float) -> int:
+async def inject_faults(
+    client: httpx.AsyncClient, stop: asyncio.Event, percent: float, faults: tuple[dict, ...] = FAULTS
+) -> int:
     """Every second, faults for ``percent`` of the polls the emulator saw in the second before."""
-    injected, owed, kinds = 0, 0.0, itertools.cycle(FAULTS)
+    injected, owed, kinds = 0, 0.0, itertools.cycle(faults)
     seen = (await client.get("/_emulator/stats")).json()["requests"]
     while not stop.is_set():
         await asyncio.sleep(1)
@@ -208,7 +210,8 @@ async def soak(args: argparse.Namespace, url: str, ca: str) -> dict:
         watch_gc(pauses)
         monitor = asyncio.create_task(monitor_loop(stop, samples))
         loads = [os.getloadavg()[0]]
-        injector = asyncio.create_task(inject_faults(control, stop, args.fault_percent))
+        faults = tuple(f for f in FAULTS if not (args.no_429 and f["status"] == 429))
+        injector = asyncio.create_task(inject_faults(control, stop, args.fault_percent, faults))
         cpu, started = time.process_time(), time.monotonic()
         events = await run_triggers(rows)
         wall, cpu = time.monotonic() - started, time.process_time() - cpu
@@ -235,6 +238,7 @@ async def soak(args: argparse.Namespace, url: str, ca: str) -> dict:
         "wall_s": round(wall, 1),
         "requests": stats["requests"],
         "faults_injected": injected,
+        "fault_kinds": [f"{f['status']}{' html' if 'body' in f else ''}" for f in faults],
         "fault_share": round(injected / max(1, stats["requests"]), 4),
         "events": {s: statuses.count(s) for s in set(statuses)},
         "landed": landed,
@@ -282,6 +286,11 @@ def main() -> int:
         "--batches", type=int, default=1, help="list-mode triggers the list waits are split into"
     )
     parser.add_argument("--fault-percent", type=float, default=1.0, help="share of polls given a fault")
+    parser.add_argument(
+        "--no-429",
+        action="store_true",
+        help="inject no 429 (each pauses every poll of the connection for its Retry-After, as it must)",
+    )
     parser.add_argument(
         "--gc-freeze",
         action="store_true",

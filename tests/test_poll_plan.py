@@ -166,7 +166,9 @@ def test_jobs_that_end_together_are_found_within_an_interval(progress):
     lags = sorted(f - e for f, e in zip(found, ends, strict=True))
     assert lags[0] >= 0
     assert lags[-1] <= 30.0, lags[-10:]  # one interval
-    assert sum(polls) / len(polls) <= 1.15, sum(polls) / len(polls)
+    # 1.15 / 1.18 (share done): a burst's boundary is watched WATCH times an interval until the next group
+    # ends, 60 s later (1.09 / 1.11 before it was watched, and the worst lag 16 / 19 s, now 5 / 2 s).
+    assert sum(polls) / len(polls) <= 1.2, sum(polls) / len(polls)
 
 
 def test_a_search_sweeps_10000_ended_jobs_with_a_few_wasted_polls():

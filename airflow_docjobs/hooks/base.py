@@ -111,7 +111,7 @@ class DocJobsHook(BaseHook):
         # Per thread, what the last sync call went through (a list submit runs calls in threads).
         self._calls = threading.local()
         self._pool: transport.AsyncPool | None = None
-        self._pool_lock = asyncio.Lock()
+        self._pool_lock: asyncio.Lock | None = None  # made by the first apool() (a trigger's hook: none)
         self._async_client: httpx.AsyncClient | None = None
 
     def error(self, cls: type[E], summary: str, **details: Any) -> E:
@@ -167,7 +167,10 @@ class DocJobsHook(BaseHook):
         """This loop's pool for the connection, shared with every other hook of the same connection."""
         from airflow_docjobs.hooks import transport  # aiohttp: only where something waits (0.3 s to import)
 
+        if self._pool is not None:
+            return self._pool
         # A batch's first polls ask for it at once: one of them acquires it, the others wait for it.
+        self._pool_lock = self._pool_lock or asyncio.Lock()
         async with self._pool_lock:
             if self._pool is None:
                 self._pool = await transport.acquire((self.conn_type, self.conn_id), self._aload)

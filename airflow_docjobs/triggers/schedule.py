@@ -90,6 +90,9 @@ class PollPlan:
         self.next: dict[int, float] = {}  # when each job with a poll scheduled is due (see current())
         self.watched: int | None = None  # the oldest job of the window (see _oldest)
         self.any_ended = False  # whether a job of the window was found ended yet
+        # Whether the last search swept a burst and found where it stops: until a job of the window ends,
+        # the window's oldest is watched (WATCH), as the next burst most likely ends with it.
+        self.burst = False
         self.probe_after = start
         self.first = [self.parked.pop() for _ in range(min(len(order), FIRST_WINDOW))]
         count = max(1, len(self.first))
@@ -138,7 +141,7 @@ class PollPlan:
             else:  # no pace yet
                 left = max(self.interval / WATCH, self.lead * (1 - fraction))
             wait = min(wait, left)
-        if not self.ends and index == self._oldest():  # while nothing ends, the oldest tells first
+        if (not self.ends or self.burst) and index == self._oldest():  # the oldest tells first
             wait = min(wait, self.interval / WATCH)
         return [self._at(now + wait, index)]
 
@@ -170,7 +173,7 @@ class PollPlan:
                 self.lead = max(self.tick, self.lead * SHORTEN)
             self.lead = min(self.lead, self._longest())
         self.ends.append(now)
-        self.any_ended = True
+        self.any_ended, self.burst = True, False
         if self.probe is None and now >= self.probe_after:
             self.hurried = False
             return self._search(now, end)
@@ -192,8 +195,9 @@ class PollPlan:
         if self.bound is not None:  # the parked jobs older than the pending probe
             below -= bisect.bisect_right(self.parked, -self.bound, key=_negative)
         if below == 0:
-            if self.bound is not None:  # the vendor's boundary found: no search for a while
+            if self.bound is not None and self.stride == 0:  # nothing ended past the window: not for a while
                 self.probe_after = now + min(self.lead, self.interval)
+            self.burst = self.bound is not None and self.stride >= max(BURST, 4 * self._window(now))
             self.bound, self.stride = None, 0
             return self._admit(now, now if freed is None else freed)
         offset = min(self.stride, below - 1) if self.bound is None else below // 2
@@ -232,6 +236,8 @@ class PollPlan:
             index = self.parked.pop()
             self.started[index] = freed
             self.first_due[index] = max(now, freed + self.lead)
+            if self.burst and len(self.started) == 1:  # where a burst stopped: watched (see pending)
+                self.first_due[index] = min(self.first_due[index], now + self.interval / WATCH)
             due.append(self._at(self.first_due[index], index))
             freed = now
         return due
