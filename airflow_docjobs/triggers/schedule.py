@@ -53,7 +53,8 @@ class PollPlan:
       means every older parked job most likely ended too: they are swept (polled at once, outside the
       window, which they do not widen); from :data:`BURST` jobs on, the window's older jobs are polled at
       once too. A probe found pending bounds the search, which halves towards the oldest parked job
-      until it finds the boundary; then no search starts for ``min(lead, interval)``. So 10,000 jobs that
+      until it finds the boundary; then, if nothing ended past the window, no search starts for
+      ``min(lead, interval)``. So 10,000 jobs that
       ended together cost about 28 probes in a row, and their polls. No job is let in while a search
       runs; a probe whose poll fails is asked again later, with the swept, and the search goes on.
     * **First poll after ``lead`` seconds.** A job let in is first polled ``lead`` seconds later. The lead
@@ -66,7 +67,9 @@ class PollPlan:
       ``interval / WATCH``). A job the vendor says has not started (a share done of 0) cannot end
       before the shortest time a job has taken: it is asked again after that, if longer than the
       interval. While no job of the window has ended for ``lead`` seconds, the oldest pending one is
-      asked :data:`WATCH` times an interval: it ends first, and starts the search for the rest.
+      asked :data:`WATCH` times an interval: it ends first, and starts the search for the rest. So is
+      the job where a burst stopped (a search that swept more than four windows), from a quarter interval
+      after it is let in until a job of the window ends: the next burst most likely ends with it.
     """
 
     def __init__(self, order: list[int], start: float, interval: float, tick: float) -> None:
