@@ -43,7 +43,7 @@ NOT_TAKEN_STATUSES = frozenset({429, 503})
 NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # How an async call waits out a backoff: ``asyncio.sleep``, unless the task it runs in says otherwise. A
 # batch's trigger lends the poll's slot to another job's poll meanwhile (``_Batch._backoff``): a vendor
-# answering 503 to 1 % of polls would otherwise keep half of a batch's slots asleep.
+# answering 503 to 1 % of polls would otherwise keep several of a batch's slots asleep.
 BACKOFF_SLEEP: ContextVar[Callable[[float], Awaitable[None]]] = ContextVar(
     "docjobs_backoff_sleep", default=asyncio.sleep
 )
