@@ -27,16 +27,14 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
 import pendulum
-from cryptography.fernet import Fernet
 
 sys.path.insert(0, str(Path(__file__).parent))
-from soak import FAULTS, HOOK, first_event, inject_faults, start_emulator
+from soak import FAULTS, HOOK, emulator_home, first_event, inject_faults
 
 NO_429 = tuple(f for f in FAULTS if f["status"] != 429)
 CASES = (
@@ -123,23 +121,8 @@ def main() -> int:
     parser.add_argument("--fault-percent", type=float, default=1.0)
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "fetch-rate.json")
     args = parser.parse_args()
-    emulator, url, ca = start_emulator()
-    with tempfile.TemporaryDirectory(prefix="docjobs-fetch-") as tmp:
-        os.environ["AIRFLOW_HOME"] = tmp
-        os.environ["AIRFLOW__CORE__FERNET_KEY"] = Fernet.generate_key().decode()
-        os.environ["AIRFLOW_CONN_DOCIMPRINT_DEFAULT"] = json.dumps(
-            {
-                "conn_type": "docimprint",
-                "host": f"{url}/docimprint",
-                "password": "emulator",
-                "extra": {"ca_bundle": ca},
-            }
-        )
-        try:
-            cases = asyncio.run(run(url, ca, Path(tmp) / "results", args))
-        finally:
-            emulator.kill()
-            emulator.wait(10)
+    with emulator_home("docjobs-fetch-") as (url, ca, home):
+        cases = asyncio.run(run(url, ca, home / "results", args))
     base = {c["case"]: c["jobs_per_s_99"] for c in cases}
     result = {
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import itertools
 import json
@@ -39,10 +40,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pendulum
 from cryptography.fernet import Fernet
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 HOOK = "airflow_docjobs.hooks.docimprint.DocimprintHook"
 FAULTS = (
@@ -68,6 +73,33 @@ def start_emulator() -> tuple[subprocess.Popen, str, str]:
         if "listening on" in line:
             return emulator, line.split()[-1], ca
     raise SystemExit("the emulator did not start")
+
+
+@contextlib.contextmanager
+def emulator_home(prefix: str) -> Iterator[tuple[str, str, Path]]:
+    """
+    The TLS emulator as a subprocess and a throwaway Airflow home: (its URL, its CA file, the home).
+
+    The home has a Fernet key (a large batch's job list is stored encrypted with it, as a deployment has
+    one) and ``docimprint_default`` pointing at the emulator.
+    """
+    emulator, url, ca = start_emulator()
+    try:
+        with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+            os.environ["AIRFLOW_HOME"] = tmp
+            os.environ["AIRFLOW__CORE__FERNET_KEY"] = Fernet.generate_key().decode()
+            os.environ["AIRFLOW_CONN_DOCIMPRINT_DEFAULT"] = json.dumps(
+                {
+                    "conn_type": "docimprint",
+                    "host": f"{url}/docimprint",
+                    "password": "emulator",
+                    "extra": {"ca_bundle": ca},
+                }
+            )
+            yield url, ca, Path(tmp)
+    finally:
+        emulator.kill()
+        emulator.wait(10)
 
 
 async def first_event(trigger: object) -> object:
@@ -304,25 +336,9 @@ def main() -> int:
     if args.output is None:
         name = "soak.json" if args.waits == 10_000 else f"soak-{args.waits}.json"
         args.output = Path(__file__).parent / name
-    emulator, url, ca = start_emulator()
-    with tempfile.TemporaryDirectory(prefix="docjobs-soak-") as tmp:
-        args.store = Path(tmp) / "results"
-        os.environ["AIRFLOW_HOME"] = tmp
-        # A large batch's job list is stored encrypted with Airflow's Fernet key, as a deployment has one.
-        os.environ["AIRFLOW__CORE__FERNET_KEY"] = Fernet.generate_key().decode()
-        os.environ["AIRFLOW_CONN_DOCIMPRINT_DEFAULT"] = json.dumps(
-            {
-                "conn_type": "docimprint",
-                "host": f"{url}/docimprint",
-                "password": "emulator",
-                "extra": {"ca_bundle": ca},
-            }
-        )
-        try:
-            result = asyncio.run(soak(args, url, ca))
-        finally:
-            emulator.kill()
-            emulator.wait(10)
+    with emulator_home("docjobs-soak-") as (url, ca, home):
+        args.store = home / "results"
+        result = asyncio.run(soak(args, url, ca))
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     print(args.output)  # the last line: where make soak reads the figures
