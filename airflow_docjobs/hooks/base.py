@@ -54,6 +54,8 @@ if TYPE_CHECKING:
 
 # Requests one poll may take: the poll and the redirects to its result (Mindee needs one).
 MAX_POLL_REQUESTS = 4
+# Guards the first sync call's making of a hook's per-thread record (a list submit calls from threads).
+_CALLS_LOCK = threading.Lock()
 
 E = TypeVar("E", bound=DocJobsError)
 
@@ -108,11 +110,19 @@ class DocJobsHook(BaseHook):
         self.conn_id = conn_id or self.default_conn_name
         self._settings: ConnSettings | None = None
         self._client: httpx.Client | None = None
-        # Per thread, what the last sync call went through (a list submit runs calls in threads).
-        self._calls = threading.local()
+        # Per thread, what the last sync call went through (a list submit runs calls in threads); made by
+        # the first sync call: a trigger's hook, one per waiting job, makes none.
+        self._thread_calls: threading.local | None = None
         self._pool: transport.AsyncPool | None = None
         self._pool_lock: asyncio.Lock | None = None  # made by the first apool() (a trigger's hook: none)
         self._async_client: httpx.AsyncClient | None = None
+
+    @property
+    def _calls(self) -> threading.local:
+        if self._thread_calls is None:
+            with _CALLS_LOCK:
+                self._thread_calls = self._thread_calls or threading.local()
+        return self._thread_calls
 
     def error(self, cls: type[E], summary: str, **details: Any) -> E:
         """A typed error naming this hook's vendor and connection, with the secret scrubbed from it."""
@@ -175,6 +185,7 @@ class DocJobsHook(BaseHook):
             if self._pool is None:
                 self._pool = await transport.acquire((self.conn_type, self.conn_id), self._aload)
                 self._settings = self._pool.settings
+        self._pool_lock = None  # later calls find the pool; a waiting trigger's hook keeps no lock
         return self._pool
 
     async def aget_conn(self) -> httpx.AsyncClient:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import heapq
 import json
 import math
@@ -136,7 +137,7 @@ class DocJobTrigger(BaseTrigger):
             unseal(self.sealed) if self.sealed is not None else {"job": self.job, "jobs": self.jobs}
         )
         if refs.get("job") is not None:
-            return JobList(dict(refs["job"]), [], []), True
+            return JobList(dict(refs["job"]), (), ()), True
         return self.unpack(refs["jobs"]), False
 
     @staticmethod
@@ -182,6 +183,17 @@ class DocJobTrigger(BaseTrigger):
         columns = [list(column) for column in zip(*rows, strict=True)] if keys else []
         return JobList(common, keys, columns, len(rows))
 
+    @property
+    def log(self) -> Any:
+        """
+        One logger for every instance of the class.
+
+        ``LoggingMixin`` makes a logger per instance, some 15 objects the garbage collector walks for each
+        waiting trigger; Airflow's triggerer routes a trigger's lines to its task's log by context, not by
+        logger (``bind_log_contextvars`` in ``TriggerRunner.run_trigger``).
+        """
+        return type(self).logger()
+
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """The trigger's class path and keyword arguments, as Airflow stores them."""
         kwargs: dict[str, Any] = {
@@ -201,8 +213,10 @@ class DocJobTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll until every job ended or the deadline passed; yield one small event."""
         hook = self._hook_type(**{self._hook_type.conn_name_attr: self.conn_id})
-        async with hook:
+        try:
             event = await _Batch(self, hook).run()
+        finally:  # as ``async with hook``, without holding its bound __aexit__ while the jobs wait
+            await hook.aclose()
         yield TriggerEvent(event)  # type: ignore[no-untyped-call]  # TriggerEvent.__init__ is unannotated
 
 
@@ -215,7 +229,7 @@ class JobList:
     """
 
     def __init__(
-        self, common: dict[str, Any], keys: list[str], columns: list[list[Any]], count: int = 1
+        self, common: dict[str, Any], keys: Sequence[str], columns: Sequence[Sequence[Any]], count: int = 1
     ) -> None:
         self.common, self.keys, self.columns, self.count = common, keys, columns, count
 
@@ -243,6 +257,10 @@ class JobList:
 
 class _Batch:
     """One run of a trigger: the schedule of polls, the landing of results, the event that ends it."""
+
+    # A batch's polls in flight, its own set made by _drive. A single job polls in the driver's task and
+    # leaves this shared empty one alone: a waiting single job makes no set (nor closure) of its own.
+    running: set[asyncio.Task[None]] = set()
 
     def __init__(self, trigger: DocJobTrigger, hook: DocJobsHook) -> None:
         self.trigger = trigger
@@ -337,15 +355,14 @@ class _Batch:
 
     async def _drive(self) -> None:
         """Start each poll when it is due, at most MAX_IN_FLIGHT at a time, until nothing is left to poll."""
-        running: set[asyncio.Task[None]] = set()
         if not self.single:  # a batch polls by its plan (schedule.py): the first window now, the rest later
             order = [index for _, index in self.schedule]  # built in due order off the loop (_prepare)
             start = self.schedule[0][0] if self.schedule else self.loop.time()
             self.plan = PollPlan(order, start, self.interval, self.tick)
             self.schedule = self.plan.initial()
             heapq.heapify(self.schedule)
-            self.slots, self.lent = asyncio.Semaphore(MAX_IN_FLIGHT), set()
-        while self.ended is None and (self.schedule or running):
+            self.slots, self.lent, self.running = asyncio.Semaphore(MAX_IN_FLIGHT), set(), set()
+        while self.ended is None and (self.schedule or self.running):
             now = self.loop.time()
             if now >= self.deadline:
                 break
@@ -360,18 +377,23 @@ class _Batch:
                 continue
             await self.slots.acquire()
             task = self.loop.create_task(self._poll(index))
-            running.add(task)
-            task.add_done_callback(lambda t: self._done(t, running))
-        for task in list(running):
+            self.running.add(task)
+            task.add_done_callback(self._done)
+        for task in list(self.running):
             task.cancel()
-        if running:
-            await asyncio.gather(*running, return_exceptions=True)
-        if self.plan is not None:  # parked jobs are pending too (the timeout event counts them)
-            scheduled = [(due, index) for due, index in self.schedule if self.plan.next.get(index) == due]
-            self.schedule = scheduled + [(self.deadline, index) for index in self.plan.remaining()]
+        if self.running:
+            await asyncio.gather(*self.running, return_exceptions=True)
+        if self.plan is not None:
+            self._park(self.plan)
 
-    def _done(self, task: asyncio.Task[None], running: set[asyncio.Task[None]]) -> None:
-        running.discard(task)
+    def _park(self, plan: PollPlan) -> None:
+        """What a batch left pending: its scheduled polls and its parked jobs (the timeout event counts them)."""
+        # Not in _drive: a comprehension there would give every waiting trigger's coroutine a closure cell.
+        scheduled = [(due, index) for due, index in self.schedule if plan.next.get(index) == due]
+        self.schedule = scheduled + [(self.deadline, index) for index in plan.remaining()]
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.running.discard(task)
         if task in self.lent:  # ended (cancelled) while its slot was lent: nothing to give back
             self.lent.discard(task)
         else:
@@ -389,7 +411,7 @@ class _Batch:
         when = self.deadline if due is None else min(self.deadline, math.ceil(due / self.tick) * self.tick)
         self.wake = self.loop.create_future()
         self.waking_at = when
-        timer = self.loop.call_at(when, _settle, self.wake)
+        timer = self.loop.call_at(when, _settle, self.wake, context=_NO_CONTEXT)
         try:
             await self.wake
         finally:
@@ -490,6 +512,10 @@ class _Batch:
         self.ended = {"status": status, "error_type": type(exc).__name__, "message": message}
         if self.wake is not None:
             _settle(self.wake)
+
+
+# The wake-up timers' context: call_at would copy the caller's for each, which _settle does not use.
+_NO_CONTEXT = contextvars.Context()
 
 
 def _settle(future: asyncio.Future[None]) -> None:
