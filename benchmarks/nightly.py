@@ -219,6 +219,8 @@ def measure(tmp: Path, documents: int, sample: int, setting: Setting, log: Any =
                 f"{prefix}requests_per_document": requests / count,
                 f"{prefix}worst_lag_s": lags["worst_lag_s"],
                 f"{prefix}median_lag_s": lags["median_lag_s"],
+                f"{prefix}p99_lag_s": lags["p99_lag_s"],
+                f"{prefix}worst_lag_job_ended_s": lags["worst_ended_s"],  # after the first poll answered
                 # Where the wall time went: Airflow's CLI start and exit around the run; in the run, the
                 # vendor's own span (first submit to last end) and the rest (task start-up before the
                 # first submit, finding the last job, the sensor's end).
@@ -234,6 +236,7 @@ def measure(tmp: Path, documents: int, sample: int, setting: Setting, log: Any =
                 f" tasks: {facts['task_s']}), {facts['task_instances']} task instances,"
                 f" {requests} vendor requests"
                 f" ({requests / count:.2f}/document, floor {FLOOR}), lag worst {lags['worst_lag_s']:.2f} s"
+                f" (its job ended {lags['worst_ended_s']:.2f} s after the first poll) p99 {lags['p99_lag_s']:.2f} s"
                 f" median {lags['median_lag_s']:.2f} s, load {load:.1f}"
             )
     if sample:

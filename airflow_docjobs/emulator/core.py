@@ -290,13 +290,18 @@ class Emulator:
 
         A job that ended before the first poll answered since the last reset counts from that poll: no
         one was waiting yet (a batch still being submitted). ``jobs`` counts the jobs, ``found`` those a
-        poll has answered ended; worst and median in seconds. ``vendor_span_s`` is the vendor's own time,
+        poll has answered ended; worst, 99th percentile and median in seconds, and when the worst one ended. ``vendor_span_s`` is the vendor's own time,
         from the first job's submit to the last one's end, and ``found_after_span_s`` how long after that
         the last job was found ended: with both, a client's run splits into the vendor's time and its own.
         """
         jobs = {id(job): job for job in self.jobs.values()}.values()
         since = self.first_answered or 0.0
-        lags = sorted(j.answered_ended - max(j.finished, since) for j in jobs if j.answered_ended is not None)
+        found_ends = sorted(
+            (j.answered_ended - max(j.finished, since), j.finished - since)
+            for j in jobs
+            if j.answered_ended is not None
+        )
+        lags = [lag for lag, _ in found_ends]
         middle = len(lags) // 2
         median = (lags[middle] + lags[~middle]) / 2 if lags else None
         first = min((j.submitted for j in jobs), default=None)
@@ -306,6 +311,10 @@ class Emulator:
             "jobs": len(jobs),
             "found": len(lags),
             "worst_lag_s": lags[-1] if lags else None,
+            # When the worst-found job ended, from the first poll (negative: before it, so its lag counts
+            # from that poll): tells a job found late at the start from one lost in the tail.
+            "worst_ended_s": found_ends[-1][1] if found_ends else None,
+            "p99_lag_s": lags[int(0.99 * (len(lags) - 1))] if lags else None,
             "median_lag_s": median,
             "vendor_span_s": last - first if first is not None and last is not None else None,
             "found_after_span_s": max(found) - last if found and last is not None else None,
