@@ -170,8 +170,8 @@ async def test_a_waiting_single_job_costs_the_collector_few_objects(frozen):
 
     import httpx
 
-    with httpx.Client(base_url=frozen.url) as client:
-        answer = client.post("/_emulator/bulk", json={"vendor": "docimprint", "count": 300})
+    async with httpx.AsyncClient(base_url=frozen.url) as client:
+        answer = await client.post("/_emulator/bulk", json={"vendor": "docimprint", "count": 300})
     jobs = [DocimprintHook.job_reference(ref) for ref in answer.json()["references"]]
 
     async def waiting(count: int) -> int:
