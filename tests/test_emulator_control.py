@@ -260,6 +260,7 @@ async def test_job_durations_spread_and_lags_are_reported(client, emu):
     assert lags["worst_lag_s"] == lags["median_lag_s"] == pytest.approx(3.5 - durations[0])
     assert lags["p99_lag_s"] == lags["worst_lag_s"]
     assert lags["worst_ended_s"] == pytest.approx(durations[0])  # after the first answer, at 0
+    assert lags["worst_lag_ended_later_s"] == lags["worst_lag_s"]
     # No concurrency limit: every job started at once, so the vendor's span is its longest job.
     assert lags["vendor_span_s"] == pytest.approx(max(durations))
     assert lags["found_after_span_s"] == pytest.approx(3.5 - max(durations))

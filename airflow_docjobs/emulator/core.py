@@ -290,8 +290,8 @@ class Emulator:
 
         A job that ended before the first poll answered since the last reset counts from that poll: no
         one was waiting yet (a batch still being submitted). ``jobs`` counts the jobs, ``found`` those a
-        poll has answered ended; worst, 99th percentile and median in seconds, and when the worst one
-        ended. ``vendor_span_s`` is the vendor's own time, from the first job's submit to the last one's
+        poll has answered ended; worst, 99th percentile and median in seconds, when the worst one ended,
+        and the worst of those that ended after the first poll. ``vendor_span_s`` is the vendor's own time, from the first job's submit to the last one's
         end, and ``found_after_span_s`` how long after that the last job was found ended: with both, a
         client's run splits into the vendor's time and its own.
         """
@@ -316,6 +316,8 @@ class Emulator:
             # from that poll): tells a job found late at the start from one lost in the tail.
             "worst_ended_s": found_ends[-1][1] if found_ends else None,
             "p99_lag_s": lags[int(0.99 * (len(lags) - 1))] if lags else None,
+            # The worst of the jobs that ended after the first poll: a batch's backlog left out.
+            "worst_lag_ended_later_s": max((lag for lag, ended in found_ends if ended > 0), default=None),
             "median_lag_s": median,
             "vendor_span_s": last - first if first is not None and last is not None else None,
             "found_after_span_s": max(found) - last if found and last is not None else None,
