@@ -291,9 +291,10 @@ class Emulator:
         A job that ended before the first poll answered since the last reset counts from that poll: no
         one was waiting yet (a batch still being submitted). ``jobs`` counts the jobs, ``found`` those a
         poll has answered ended; worst, 99th percentile and median in seconds, when the worst one ended,
-        and the worst of those that ended after the first poll. ``vendor_span_s`` is the vendor's own time, from the first job's submit to the last one's
-        end, and ``found_after_span_s`` how long after that the last job was found ended: with both, a
-        client's run splits into the vendor's time and its own.
+        and the worst of those that ended after the first poll. ``vendor_span_s`` is the vendor's own
+        time, from the first job's submit to the last one's end, and ``found_after_span_s`` how long after
+        that the last job was found ended: with both, a client's run splits into the vendor's time and
+        its own.
         """
         jobs = {id(job): job for job in self.jobs.values()}.values()
         since = self.first_answered or 0.0
