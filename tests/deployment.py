@@ -41,6 +41,8 @@ VENDORS = CONN_TYPES
 # any occurrence of it on Airflow's side (a log, a file, a database row) is a leak.
 SECRET = f"djkey-{secrets.token_hex(12)}"
 STOP_TIMEOUT = 30
+# The emulator keeps every request of a deployment run (tens of thousands), so a test can count them all.
+JOURNAL_LIMIT = 1_000_000
 
 
 def free_port() -> int:
@@ -140,6 +142,7 @@ class Emulator(Component):
     def __init__(self, work: Path, processing_seconds: float, concurrency: int = 0):
         argv = [sys.executable, "-m", "airflow_docjobs.emulator", "--port", "0", "--api-key", SECRET]
         argv += ["--processing-seconds", str(processing_seconds), "--concurrency", str(concurrency)]
+        argv += ["--journal-limit", str(JOURNAL_LIMIT)]
         super().__init__("emulator", argv, work / "emulator.log", None, work)
         self.port, deadline = 0, time.monotonic() + 120  # it imports Airflow: 30 s and more on busy cores
         while not self.port and time.monotonic() < deadline and self.exited() is None:
@@ -157,7 +160,12 @@ class Emulator(Component):
         return answer.json()
 
     def journal(self) -> list[dict[str, Any]]:
-        return self.control("GET", "requests")
+        """Every request so far; fails if the emulator dropped any (a count read first, then the journal)."""
+        count = self.control("GET", "stats")["requests"]
+        entries = self.control("GET", "requests")
+        if len(entries) < count:
+            pytest.fail(f"the emulator journal kept {len(entries)} of {count} requests: raise JOURNAL_LIMIT")
+        return entries
 
     def set_clock(self, frozen: bool) -> None:
         """

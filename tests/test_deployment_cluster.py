@@ -170,7 +170,8 @@ def test_one_vendor_submission_per_document_and_none_on_the_rerun(cluster):
     print(
         f"\nsubmits per route {dict(seen)}; documents {dict(expected)}; sent twice {dict(extra)} (at most "
         f"{dict(bound)} for the submits retried after the kill: {retried}); killed worker {out.killed_worker};"
-        f" Finovox submits within 5 s of the kill (seconds after it, client gone): {around}"
+        f" Finovox submits within 5 s of the kill (seconds after it, client gone): {around}; vendor requests"
+        f" {len(first)} in the runs, {len(rerun)} in the re-run"
     )
     if any(seen[key] < expected[key] for key in expected):
         problems.append(f"fewer submits than documents: {dict(seen)}, expected {dict(expected)}")

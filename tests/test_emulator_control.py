@@ -135,6 +135,7 @@ async def test_config_and_reset(client, emu):
         "review_seconds": 1.0,
         "concurrency": 4,
         "frozen_clock": False,
+        "journal_limit": 10_000,
     }
     assert (await client.post("/_emulator/config", json={"processing_seconds": "soon"})).status_code == 422
     assert (await client.post("/_emulator/config", json={"nope": 1})).status_code == 422
@@ -162,8 +163,8 @@ async def test_stats_count_requests_and_jobs_until_reset(client):
     assert (await client.get("/_emulator/stats")).json() == {"requests": 0, "jobs": 0}
 
 
-async def test_the_journal_is_capped_but_the_request_count_is_not(client, emu, monkeypatch):
-    monkeypatch.setattr("airflow_docjobs.emulator.core.JOURNAL_LIMIT", 2)
+async def test_the_journal_is_capped_but_the_request_count_is_not(client, emu):
+    emu.settings.journal_limit = 2
     for _ in range(3):
         await client.get("/docimprint/v1/jobs/job_x")
     assert len(emu.requests) == 2

@@ -32,6 +32,7 @@ SETTING_OPTIONS = (
         "concurrency",
         "jobs processing at once per vendor, later ones queue; 0 means unlimited",
     ),
+    ("--journal-limit", "journal_limit", "how many of the latest requests /_emulator/requests keeps"),
 )
 
 

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 VENDORS = CONN_TYPES
 # Redacted from the journal for every vendor, so a test can see that a secret was sent but never its value.
 SECRET_HEADERS = frozenset({"api-key", "authorization", "x-payment", "x-api-key"})
-JOURNAL_LIMIT = 10_000
 
 
 @dataclass
@@ -46,6 +45,7 @@ class EmulatorSettings:
     :param review_seconds: how long a myBiros human review takes after processing.
     :param concurrency: jobs processing at once per vendor, later ones queue; 0 means unlimited.
     :param frozen_clock: the clock only moves through ``Emulator.advance()``, not with wall time.
+    :param journal_limit: the request journal keeps this many of the latest requests (the count keeps all).
     """
 
     api_key: str = "emulator"
@@ -55,6 +55,7 @@ class EmulatorSettings:
     review_seconds: float = 2.0
     concurrency: int = 0
     frozen_clock: bool = False
+    journal_limit: int = 10_000
 
     def update(self, changes: dict[str, Any]) -> None:
         """Apply a JSON override; raise ``ValueError`` naming the first bad field and change nothing."""
@@ -420,6 +421,6 @@ class Emulator:
             "at": round(time.time(), 3),
         }
         self.requests.append(entry)
-        del self.requests[:-JOURNAL_LIMIT]
+        del self.requests[: -self.settings.journal_limit or None]
         self.request_count += 1
         return entry
