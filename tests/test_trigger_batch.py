@@ -13,6 +13,7 @@ import ssl
 
 import httpx
 import pendulum
+import pytest
 from conftest import copy_sample
 
 from airflow_docjobs.emulator import EmulatorSettings, Fault
@@ -176,8 +177,10 @@ async def test_every_trigger_of_a_connection_shares_one_pool(emulator, tmp_path)
     assert len(statuses) == 20
     for hook in hooks:
         await hook.aclose()
-    async with DocimprintHook() as again:  # the last user closed it; a new one opens again
-        assert (await again.apool()).users == 1
+    async with DocimprintHook() as again:  # the last user left within the linger: the same pool again
+        assert id(await again.apool()) in pools
+        assert again._pool is not None
+        assert again._pool.users == 1
 
 
 def test_a_large_batch_keeps_its_trigger_row_small(emulator, tmp_path):
@@ -238,4 +241,72 @@ async def test_a_hook_polled_concurrently_takes_the_pool_once_and_gives_it_back(
         assert pool is not None
         assert pool.users == 1
     assert pool.users == 0
+    assert pool.session is not None  # lingering for the next user (test_a_pool_outlives_its_last_user)
+
+
+async def test_a_pool_outlives_its_last_user_by_the_linger(emulator, monkeypatch):
+    """
+    Single-document triggers that end and start in turn share one pool: one connection lookup, its sockets
+    kept. Before, each trigger that found the pool without users opened its own: 1,000 single triggers
+    ending on their first poll over TLS made 901 handshakes and 32 lookups (benchmarks/pool_churn.py).
+    """
+    from airflow_docjobs.hooks import transport
+
+    monkeypatch.setattr(transport, "LINGER", 0.3)
+    lookups = []
+    load = DocimprintHook._aload
+
+    async def counted(self):
+        lookups.append(self.conn_id)
+        return await load(self)
+
+    monkeypatch.setattr(DocimprintHook, "_aload", counted)
+    jobs = submit_docimprint("a.pdf", "b.pdf")
+    emulator.reset_counters()
+    pools = []
+    for job in jobs:  # one after the other, as two sensors deferred a moment apart
+        async with DocimprintHook() as hook:
+            await hook.aget_job_status(job)
+            pools.append(hook._pool)
+    assert pools[0] is pools[1]
+    assert pools[0] is not None
+    assert lookups == ["docimprint_default"]
+    assert emulator.connections == 1
+    await asyncio.sleep(0.5)  # idle past the linger: closed, and a new user opens a new one
+    assert pools[0].session is None
+    async with DocimprintHook() as hook:
+        await hook.aget_job_status(jobs[0])
+        assert hook._pool is not pools[0]
+    assert lookups == ["docimprint_default"] * 2
+
+
+def test_a_lingering_pool_closes_when_its_loop_ends(emulator):
+    """asyncio.run (dag.test runs each trigger so) cancels the linger, which closes the session first."""
+    jobs = submit_docimprint("a.pdf")
+
+    async def poll():
+        async with DocimprintHook() as hook:
+            await hook.aget_job_status(jobs[0])
+            return hook._pool
+
+    pool = asyncio.run(poll())
+    assert pool is not None
     assert pool.session is None
+
+
+async def test_a_refused_key_retires_the_pool(emulator):
+    """A rotated key: the trigger that met the refusal ends, and the next one reads the connection again."""
+    from airflow_docjobs.exceptions import VendorAuthError
+
+    jobs = submit_docimprint("a.pdf")
+    async with DocimprintHook() as first:
+        await first.aget_job_status(jobs[0])
+        emulator.state.faults.append(Fault(vendor="docimprint", path="/v1/jobs/", status=402, times=1))
+        with pytest.raises(VendorAuthError):
+            await first.aget_job_status(jobs[0])
+        retired = first._pool
+        async with DocimprintHook() as second:
+            assert (await second.apool()) is not retired
+            assert (await second.aget_job_status(jobs[0])).state in ("pending", "succeeded")
+    assert retired is not None
+    assert retired.session is None

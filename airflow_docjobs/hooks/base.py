@@ -23,6 +23,7 @@ from tenacity import AsyncRetrying, Retrying
 
 from airflow_docjobs import __version__, metrics
 from airflow_docjobs.exceptions import (
+    REFUSED_KEY_STATUSES,
     DocJobsError,
     DocJobsInputError,
     VendorAPIError,
@@ -209,7 +210,7 @@ class DocJobsHook(BaseHook):
             self._client = None
 
     async def aclose(self) -> None:
-        """Leave the shared pool (the last user closes it)."""
+        """Leave the shared pool (it closes once it has had no user for ``transport.LINGER`` seconds)."""
         self._async_client = None
         if self._pool is not None:
             from airflow_docjobs.hooks import transport
@@ -306,6 +307,8 @@ class DocJobsHook(BaseHook):
             first: Outcome = exc
         else:
             if not transient(call, response):
+                if response.status_code in REFUSED_KEY_STATUSES:
+                    pool.retire()  # a rotated key: the next trigger reads the connection again
                 return response
             first = response
         return await AsyncRetrying(sleep=backoff_sleep, **RetryRules(self, attempts, pool.pause).arguments())(

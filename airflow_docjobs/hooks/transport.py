@@ -4,7 +4,10 @@ The async side of the hooks: one pooled HTTP session per connection and event lo
 A triggerer runs all its triggers in one event loop. A thousand deferred sensors polling through the same
 connection must cost a thousand requests per round, not a thousand clients, TLS contexts and handshakes,
 so :func:`acquire` hands every hook of one connection in one loop the same :class:`AsyncPool` (reference
-counted, closed when its last user leaves). The connection is looked up once per pool, not per trigger.
+counted). The connection is looked up once per pool, not per trigger. A pool outlives its last user by
+:data:`LINGER` seconds: single-document triggers that end and start in turn (mapped sensors deferring as
+their workers get to them) reuse one lookup and its sockets, not one pool, lookup and TLS handshakes each.
+A pool whose key the vendor refused takes no new user, so the next one reads the connection again.
 
 Requests stay ``httpx.Request`` / ``httpx.Response`` (Airflow's own client, and what the vendor modules
 read); they travel over aiohttp. Measured on this project's machines with 1,000 concurrent waits over TLS
@@ -30,6 +33,8 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
 
 _CHUNK = 64 * 1024
+# Seconds a pool stays open after its last user left, for the next one (a trigger's poll interval, by default).
+LINGER = 30.0
 
 
 class AsyncPool:
@@ -47,6 +52,8 @@ class AsyncPool:
         self.session: aiohttp.ClientSession | None = None
         self._paused_until = 0.0
         self._ready: asyncio.Future[None] | None = None
+        self.idle_since = 0.0  # the loop's time when the last user left
+        self.closer: asyncio.Task[None] | None = None  # closes it once idle for LINGER seconds
 
     async def open(self, load: Callable[[], Awaitable[tuple[Any, ssl.SSLContext | bool]]]) -> None:
         """Read the settings and open the session once; concurrent first users wait for the same open."""
@@ -126,6 +133,16 @@ class AsyncPool:
             response.request = request()
         return response
 
+    def retire(self) -> None:
+        """
+        Take no new user: the vendor refused the key, so the next user opens a pool that reads it again.
+
+        The users it has keep it until they leave; the last one closes it.
+        """
+        pools = _POOLS.get(asyncio.get_running_loop(), {})
+        if pools.get(self.key) is self:
+            del pools[self.key]
+
     async def close(self) -> None:
         """Close the session, if open."""
         if self.session is not None:
@@ -175,14 +192,36 @@ async def acquire(
 
 
 async def release(pool: AsyncPool) -> None:
-    """Give a pool back; the last user closes it, so a rotated key is read again by the next one."""
+    """Give a pool back; once the last user left, it closes after :data:`LINGER` seconds without one."""
     pool.users -= 1
     if pool.users > 0:
         return
-    pools = _POOLS.get(asyncio.get_running_loop(), {})
-    if pools.get(pool.key) is pool:
-        del pools[pool.key]
-    await pool.close()
+    loop = asyncio.get_running_loop()
+    pools = _POOLS.get(loop, {})
+    if pools.get(pool.key) is not pool:  # retired: nobody can take it up again
+        await pool.close()
+        return
+    pool.idle_since = loop.time()
+    if pool.closer is None:
+        pool.closer = loop.create_task(_linger(pool, pools))
+
+
+async def _linger(pool: AsyncPool, pools: dict[tuple[str, str], AsyncPool]) -> None:
+    """Close ``pool`` once it has had no user for LINGER seconds, or when the loop shuts down."""
+    loop = asyncio.get_running_loop()
+    try:
+        due = pool.idle_since + LINGER
+        while (left := due - loop.time()) > 0:
+            await asyncio.sleep(left)
+            if pool.users:  # taken up again: its next idle spell starts another closer
+                return
+            due = pool.idle_since + LINGER  # left again meanwhile: idle since then
+    finally:  # on the loop's shutdown too (asyncio.run cancels this task): never an unclosed session
+        pool.closer = None
+        if pool.users == 0:
+            if pools.get(pool.key) is pool:
+                del pools[pool.key]
+            await pool.close()
 
 
 class PoolTransport(httpx.AsyncBaseTransport):
