@@ -304,11 +304,13 @@ class DocJobsHook(BaseHook):
         try:
             response = await attempt()
         except httpx.TransportError as exc:
+            if isinstance(exc, httpx.ConnectError):  # a host, port or CA the connection may since have fixed
+                pool.retire()
             first: Outcome = exc
         else:
             if not transient(call, response):
                 if response.status_code in REFUSED_KEY_STATUSES:
-                    pool.retire()  # a rotated key: the next trigger reads the connection again
+                    pool.retire()  # a rotated key: the next user reads the connection again
                 return response
             first = response
         return await AsyncRetrying(sleep=backoff_sleep, **RetryRules(self, attempts, pool.pause).arguments())(

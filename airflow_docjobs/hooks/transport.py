@@ -7,7 +7,8 @@ so :func:`acquire` hands every hook of one connection in one loop the same :clas
 counted). The connection is looked up once per pool, not per trigger. A pool outlives its last user by
 :data:`LINGER` seconds: single-document triggers that end and start in turn (mapped sensors deferring as
 their workers get to them) reuse one lookup and its sockets, not one pool, lookup and TLS handshakes each.
-A pool whose key the vendor refused takes no new user, so the next one reads the connection again.
+A pool whose key the vendor refused, or whose host it could not connect to, takes no new user: the next
+one reads the connection again.
 
 Requests stay ``httpx.Request`` / ``httpx.Response`` (Airflow's own client, and what the vendor modules
 read); they travel over aiohttp. Measured on this project's machines with 1,000 concurrent waits over TLS
@@ -135,9 +136,10 @@ class AsyncPool:
 
     def retire(self) -> None:
         """
-        Take no new user: the vendor refused the key, so the next user opens a pool that reads it again.
+        Take no new user: the next one opens a pool that reads the connection again.
 
-        The users it has keep it until they leave; the last one closes it.
+        Called when the vendor refused the key or the host could not be reached. The users it has keep it
+        until they leave; the last one closes it.
         """
         pools = _POOLS.get(asyncio.get_running_loop(), {})
         if pools.get(self.key) is self:
