@@ -205,10 +205,10 @@ async def release(pool: AsyncPool) -> None:
         return
     pool.idle_since = loop.time()
     if pool.closer is None:
-        pool.closer = loop.create_task(_linger(pool, pools))
+        pool.closer = loop.create_task(_linger(pool))
 
 
-async def _linger(pool: AsyncPool, pools: dict[tuple[str, str], AsyncPool]) -> None:
+async def _linger(pool: AsyncPool) -> None:
     """Close ``pool`` once it has had no user for LINGER seconds, or when the loop shuts down."""
     loop = asyncio.get_running_loop()
     try:
@@ -221,8 +221,7 @@ async def _linger(pool: AsyncPool, pools: dict[tuple[str, str], AsyncPool]) -> N
     finally:  # on the loop's shutdown too (asyncio.run cancels this task): never an unclosed session
         pool.closer = None
         if pool.users == 0:
-            if pools.get(pool.key) is pool:
-                del pools[pool.key]
+            pool.retire()
             await pool.close()
 
 
