@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib
+import sys
 import threading
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
     import ssl
     from collections.abc import Callable, Mapping
     from contextlib import AbstractContextManager
+    from types import ModuleType
 
     from airflow_docjobs.hooks import transport
 
@@ -176,10 +179,9 @@ class DocJobsHook(BaseHook):
 
     async def apool(self) -> transport.AsyncPool:
         """This loop's pool for the connection, shared with every other hook of the same connection."""
-        from airflow_docjobs.hooks import transport  # aiohttp: only where something waits (0.3 s to import)
-
         if self._pool is not None:
             return self._pool
+        transport = await _load_transport()
         # A batch's first polls ask for it at once: one of them acquires it, the others wait for it.
         self._pool_lock = self._pool_lock or asyncio.Lock()
         async with self._pool_lock:
@@ -192,9 +194,9 @@ class DocJobsHook(BaseHook):
     async def aget_conn(self) -> httpx.AsyncClient:
         """An ``httpx.AsyncClient`` over the connection's shared pool (no lookup, no handshake of its own)."""
         if self._async_client is None:
-            from airflow_docjobs.hooks import transport
-
             pool = await self.apool()
+            from airflow_docjobs.hooks import transport  # loaded by apool()
+
             self._async_client = httpx.AsyncClient(
                 base_url=pool.settings.base_url + "/",
                 headers=self._auth_headers,
@@ -461,3 +463,19 @@ class DocJobsHook(BaseHook):
 def _origin(url: str) -> tuple[str, str | None, int | None]:
     parts = urlsplit(url)
     return parts.scheme, parts.hostname, parts.port
+
+
+_TRANSPORT = "airflow_docjobs.hooks.transport"
+
+
+async def _load_transport() -> ModuleType:
+    """
+    ``hooks/transport.py`` (aiohttp: some 0.3 s to import), imported in a thread by the first poll.
+
+    Not by each trigger's start-up thread: a thousand triggers started together would all wait there for
+    the one import and come back to the loop at once (a 0.1 s block in ``make soak``).
+    """
+    module = sys.modules.get(_TRANSPORT)
+    if module is None or getattr(module.__spec__, "_initializing", False):  # not yet, or half-way in a thread
+        module = await asyncio.to_thread(importlib.import_module, _TRANSPORT)
+    return module

@@ -331,10 +331,6 @@ class _Batch:
         Only the batch's few lists are made, never an object per job but the schedule's entries, and a
         job's key is hashed only when something has landed already (a restarted trigger).
         """
-        # The pool's client (aiohttp, some 0.3 s to import) is loaded here, off the loop, not by the first
-        # poll on it; operators and sensors never load it.
-        from airflow_docjobs.hooks import transport  # noqa: F401
-
         jobs, single = self.trigger.references()
         todo: Sequence[int] = range(len(jobs))
         if self.store is not None and single:
