@@ -202,7 +202,11 @@ class DocJobSensor(BaseSensorOperator):
         if done:
             return done.xcom_value
         store = self.store(context)
-        pending = [job for job in self.jobs if store.landed(job) is None] if self.batch else self.jobs
+        if self.batch:  # one listing of the store, not a read per job (a request each on S3)
+            landed = store.landed_keys()
+            pending = [job for job in self.jobs if job_key(job) not in landed]
+        else:
+            pending = self.jobs
         deadline = pendulum.now("UTC").add(seconds=self.timeout)
         if self.trigger_queue:
             # Airflow (3.2+) gives the trigger the queue of the task instance that defers (ti.task is this
