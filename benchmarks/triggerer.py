@@ -207,7 +207,7 @@ def make_triggers(impl: str, ids: list[str], interval: float, store_dir: Path) -
     if impl in ("list", "single"):
         # The triggers' HTTP client (aiohttp), loaded once per triggerer process whatever the number of
         # waits, as HttpSensorTrigger's module loads it on import: before the first RSS reading, so the
-        # memory per wait is the waits', not a library's import (a trigger loads it in its start-up thread).
+        # memory per wait is the waits', not a library's import (a trigger loads it in a thread at its first poll).
         from airflow_docjobs.hooks import transport  # noqa: F401
     if impl == "list":
         # The batch's poll schedule (triggers/schedule.py) polls 16 jobs until one ends, and these never
