@@ -206,7 +206,7 @@ def measure(tmp: Path, documents: int, sample: int, setting: Setting, log: Any =
             if facts["state"] != "success":
                 raise SystemExit(f"{dag_id} ended {facts['state']}: {facts['ti_states']}; see {airflow_log}")
             requests = control(url, "/_emulator/stats")["requests"]
-            lags = control(url, "/_emulator/lags")
+            lags = control(url, f"/_emulator/lags?late_after={result['poll_interval_s']}")
             if lags["found"] != count:
                 raise SystemExit(f"{dag_id}: {lags['found']} of {count} jobs seen ended; see {airflow_log}")
             outside = wall - facts["run_s"]
@@ -230,6 +230,9 @@ def measure(tmp: Path, documents: int, sample: int, setting: Setting, log: Any =
                 f"{prefix}vendor_span_s": lags["vendor_span_s"],
                 f"{prefix}run_outside_vendor_span_s": facts["run_s"] - lags["vendor_span_s"],
                 f"{prefix}found_after_span_s": lags["found_after_span_s"],
+                # How many jobs were found later than one interval after their end; the first ten.
+                f"{prefix}late_count": lags["late_count"],
+                f"{prefix}late": lags["late"][:10],
                 f"{prefix}load_average": [load, os.getloadavg()[0]],
             }
             log(

@@ -31,22 +31,22 @@ def drive(ends: list[float], interval: float, latency: float, fail_every: int = 
     plan = PollPlan(list(range(len(ends))), interval, interval, POLL_TICK)
     due = plan.initial()
     heapq.heapify(due)
-    running: list[tuple[float, int, int]] = []  # (answered at, job, poll number)
+    running: list[tuple[float, int, int, float]] = []  # (answered at, job, poll number, sent at)
     found, sent, now = [math.nan] * len(ends), 0, 0.0
     while due or running:
         answer_at = running[0][0] if running else math.inf
         free = len(running) < MAX_IN_FLIGHT
         send_at = math.ceil(due[0][0] / POLL_TICK - 1e-9) * POLL_TICK if due and free else math.inf
         if answer_at <= send_at:
-            now, index, number = heapq.heappop(running)
+            now, index, number, at = heapq.heappop(running)
             failed = bool(fail_every) and number % fail_every == 0
-            for entry in answer(plan, index, now, ends, found, failed, share):
+            for entry in answer(plan, index, now, ends, found, failed, share, sent=at):
                 heapq.heappush(due, entry)
             continue
         when, index = heapq.heappop(due)
         if plan.current(when, index):
             now, sent = max(now, send_at), sent + 1
-            heapq.heappush(running, (now + latency, index, sent))
+            heapq.heappush(running, (now + latency, index, sent, now))
     lags = sorted(f - max(e, interval) for f, e in zip(found, ends, strict=True))
     late = sum(lag > interval for lag in lags)
     return round(sent / len(ends), 2), round(statistics.median(lags), 1), round(lags[-1], 1), late

@@ -265,3 +265,17 @@ async def test_job_durations_spread_and_lags_are_reported(client, emu):
     # No concurrency limit: every job started at once, so the vendor's span is its longest job.
     assert lags["vendor_span_s"] == pytest.approx(max(durations))
     assert lags["found_after_span_s"] == pytest.approx(3.5 - max(durations))
+    assert "late" not in lags
+    # ?late_after=: which jobs were found later than that after their end, with their polls.
+    late = (await client.get("/_emulator/lags", params={"late_after": 3.5 - durations[0] - 0.01})).json()
+    assert late["late_count"] == 1
+    assert late["late"] == [
+        {
+            "submitted": 0.0,
+            "started": 0.0,
+            "ended": pytest.approx(durations[0], abs=1e-3),
+            "found": 3.5,
+            "polls": 2,
+        }
+    ]
+    assert (await client.get("/_emulator/lags", params={"late_after": 3.5})).json()["late"] == []

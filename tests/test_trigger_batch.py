@@ -111,19 +111,55 @@ async def test_results_land_before_a_finovox_result_expires(emulator, tmp_path):
     assert quick["retrieve_token"] not in json.dumps(store.landed(quick))  # only its hash is kept
 
 
-async def test_the_first_poll_waits_one_interval_and_polls_spread_over_it(emulator, tmp_path):
+async def test_the_first_window_is_polled_at_once_one_interval_after_the_trigger_starts(emulator, tmp_path):
     emulator.state.settings.update({"processing_seconds": 60})
     jobs = submit_docimprint(*(f"{i}.pdf" for i in range(10)))
     emulator.state.requests.clear()
-    started = asyncio.get_running_loop().time()  # before the deadline is set, which it counts from
     trigger = batch_trigger(jobs, store_in(tmp_path), interval=1.0, seconds=1.45)
-    event = await first_event(trigger)
-    assert event["status"] == "timeout"
-    assert event["pending"] == 10
-    polls = len(emulator.state.requests)
-    # No poll in the first interval, then about half the batch in the next 0.45 s: spread, not a burst.
-    assert 2 <= polls <= 7, polls
-    assert asyncio.get_running_loop().time() - started >= 1.45
+    waiting = asyncio.ensure_future(first_event(trigger))
+    await asyncio.sleep(0.85)
+    assert not emulator.state.requests  # the sensor has just polled
+    await asyncio.sleep(0.4)
+    assert len(emulator.state.requests) >= 10  # the first window at once, not spread over an interval
+    event = await waiting
+    assert (event["status"], event["pending"]) == ("timeout", 10)
+
+
+async def test_a_batch_counts_its_first_polls_from_the_sensors_round(emulator, tmp_path):
+    """Deferred 0.6 s after its sensor's round began, a batch first polls 0.4 s later, not 1 s."""
+    emulator.state.settings.update({"processing_seconds": 60})
+    jobs = submit_docimprint(*(f"{i}.pdf" for i in range(10)))
+    emulator.state.requests.clear()
+    trigger = batch_trigger(jobs, store_in(tmp_path), interval=1.0, seconds=1.0)
+    trigger.polled_at = pendulum.now("UTC").subtract(seconds=0.6).isoformat()
+    assert trigger.serialize()[1]["polled_at"] == trigger.polled_at
+    waiting = asyncio.ensure_future(first_event(trigger))
+    await asyncio.sleep(0.2)
+    assert not emulator.state.requests
+    await asyncio.sleep(0.4)
+    assert len(emulator.state.requests) >= 10
+    assert (await waiting)["status"] == "timeout"
+
+
+async def test_a_batch_found_ended_at_once_lands_at_once_and_ends_an_interval_after_it_started(
+    emulator, tmp_path
+):
+    """
+    Its sensor's round long past, a batch polls as it starts and lands what ended; its event still waits
+    an interval from the start: a resume that soon meets Airflow's stale-executor-event race (design.md).
+    """
+    emulator.state.settings.update({"processing_seconds": 0})
+    jobs = submit_docimprint("a.pdf", "b.pdf")
+    store = store_in(tmp_path)
+    trigger = batch_trigger(jobs, store, interval=1.0)
+    trigger.polled_at = pendulum.now("UTC").subtract(seconds=5).isoformat()
+    started = asyncio.get_running_loop().time()
+    waiting = asyncio.ensure_future(first_event(trigger))
+    await asyncio.sleep(0.5)
+    assert all(store.has_landed(job) for job in jobs)
+    assert not waiting.done()
+    assert (await waiting)["status"] == "success"
+    assert asyncio.get_running_loop().time() - started >= 1.0
 
 
 async def test_a_429_slows_the_whole_batch(emulator, tmp_path):

@@ -93,7 +93,8 @@ async def _stats(request: Request) -> Response:
 
 
 async def _lags(request: Request) -> Response:
-    return JSONResponse(request.app.state.emulator.lags())
+    late_after = request.query_params.get("late_after")
+    return JSONResponse(request.app.state.emulator.lags(None if late_after is None else float(late_after)))
 
 
 async def _reset(request: Request) -> Response:

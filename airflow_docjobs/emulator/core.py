@@ -24,6 +24,8 @@ from airflow_docjobs.emulator.values import Seeded
 from airflow_docjobs.get_provider_info import CONN_TYPES
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from starlette.requests import Request
 
 # The vendors, in the order they are served; each name is also its URL prefix and its module's name.
@@ -175,6 +177,7 @@ class Job:
     seed: str = ""  # what the emulated values derive from (see ``seed_of``)
     data: dict[str, Any] = field(default_factory=dict)
     answered_ended: float | None = None  # Emulator.now() when a poll first answered that it ended
+    polls: int = 0  # polls that answered its state
 
     @property
     def failed(self) -> bool:
@@ -282,10 +285,11 @@ class Emulator:
         """Note that a poll answered ``job``'s state at ``now``: the first answer after it ended counts."""
         if self.first_answered is None:
             self.first_answered = now
+        job.polls += 1
         if job.answered_ended is None and job.done(now):
             job.answered_ended = now
 
-    def lags(self) -> dict[str, Any]:
+    def lags(self, late_after: float | None = None) -> dict[str, Any]:
         """
         How late clients learned that their jobs ended: the first poll answering it minus the job's end.
 
@@ -295,7 +299,9 @@ class Emulator:
         and the worst of those that ended after the first poll. ``vendor_span_s`` is the vendor's own
         time, from the first job's submit to the last one's end, and ``found_after_span_s`` how long after
         that the last job was found ended: with both, a client's run splits into the vendor's time and
-        its own.
+        its own. With ``late_after``, ``late`` lists (up to 200 of) the jobs found later than that after
+        their end, oldest first, and ``late_count`` how many: when each was submitted, started, ended and found (seconds from the first
+        poll), and how many polls answered it: where a client's schedule found jobs late.
         """
         jobs = {id(job): job for job in self.jobs.values()}.values()
         since = self.first_answered or 0.0
@@ -323,6 +329,30 @@ class Emulator:
             "median_lag_s": median,
             "vendor_span_s": last - first if first is not None and last is not None else None,
             "found_after_span_s": max(found) - last if found and last is not None else None,
+        } | (self._late(jobs, since, late_after) if late_after is not None else {})
+
+    @staticmethod
+    def _late(jobs: Iterable[Job], since: float, after: float) -> dict[str, Any]:
+        late = sorted(
+            (
+                j
+                for j in jobs
+                if j.answered_ended is not None and j.answered_ended - max(j.finished, since) > after
+            ),
+            key=lambda j: j.submitted,
+        )
+        return {
+            "late_count": len(late),
+            "late": [
+                {
+                    "submitted": round(j.submitted - since, 3),
+                    "started": round(j.started - since, 3),
+                    "ended": round(j.finished - since, 3),
+                    "found": round(j.answered_ended - since, 3),  # type: ignore[operator]
+                    "polls": j.polls,
+                }
+                for j in late[:200]
+            ],
         }
 
     def stats(self) -> dict[str, int]:

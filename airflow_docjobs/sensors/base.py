@@ -197,6 +197,7 @@ class DocJobSensor(BaseSensorOperator):
                 " (AIRFLOW__TRIGGERER__QUEUES_ENABLED) where the task runs",
             )
         # One round of polls first: jobs that already ended need no trigger.
+        polled_at = pendulum.now("UTC")
         with self.hook:
             done = self._first_poke(context)
         if done:
@@ -220,6 +221,7 @@ class DocJobSensor(BaseSensorOperator):
                 poll_interval=self.poke_interval,
                 max_consecutive_failures=self.max_consecutive_failures,
                 results=store.spec(),
+                polled_at=polled_at.isoformat() if self.batch else None,
                 **DocJobTrigger.job_kwargs(
                     self.hook_class,
                     self.conn_id,

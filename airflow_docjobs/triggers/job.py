@@ -7,6 +7,7 @@ import contextvars
 import heapq
 import json
 import math
+import time
 from typing import TYPE_CHECKING, Any
 
 import pendulum
@@ -58,8 +59,9 @@ class DocJobTrigger(BaseTrigger):
     result, since the triggerer logs event payloads and results hold personal data.
 
     The first poll waits one interval (the sensor has just polled before deferring; a single job's, up to
-    a tenth of an interval more, so that jobs deferred together do not all poll at once), and a batch's
-    polls are spread evenly over the interval, at most :data:`MAX_IN_FLIGHT` at a time. Every trigger of one
+    a tenth of an interval more, so that jobs deferred together do not all poll at once; a batch's, from
+    when the sensor's round began, ``polled_at``), and a batch's polls follow its plan (``schedule.py``),
+    at most :data:`MAX_IN_FLIGHT` at a time; no event comes within an interval of the start. Every trigger of one
     connection in a triggerer shares one pooled client (``hooks/transport.py``), and a ``429`` from the
     vendor pauses all of them. Transient poll failures (already retried by the hook) are counted; the wait
     ends after ``max_consecutive_failures`` in a row, and a healthy poll resets the count. A permanent
@@ -75,6 +77,10 @@ class DocJobTrigger(BaseTrigger):
     :param sealed: ``{"job": ...}`` or ``{"jobs": ...}`` encrypted with Airflow's Fernet key (:meth:`job_kwargs`).
     :param results: the results store, as ``ResultsStore.spec()`` gives it.
     :param max_consecutive_failures: transient poll failures in a row that end the wait.
+    :param polled_at: ISO 8601 time the sensor's poll round before deferring began (a batch's): its first
+        window is polled one interval after it, not one interval after the trigger starts, so a job that
+        ended just after that round is found within an interval; the event still waits one interval
+        from the trigger's start (see ``docs/design.md``, the stale-executor-event race).
     """
 
     def __init__(
@@ -89,6 +95,7 @@ class DocJobTrigger(BaseTrigger):
         sealed: str | None = None,
         results: dict[str, str] | None = None,
         max_consecutive_failures: int = 10,
+        polled_at: str | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]  # Airflow leaves BaseTrigger.__init__ unannotated
         if sum(given is not None for given in (job, jobs, sealed)) != 1:
@@ -103,6 +110,7 @@ class DocJobTrigger(BaseTrigger):
         self.sealed = sealed
         self.results = dict(results) if results else None
         self.max_consecutive_failures = int(max_consecutive_failures)
+        self.polled_at = _moment(polled_at).isoformat() if polled_at else None
         hook_type = import_string(hook_class)
         if not (isinstance(hook_type, type) and issubclass(hook_type, DocJobsHook)):
             raise TypeError(f"hook_class must name a DocJobsHook subclass, got {hook_class!r}")
@@ -204,6 +212,8 @@ class DocJobTrigger(BaseTrigger):
             "results": self.results,
             "max_consecutive_failures": self.max_consecutive_failures,
         }
+        if self.polled_at is not None:
+            kwargs["polled_at"] = self.polled_at
         if self.sealed is not None:
             kwargs["sealed"] = self.sealed
         else:
@@ -287,8 +297,14 @@ class _Batch:
 
     async def run(self) -> dict[str, Any]:
         trigger = self.trigger
-        # The first poll waits one interval from now: the sensor polled just before deferring.
-        start = self.loop.time() + self.interval
+        # The first poll waits one interval: the sensor polled just before deferring. A batch's counts from
+        # when the sensor's poll round began (its jobs found pending then are asked within an interval);
+        # the event never comes sooner than an interval from now (_quiet).
+        now = self.loop.time()
+        self.quiet_until = start = now + self.interval
+        if trigger.polled_at is not None:  # sent on the tick grid: within an interval of that round
+            since = -_seconds_until(trigger.polled_at)
+            start = now + min(self.interval, max(0.0, self.interval - self.tick - since))
         try:
             # Everything that grows with the batch (decrypting, reading a spilled job list, listing what
             # landed, hashing job references, building the schedule) runs off the loop, in one thread.
@@ -309,6 +325,7 @@ class _Batch:
             self.interval,
         )
         await self._drive()
+        await self._quiet()
         if self.ended is not None:
             return self.ended
         if pending := self._pending():
@@ -323,6 +340,17 @@ class _Batch:
         if self.single:
             return {"status": "success"}
         return {"status": "success", **self.counts, "already_landed": self.already_landed}
+
+    async def _quiet(self) -> None:
+        """
+        Hold the event until an interval after the trigger started (or the deadline).
+
+        A resume within a second or two of deferring meets Airflow's stale-executor-event race
+        (docs/design.md). Only a batch whose first polls, counted from the sensor's poll round, found
+        every job ended waits here.
+        """
+        if (wait := min(self.quiet_until, self.deadline) - self.loop.time()) > 0:
+            await asyncio.sleep(wait)
 
     def _prepare(self, start: float) -> tuple[JobList, bool, int, list[tuple[float, int]]]:
         """
@@ -438,6 +466,9 @@ class _Batch:
         job = self.jobs[index]
         if not self.single:  # this task's own context: the hook's retries of this poll lend its slot
             BACKOFF_SLEEP.set(self._backoff)
+        # The plan counts a batch's answers from when the poll was sent: the vendor answered for that
+        # moment (or a little later), whatever the round trip and the result's landing took after it.
+        sent = self.loop.time()
         try:
             status = await self.hook.aget_job_status(job)
         except VendorTransientError as exc:
@@ -467,7 +498,7 @@ class _Batch:
             if self.plan is None:
                 self._again(index, self.interval)
             else:
-                self._plan(self.plan.pending(index, self.loop.time(), status.fraction))
+                self._plan(self.plan.pending(index, sent, status.fraction))
             return
         if self.store is not None:
             # Persist before anything else: the vendor may delete the result (Finovox, after 60 minutes).
@@ -476,7 +507,9 @@ class _Batch:
         self.counts[status.state] += 1
         self.last_status = status
         if self.plan is not None:
-            self._plan(self.plan.ended(index, self.loop.time()))
+            # When the vendor says it ended, on the loop's clock: where the plan counts the next job from.
+            at = None if status.ended_at is None else status.ended_at - time.time() + self.loop.time()
+            self._plan(self.plan.ended(index, sent, at))
         if self.single:
             self.log("%s job (%s) %s", self.hook.vendor, self.hook.describe_job(job), status.state)
         else:

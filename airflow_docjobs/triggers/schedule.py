@@ -40,8 +40,8 @@ class PollPlan:
     * **Oldest first.** Jobs are taken in the batch's order (the submit's, which is the order the vendor
       accepted them); the rest are parked and cost nothing. A vendor runs its oldest jobs first, so a
       parked job is most likely one that has not started.
-    * **A window as wide as the vendor's work.** At first :data:`FIRST_WINDOW` jobs are polled, one
-      interval after the trigger starts (the sensor has just polled), spread over that interval. Then the
+    * **A window as wide as the vendor's work.** At first :data:`FIRST_WINDOW` jobs are polled, at once,
+      one interval after the sensor's poll round began (``start``: the sensor has just polled). Then the
       window holds :data:`WIDEN` times the jobs found ended in the last ``lead`` seconds (at least one):
       at the vendor's pace that is a quarter more than it runs at once, so the
       window grows until the batch ends as fast as the vendor works. Each job found ended lets the next
@@ -98,13 +98,12 @@ class PollPlan:
         self.burst = False
         self.probe_after = start
         self.first = [self.parked.pop() for _ in range(min(len(order), FIRST_WINDOW))]
-        count = max(1, len(self.first))
-        for n, index in enumerate(self.first):
+        for index in self.first:
             self.started[index] = None
-            self.first_due[index] = start + interval * n / count
+            self.first_due[index] = start
 
     def initial(self) -> list[Due]:
-        """The first window's polls: from the trigger's first poll time, spread over one interval."""
+        """The first window's polls, all at the trigger's first poll time."""
         return [self._at(self.first_due[i], i) for i in self.first]
 
     def remaining(self) -> list[int]:
@@ -148,8 +147,12 @@ class PollPlan:
             wait = min(wait, self.interval / WATCH)
         return [self._at(now + wait, index)]
 
-    def ended(self, index: int, now: float) -> list[Due]:
-        """A poll found job ``index`` ended: the jobs to let in or probe, with their first polls."""
+    def ended(self, index: int, now: float, at: float | None = None) -> list[Due]:
+        """
+        A poll found job ``index`` ended: the jobs to let in or probe, with their first polls.
+
+        ``at`` is when the vendor says it ended, if it does.
+        """
         if index == self.probe:  # every older parked job most likely ended too: sweep them
             self.probe, self.stride = None, 2 * self.stride + 1
             due = []
@@ -168,8 +171,11 @@ class PollPlan:
         first_due = self.first_due.pop(index, now)
         checked = self.checked.pop(index, None)
         # When it most likely ended: where the schedule expected it, when its first poll found it ended;
-        # half way from the last pending answer, when a re-check did.
+        # half way from the last pending answer, when a re-check did; when the vendor says, where it says
+        # (within what the polls saw: its clock may be off).
         end = min(now, first_due) if checked is None else (checked[0] + now) / 2
+        if at is not None:
+            end = min(now, max(at, -math.inf if checked is None else checked[0]))
         if started is not None:
             self.shortest = min(self.shortest, end - started)
             if checked is None:
