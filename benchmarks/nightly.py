@@ -230,9 +230,10 @@ def measure(tmp: Path, documents: int, sample: int, setting: Setting, log: Any =
                 f"{prefix}vendor_span_s": lags["vendor_span_s"],
                 f"{prefix}run_outside_vendor_span_s": facts["run_s"] - lags["vendor_span_s"],
                 f"{prefix}found_after_span_s": lags["found_after_span_s"],
-                # How many jobs were found later than one interval after their end; the first ten.
+                # How many jobs were found later than one interval after their end; the first twenty.
                 f"{prefix}late_count": lags["late_count"],
-                f"{prefix}late": lags["late"][:10],
+                f"{prefix}late": lags["late"][:20],
+                f"{prefix}polls_per_job": lags["polls"],
                 f"{prefix}load_average": [load, os.getloadavg()[0]],
             }
             log(

@@ -28,7 +28,6 @@ from airflow_docjobs.exceptions import (
 )
 from airflow_docjobs.hooks.base import MAX_POLL_REQUESTS
 from airflow_docjobs.hooks.biros import BirosHook
-from airflow_docjobs.hooks.calls import vendor_time
 from airflow_docjobs.hooks.docimprint import DocimprintHook
 from airflow_docjobs.hooks.finovox import FinovoxHook
 from airflow_docjobs.hooks.mindee import MindeeHook
@@ -175,21 +174,6 @@ def test_mindee_redirect_is_followed_with_credentials_on_the_same_host(emulator,
     assert "/documents/queue/" in queue["path"]
     assert document["path"].endswith(status.result["document"]["id"])
     assert document["authorized"]
-    # When Mindee says the job ended (inference.finished_at, naive UTC): the batch schedule counts from it.
-    submitted = next(job for job in emulator.state.jobs.values() if job.vendor == "mindee")
-    assert status.ended_at == pytest.approx(submitted.wall(submitted.finished).timestamp(), abs=1e-3)
-
-
-@pytest.mark.parametrize(
-    ("printed", "seconds"),
-    [
-        ("2026-12-04T05:00:00.250000", 1796360400.25),
-        ("2026-12-04T06:00:00+01:00", 1796360400.0),
-        ("soon", None),
-    ],
-)
-def test_vendor_times_are_read_as_utc_when_naive(printed, seconds):
-    assert vendor_time(printed) == seconds
 
 
 def test_a_redirect_without_location_is_a_vendor_error(emulator):

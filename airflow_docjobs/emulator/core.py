@@ -16,6 +16,7 @@ import hashlib
 import heapq
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -329,6 +330,8 @@ class Emulator:
             "median_lag_s": median,
             "vendor_span_s": last - first if first is not None and last is not None else None,
             "found_after_span_s": max(found) - last if found and last is not None else None,
+            # How many jobs were answered by how many polls: where the requests per job went.
+            "polls": dict(sorted(Counter(j.polls for j in jobs).items())),
         } | (self._late(jobs, since, late_after) if late_after is not None else {})
 
     @staticmethod

@@ -12,7 +12,6 @@ import json
 import re
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
@@ -82,8 +81,6 @@ class JobStatus:
     :param code: on failure, the vendor's structured error code, if it gives one.
     :param fraction: while pending, the share of the work done (0 to 1), if the vendor says
         (docimprint's ``progress_pct``); the batch's poll schedule asks again sooner when it is high.
-    :param ended_at: once ended, when the vendor says it ended (POSIX seconds; Mindee's
-        ``inference.finished_at``); the batch's poll schedule counts the next job's start from it.
     """
 
     state: Literal["pending", "succeeded", "failed"]
@@ -92,23 +89,11 @@ class JobStatus:
     progress: str | None = None
     code: str | None = None
     fraction: float | None = None
-    ended_at: float | None = None
 
     @property
     def terminal(self) -> bool:
         """Whether the job has ended, in success or failure."""
         return self.state != PENDING
-
-
-def vendor_time(value: Any) -> float | None:
-    """A vendor's ISO 8601 timestamp as POSIX seconds (naive means UTC, as Mindee prints); None if not one."""
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def vendor_message(body: Any) -> str | None:

@@ -17,7 +17,6 @@ from airflow_docjobs.hooks.calls import (
     JobStatus,
     parse_body,
     vendor_message,
-    vendor_time,
 )
 
 if TYPE_CHECKING:
@@ -149,9 +148,7 @@ class MindeeHook(DocJobsHook):
         body = self.check(response, job_id)
         state = (body.get("job") or {}).get("status") if isinstance(body, dict) else None
         if isinstance(body, dict) and body.get("document"):
-            inference = body["document"].get("inference") if isinstance(body["document"], dict) else None
-            ended = vendor_time(inference.get("finished_at")) if isinstance(inference, dict) else None
-            return JobStatus(SUCCEEDED, result=body, ended_at=ended)
+            return JobStatus(SUCCEEDED, result=body)
         if state == "failed":
             error = body["job"].get("error") or {}
             code = error.get("code") if isinstance(error, dict) else None

@@ -7,7 +7,6 @@ import contextvars
 import heapq
 import json
 import math
-import time
 from typing import TYPE_CHECKING, Any
 
 import pendulum
@@ -302,7 +301,7 @@ class _Batch:
         # the event never comes sooner than an interval from now (_quiet).
         now = self.loop.time()
         self.quiet_until = start = now + self.interval
-        if trigger.polled_at is not None:  # sent on the tick grid: within an interval of that round
+        if trigger.polled_at is not None:  # a tick early: the round's answers came after it began
             since = -_seconds_until(trigger.polled_at)
             start = now + min(self.interval, max(0.0, self.interval - self.tick - since))
         try:
@@ -390,7 +389,7 @@ class _Batch:
             now = self.loop.time()
             if now >= self.deadline:
                 break
-            if not self.schedule or self.schedule[0][0] > now:
+            if not self.schedule or self._grid(self.schedule[0][0]) > now:
                 await self._sleep(self.schedule[0][0] if self.schedule else None)
                 continue
             due, index = heapq.heappop(self.schedule)
@@ -425,14 +424,19 @@ class _Batch:
         if not self.schedule and self.wake is not None:
             _settle(self.wake)  # the driver waits for the last polls to end
 
-    async def _sleep(self, due: float | None) -> None:
+    def _grid(self, due: float) -> float:
         """
-        Sleep until ``due`` (rounded up to the tick grid), the deadline, or a poll scheduling an earlier one.
+        When a poll due at ``due`` is sent: at the tick grid's last point before it.
 
         Every trigger in the loop rounds to the same grid, so the polls due within one tick wake the loop
-        once, not once each: most of a poll's CPU is the loop's wake-ups.
+        once, not once each: most of a poll's CPU is the loop's wake-ups. Down, not up: a job re-checked
+        an interval after a poll was sent is asked within that interval, not up to a tick past it.
         """
-        when = self.deadline if due is None else min(self.deadline, math.ceil(due / self.tick) * self.tick)
+        return math.floor(due / self.tick) * self.tick
+
+    async def _sleep(self, due: float | None) -> None:
+        """Sleep until ``due`` is sent (see :meth:`_grid`), the deadline, or a poll scheduling an earlier one."""
+        when = self.deadline if due is None else min(self.deadline, self._grid(due))
         self.wake = self.loop.create_future()
         self.waking_at = when
         timer = self.loop.call_at(when, _settle, self.wake, context=_NO_CONTEXT)
@@ -507,9 +511,7 @@ class _Batch:
         self.counts[status.state] += 1
         self.last_status = status
         if self.plan is not None:
-            # When the vendor says it ended, on the loop's clock: where the plan counts the next job from.
-            at = None if status.ended_at is None else status.ended_at - time.time() + self.loop.time()
-            self._plan(self.plan.ended(index, sent, at))
+            self._plan(self.plan.ended(index, sent))
         if self.single:
             self.log("%s job (%s) %s", self.hook.vendor, self.hook.describe_job(job), status.state)
         else:

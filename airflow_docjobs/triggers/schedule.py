@@ -147,12 +147,8 @@ class PollPlan:
             wait = min(wait, self.interval / WATCH)
         return [self._at(now + wait, index)]
 
-    def ended(self, index: int, now: float, at: float | None = None) -> list[Due]:
-        """
-        A poll found job ``index`` ended: the jobs to let in or probe, with their first polls.
-
-        ``at`` is when the vendor says it ended, if it does.
-        """
+    def ended(self, index: int, now: float) -> list[Due]:
+        """A poll found job ``index`` ended: the jobs to let in or probe, with their first polls."""
         if index == self.probe:  # every older parked job most likely ended too: sweep them
             self.probe, self.stride = None, 2 * self.stride + 1
             due = []
@@ -171,11 +167,8 @@ class PollPlan:
         first_due = self.first_due.pop(index, now)
         checked = self.checked.pop(index, None)
         # When it most likely ended: where the schedule expected it, when its first poll found it ended;
-        # half way from the last pending answer, when a re-check did; when the vendor says, where it says
-        # (within what the polls saw: its clock may be off).
+        # half way from the last pending answer, when a re-check did.
         end = min(now, first_due) if checked is None else (checked[0] + now) / 2
-        if at is not None:
-            end = min(now, max(at, -math.inf if checked is None else checked[0]))
         if started is not None:
             self.shortest = min(self.shortest, end - started)
             if checked is None:
