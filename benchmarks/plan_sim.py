@@ -36,7 +36,7 @@ def drive(ends: list[float], interval: float, latency: float, fail_every: int = 
     while due or running:
         answer_at = running[0][0] if running else math.inf
         free = len(running) < MAX_IN_FLIGHT
-        send_at = math.floor(due[0][0] / POLL_TICK + 1e-9) * POLL_TICK if due and free else math.inf
+        send_at = math.ceil(due[0][0] / POLL_TICK - 1e-9) * POLL_TICK if due and free else math.inf
         if answer_at <= send_at:
             now, index, number, at = heapq.heappop(running)
             failed = bool(fail_every) and number % fail_every == 0

@@ -202,6 +202,27 @@ async def test_a_poll_backing_off_lends_its_slot(emulator, vendor_conn, tmp_path
     assert asyncio.get_running_loop().time() - started >= 1.5
 
 
+async def test_a_poll_whose_retries_outlasted_half_an_interval_is_asked_again_at_once(
+    emulator, vendor_conn, tmp_path
+):
+    """
+    The back-off after a failed poll counts from when it was sent: the hook's own retry waited 0.8 to
+    1.6 s (jittered), at least half the interval, so the poll is asked again at once, not half an interval
+    (0.8 s) after the retries gave up.
+    """
+    vendor_conn("docimprint", retry_base_delay=1.6, retry_max_delay=1.6, max_attempts=2)
+    (job,) = submit_docimprint("a.pdf")
+    await asyncio.sleep(0.6)  # ended
+    path = f"/v1/jobs/{job['job_id']}"
+    emulator.state.faults.append(Fault(vendor="docimprint", path=path, status=503, times=2))
+    emulator.state.requests.clear()
+    event = await first_event(batch_trigger([job], store_in(tmp_path), interval=1.6))
+    assert event["succeeded"] == 1
+    first, retried, again = (r["at"] for r in emulator.state.requests if r["path"].endswith(path))
+    assert retried - first >= 0.75  # the hook's own retry, after its back-off
+    assert again - retried < 0.3, again - retried  # then at once: 0.8 s after the poll was sent has passed
+
+
 async def test_every_trigger_of_a_connection_shares_one_pool(emulator, tmp_path):
     jobs = submit_docimprint(*(f"{i}.pdf" for i in range(20)))
     hooks = [DocimprintHook() for _ in jobs]

@@ -389,7 +389,7 @@ class _Batch:
             now = self.loop.time()
             if now >= self.deadline:
                 break
-            if not self.schedule or self._grid(self.schedule[0][0]) > now:
+            if not self.schedule or self.schedule[0][0] > now:
                 await self._sleep(self.schedule[0][0] if self.schedule else None)
                 continue
             due, index = heapq.heappop(self.schedule)
@@ -424,19 +424,14 @@ class _Batch:
         if not self.schedule and self.wake is not None:
             _settle(self.wake)  # the driver waits for the last polls to end
 
-    def _grid(self, due: float) -> float:
+    async def _sleep(self, due: float | None) -> None:
         """
-        When a poll due at ``due`` is sent: at the tick grid's last point before it.
+        Sleep until ``due`` (rounded up to the tick grid), the deadline, or a poll scheduling an earlier one.
 
         Every trigger in the loop rounds to the same grid, so the polls due within one tick wake the loop
-        once, not once each: most of a poll's CPU is the loop's wake-ups. Down, not up: a job re-checked
-        an interval after a poll was sent is asked within that interval, not up to a tick past it.
+        once, not once each: most of a poll's CPU is the loop's wake-ups.
         """
-        return math.floor(due / self.tick) * self.tick
-
-    async def _sleep(self, due: float | None) -> None:
-        """Sleep until ``due`` is sent (see :meth:`_grid`), the deadline, or a poll scheduling an earlier one."""
-        when = self.deadline if due is None else min(self.deadline, self._grid(due))
+        when = self.deadline if due is None else min(self.deadline, math.ceil(due / self.tick) * self.tick)
         self.wake = self.loop.create_future()
         self.waking_at = when
         timer = self.loop.call_at(when, _settle, self.wake, context=_NO_CONTEXT)
@@ -482,13 +477,15 @@ class _Batch:
                 return
             self.trigger.log.warning("Poll failed (%d in a row), will retry: %s", self.failures, exc)
             # Back off from half the poll interval (a job that ended is still found within about an
-            # interval after one failed poll): 0.5x, 1x, 2x ... the interval, up to MAX_BACKOFF.
+            # interval after one failed poll): 0.5x, 1x, 2x ... the interval, up to MAX_BACKOFF, counted
+            # from when the poll was sent: the hook's own retries of it have spent part of that already.
             delay = min(MAX_BACKOFF, self.interval * 2 ** (self.failures - 2))
+            now = self.loop.time()
+            retry = max(now, sent + delay)
             if self.plan is None:
-                self._again(index, delay)
+                self._plan([(retry, index)])
             else:
-                now = self.loop.time()
-                self._plan(self.plan.failed(index, now, now + delay))
+                self._plan(self.plan.failed(index, now, retry))
             return
         except DocJobsError as exc:
             if self.single or isinstance(exc, VendorAuthError):
