@@ -301,8 +301,9 @@ class Emulator:
         time, from the first job's submit to the last one's end, and ``found_after_span_s`` how long after
         that the last job was found ended: with both, a client's run splits into the vendor's time and
         its own. With ``late_after``, ``late`` lists (up to 200 of) the jobs found later than that after
-        their end, oldest first, and ``late_count`` how many: when each was submitted, started, ended and found (seconds from the first
-        poll), and how many polls answered it: where a client's schedule found jobs late.
+        their end, oldest first, and ``late_count`` how many: when each was submitted, started, ended and
+        found (seconds from the first poll), and how many polls answered it: where a client's schedule
+        found jobs late.
         """
         jobs = {id(job): job for job in self.jobs.values()}.values()
         since = self.first_answered or 0.0

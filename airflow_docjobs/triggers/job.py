@@ -60,11 +60,12 @@ class DocJobTrigger(BaseTrigger):
     The first poll waits one interval (the sensor has just polled before deferring; a single job's, up to
     a tenth of an interval more, so that jobs deferred together do not all poll at once; a batch's, from
     when the sensor's round began, ``polled_at``), and a batch's polls follow its plan (``schedule.py``),
-    at most :data:`MAX_IN_FLIGHT` at a time; no event comes within an interval of the start. Every trigger of one
-    connection in a triggerer shares one pooled client (``hooks/transport.py``), and a ``429`` from the
-    vendor pauses all of them. Transient poll failures (already retried by the hook) are counted; the wait
-    ends after ``max_consecutive_failures`` in a row, and a healthy poll resets the count. A permanent
-    error about one job of a batch lands that job as failed; a refused key ends the wait.
+    at most :data:`MAX_IN_FLIGHT` at a time; no event comes within an interval of the start. Every
+    trigger of one connection in a triggerer shares one pooled client (``hooks/transport.py``), and a
+    ``429`` from the vendor pauses all of them. Transient poll failures (already retried by the hook) are
+    counted; the wait ends after ``max_consecutive_failures`` in a row, and a healthy poll resets the
+    count. A permanent error about one job of a batch lands that job as failed; a refused key ends the
+    wait.
 
     :param hook_class: import path of a :class:`~airflow_docjobs.hooks.base.DocJobsHook` subclass.
     :param conn_id: Airflow connection id.
