@@ -25,8 +25,6 @@ from airflow_docjobs.emulator.values import Seeded
 from airflow_docjobs.get_provider_info import CONN_TYPES
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
-
     from starlette.requests import Request
 
 # The vendors, in the order they are served; each name is also its URL prefix and its module's name.
@@ -307,44 +305,41 @@ class Emulator:
         """
         jobs = {id(job): job for job in self.jobs.values()}.values()
         since = self.first_answered or 0.0
-        found_ends = sorted(
-            (j.answered_ended - max(j.finished, since), j.finished - since)
-            for j in jobs
-            if j.answered_ended is not None
+        # Each job a poll found ended: its lag, when it was found; least late first (then earliest ended).
+        found = sorted(
+            (
+                (j.answered_ended - max(j.finished, since), j.answered_ended, j)
+                for j in jobs
+                if j.answered_ended is not None
+            ),
+            key=lambda entry: (entry[0], entry[2].finished),
         )
-        lags = [lag for lag, _ in found_ends]
+        lags = [lag for lag, _, _ in found]
         middle = len(lags) // 2
         median = (lags[middle] + lags[~middle]) / 2 if lags else None
         first = min((j.submitted for j in jobs), default=None)
         last = max((j.finished for j in jobs), default=None)
-        found = [j.answered_ended for j in jobs if j.answered_ended is not None]
+        found_last = max((at for _, at, _ in found), default=None)
         return {
             "jobs": len(jobs),
             "found": len(lags),
             "worst_lag_s": lags[-1] if lags else None,
             # When the worst-found job ended, from the first poll (negative: before it, so its lag counts
             # from that poll): tells a job found late at the start from one lost in the tail.
-            "worst_ended_s": found_ends[-1][1] if found_ends else None,
+            "worst_ended_s": found[-1][2].finished - since if found else None,
             "p99_lag_s": lags[int(0.99 * (len(lags) - 1))] if lags else None,
             # The worst of the jobs that ended after the first poll: a batch's backlog left out.
-            "worst_lag_ended_later_s": max((lag for lag, ended in found_ends if ended > 0), default=None),
+            "worst_lag_ended_later_s": max((lag for lag, _, j in found if j.finished > since), default=None),
             "median_lag_s": median,
             "vendor_span_s": last - first if first is not None and last is not None else None,
-            "found_after_span_s": max(found) - last if found and last is not None else None,
+            "found_after_span_s": found_last - last if found_last is not None and last is not None else None,
             # How many jobs were answered by how many polls: where the requests per job went.
             "polls": dict(sorted(Counter(j.polls for j in jobs).items())),
-        } | (self._late(jobs, since, late_after) if late_after is not None else {})
+        } | (self._late(found, since, late_after) if late_after is not None else {})
 
     @staticmethod
-    def _late(jobs: Iterable[Job], since: float, after: float) -> dict[str, Any]:
-        late = sorted(
-            (
-                j
-                for j in jobs
-                if j.answered_ended is not None and j.answered_ended - max(j.finished, since) > after
-            ),
-            key=lambda j: j.submitted,
-        )
+    def _late(found: list[tuple[float, float, Job]], since: float, after: float) -> dict[str, Any]:
+        late = sorted(((at, j) for lag, at, j in found if lag > after), key=lambda entry: entry[1].submitted)
         return {
             "late_count": len(late),
             "late": [
@@ -352,10 +347,10 @@ class Emulator:
                     "submitted": round(j.submitted - since, 3),
                     "started": round(j.started - since, 3),
                     "ended": round(j.finished - since, 3),
-                    "found": round(j.answered_ended - since, 3),  # type: ignore[operator]
+                    "found": round(at - since, 3),
                     "polls": j.polls,
                 }
-                for j in late[:200]
+                for at, j in late[:200]
             ],
         }
 

@@ -442,9 +442,6 @@ class _Batch:
             timer.cancel()
             self.wake = None
 
-    def _again(self, index: int, delay: float) -> None:
-        self._plan([(self.loop.time() + delay, index)])
-
     def _plan(self, polls: list[tuple[float, int]]) -> None:
         """Schedule polls (due time, job index); wake the driver if one is due before it would wake."""
         for due, index in polls:
@@ -498,7 +495,7 @@ class _Batch:
         if not status.terminal:
             self._progress(status)
             if self.plan is None:
-                self._again(index, self.interval)
+                self._plan([(self.loop.time() + self.interval, index)])
             else:
                 self._plan(self.plan.pending(index, sent, status.fraction))
             return
