@@ -45,8 +45,14 @@ def test_a_missing_landed_result_is_fetched_again_with_a_warning(emulator, tmp_p
     assert "[docjobs] results_uri" in capfd.readouterr().out
 
 
-def test_a_batch_defers_after_polling_its_jobs_up_to_the_first_pending(frozen, tmp_path):
-    """The first poke lands what ended, oldest first, and stops at the first job still pending."""
+def test_a_batch_defers_after_polling_its_jobs_up_to_the_first_pending(frozen, tmp_path, monkeypatch):
+    """
+    The first poke lands what ended, oldest first, and stops at the first job still pending; the trigger
+    waits for the rest. The store is listed once (on S3, a request per thousand results).
+    """
+    listings = []
+    landed_keys = ResultsStore.landed_keys
+    monkeypatch.setattr(ResultsStore, "landed_keys", lambda store: listings.append(1) or landed_keys(store))
     state = frozen.state
     with DocimprintHook() as hook:
         ended = [hook.submit(f"https://example.com/{name}.pdf") for name in ("a", "b")]
@@ -55,8 +61,10 @@ def test_a_batch_defers_after_polling_its_jobs_up_to_the_first_pending(frozen, t
     uri = f"file://{tmp_path / 'results'}"
     sensor = DocimprintJobSensor(task_id="all", job_id=ended + pending, results_uri=uri, deferrable=True)
     state.requests.clear()
-    with pytest.raises(TaskDeferred):
+    with pytest.raises(TaskDeferred) as deferred:
         sensor.execute(context_for("all"))
+    assert len(listings) == 1
+    assert [job["job_id"] for job in deferred.value.trigger.references()[0]] == pending
     # Up to the first pending job, in order, and the few polls sent ahead of it (POKE_CONCURRENCY in
     # flight), not one per job: the trigger polls the rest by its schedule.
     asked = [r["path"].rsplit("/", 1)[1] for r in state.requests]

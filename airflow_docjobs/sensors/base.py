@@ -121,6 +121,7 @@ class DocJobSensor(BaseSensorOperator):
                 "trigger_queue", "trigger queues need Airflow >= 3.2 (airflow triggerer --queues)"
             )
         self._memory = PokeMemory()
+        self._landed: set[str] = set()  # a batch's keys landed, as its last poke listed and landed them
 
     def job_for(self, reference: str) -> dict[str, Any]:
         """The JSON job reference for one reference string, from the (rendered) parameters."""
@@ -203,11 +204,8 @@ class DocJobSensor(BaseSensorOperator):
         if done:
             return done.xcom_value
         store = self.store(context)
-        if self.batch:  # one listing of the store, not a read per job (a request each on S3)
-            landed = store.landed_keys()
-            pending = [job for job in self.jobs if job_key(job) not in landed]
-        else:
-            pending = self.jobs
+        # A batch's jobs not landed, from the first poke's one listing of the store (plus what it landed).
+        pending = [job for job in self.jobs if job_key(job) not in self._landed] if self.batch else self.jobs
         deadline = pendulum.now("UTC").add(seconds=self.timeout)
         if self.trigger_queue:
             # Airflow (3.2+) gives the trigger the queue of the task instance that defers (ti.task is this
@@ -298,7 +296,8 @@ class DocJobSensor(BaseSensorOperator):
         trigger polls them when they can have ended (``triggers/schedule.py``).
         """
         store = self.store(context)
-        landed = store.landed_keys()
+        # One listing of the store, not a read per job (a request each on S3); kept for execute()'s defer.
+        self._landed = landed = store.landed_keys()
         waiting = (job for job in self.jobs if job_key(job) not in landed)
         self.hook.get_conn()  # one client for every thread, built before they start
         with ThreadPoolExecutor(POKE_CONCURRENCY, thread_name_prefix="docjobs-poke") as pool:
