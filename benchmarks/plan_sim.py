@@ -6,7 +6,13 @@ interval later, as the trigger does). Prints polls per job and the lag (seconds 
 poll that found it: median, worst, how many later than one interval) for the soak's vendor (groups of
 jobs ending together, no concurrency limit) and the nightly benchmark's (a FIFO vendor).
 
-    .venv/bin/python benchmarks/plan_sim.py
+The nightly rows replay ``benchmarks/nightly.py``'s run as well: 1,000 jobs submitted at 85 a second
+(its submit takes about 12 s), the sensor's round at the submit's end landing the oldest ended ones up to
+the first pending, the trigger polling the rest from an interval after that round. With ``--frontier``
+they are run for several window widths (``schedule.WIDEN``): the requests per document (Mindee v1's,
+counted as the benchmark counts them) against the jobs found late, the trade-off ``docs/design.md`` shows.
+
+    .venv/bin/python benchmarks/plan_sim.py [--frontier]
 
 ``tests/test_poll_plan.py`` checks the same schedule with answers that take no time.
 """
@@ -19,16 +25,32 @@ import statistics
 import sys
 from pathlib import Path
 
+from airflow_docjobs.triggers import schedule
 from airflow_docjobs.triggers.job import MAX_IN_FLIGHT, POLL_TICK
 from airflow_docjobs.triggers.schedule import PollPlan
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 from test_poll_plan import answer, groups_ending_together, vendor_ends
 
+# The nightly benchmark's settings: (jobs at once, shortest seconds, spread, poll interval).
+SETTINGS = {"default": (50, 2.0, 0.0, 1.0), "slow": (10, 30.0, 90.0, 30.0), "fast": (50, 2.0, 3.0, 1.0)}
 
-def drive(ends: list[float], interval: float, latency: float, fail_every: int = 0, share=None) -> tuple:
-    """(polls per job, median lag, worst lag, jobs found later than one interval)."""
-    plan = PollPlan(list(range(len(ends))), interval, interval, POLL_TICK)
+
+def drive(
+    ends: list[float],
+    interval: float,
+    latency: float,
+    fail_every: int = 0,
+    share=None,
+    start: float | None = None,
+) -> tuple:
+    """
+    (polls per job, median lag, worst lag, jobs found later than one interval). The first polls are at
+    ``start`` (default: one interval), the lag counts from a job's end or, when ``start`` is not given,
+    from the first interval, whichever is later.
+    """
+    tick = min(POLL_TICK, interval / 10)
+    plan = PollPlan(list(range(len(ends))), interval if start is None else start, interval, tick)
     due = plan.initial()
     heapq.heapify(due)
     running: list[tuple[float, int, int, float]] = []  # (answered at, job, poll number, sent at)
@@ -36,7 +58,7 @@ def drive(ends: list[float], interval: float, latency: float, fail_every: int = 
     while due or running:
         answer_at = running[0][0] if running else math.inf
         free = len(running) < MAX_IN_FLIGHT
-        send_at = math.ceil(due[0][0] / POLL_TICK - 1e-9) * POLL_TICK if due and free else math.inf
+        send_at = math.ceil(due[0][0] / tick - 1e-9) * tick if due and free else math.inf
         if answer_at <= send_at:
             now, index, number, at = heapq.heappop(running)
             failed = bool(fail_every) and number % fail_every == 0
@@ -47,12 +69,33 @@ def drive(ends: list[float], interval: float, latency: float, fail_every: int = 
         if plan.current(when, index):
             now, sent = max(now, send_at), sent + 1
             heapq.heappush(running, (now + latency, index, sent, now))
-    lags = sorted(f - max(e, interval) for f, e in zip(found, ends, strict=True))
+    counted_from = interval if start is None else 0.0
+    lags = sorted(f - max(e, counted_from) for f, e in zip(found, ends, strict=True))
     late = sum(lag > interval for lag in lags)
     return round(sent / len(ends), 2), round(statistics.median(lags), 1), round(lags[-1], 1), late
 
 
+def nightly(setting: str, documents: int = 1000, rate: float = 85.0) -> str:
+    """One nightly benchmark run replayed: requests per document, worst lag (in intervals), jobs found late."""
+    concurrency, seconds, spread, interval = SETTINGS[setting]
+    ends = vendor_ends(documents, concurrency, seconds, spread, accepted=0.0, rate=rate)
+    round_at = documents / rate  # the sensor's round, after the submit
+    first = next(n for n, end in enumerate(ends) if end > round_at)  # it lands these, up to the first pending
+    left = [end - round_at for end in ends[first:]]
+    tick = min(POLL_TICK, interval / 10)
+    polls, _, worst, late = drive(left, interval, 0.02 * interval, start=interval - tick)
+    # The enqueue and the document for each, the round's polls (one pending), the trigger's polls.
+    requests = 2 * documents + first + 1 + polls * len(left)
+    return f"{requests / documents:.2f} req/doc, worst {worst / interval:.1f} intervals, {late:3} late"
+
+
 def main() -> None:
+    if "--frontier" in sys.argv:
+        print("WIDEN  " + "  |  ".join(f"{name:<39}" for name in SETTINGS))
+        for widen in (1.0, 1.25, 1.5, 1.75, 2.0):
+            schedule.WIDEN = widen
+            print(f"{widen:<5}  " + "  |  ".join(nightly(name) for name in SETTINGS))
+        return
     soak = groups_ending_together(9, 1000, 115.0, 60.0)
     percent = lambda i, now: int(100 * now / soak[i]) / 100  # noqa: E731  # docimprint's progress_pct
     print("vendor                        latency s  faults  share done  polls/job  median s  worst s  late")
@@ -64,14 +107,11 @@ def main() -> None:
                     f"soak: 9 x 1,000 together, 30 s {latency:9} {fail_every and '1 %':>7} {bool(share)!s:>11}",
                     *row,
                 )
-    for concurrency, seconds, spread, interval in (
-        (50, 2.0, 0.0, 1.0),
-        (10, 30.0, 90.0, 30.0),
-        (50, 2.0, 3.0, 1.0),
-    ):
+    for setting, (concurrency, seconds, spread, interval) in SETTINGS.items():
         ends = vendor_ends(1000, concurrency, seconds, spread, accepted=0.0)
         name = f"FIFO {seconds:g}-{seconds + spread:g} s x {concurrency}, {interval:g} s"
         print(f"{name:<29} {0.02 * interval:9}       -       False", *drive(ends, interval, 0.02 * interval))
+        print(f"  as the nightly run ({setting}): {nightly(setting)}")
 
 
 if __name__ == "__main__":

@@ -26,13 +26,18 @@ if TYPE_CHECKING:
 TICK = 0.01
 
 
-def vendor_ends(count: int, concurrency: int, seconds: float, spread: float, accepted: float) -> list[float]:
-    """When each job ends at a vendor running ``concurrency`` at once, oldest first; all accepted at once."""
+def vendor_ends(
+    count: int, concurrency: int, seconds: float, spread: float, accepted: float, rate: float = math.inf
+) -> list[float]:
+    """
+    When each job ends at a vendor running ``concurrency`` at once, oldest first; accepted from ``accepted``
+    on, ``rate`` a second (all at once by default).
+    """
     slots = [accepted] * concurrency
     ends = []
     for n in range(count):
         fraction = int(hashlib.sha256(str(n).encode()).hexdigest()[:8], 16) / 0x100000000
-        start = heapq.heappop(slots)
+        start = max(accepted + n / rate, heapq.heappop(slots))
         ends.append(start + seconds + spread * fraction)
         heapq.heappush(slots, ends[-1])
     return ends
