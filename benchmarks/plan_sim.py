@@ -78,7 +78,7 @@ def drive(
 def nightly(setting: str, documents: int = 1000, rate: float = 85.0) -> str:
     """One nightly benchmark run replayed: requests per document, worst lag (in intervals), jobs found late."""
     concurrency, seconds, spread, interval = SETTINGS[setting]
-    ends = vendor_ends(documents, concurrency, seconds, spread, accepted=0.0, rate=rate)
+    ends = vendor_ends(documents, concurrency, seconds, spread, accepted=0.0, rate=rate, in_flight=8)
     round_at = documents / rate  # the sensor's round, after the submit
     first = next(n for n, end in enumerate(ends) if end > round_at)  # it lands these, up to the first pending
     left = [end - round_at for end in ends[first:]]
