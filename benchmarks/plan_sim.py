@@ -30,10 +30,20 @@ from airflow_docjobs.triggers.job import MAX_IN_FLIGHT, POLL_TICK
 from airflow_docjobs.triggers.schedule import PollPlan
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).parent))
+from nightly import SETTINGS, Setting  # the nightly benchmark's vendor settings (in their own seconds)
 from test_poll_plan import answer, groups_ending_together, vendor_ends
 
-# The nightly benchmark's settings: (jobs at once, shortest seconds, spread, poll interval).
-SETTINGS = {"default": (50, 2.0, 0.0, 1.0), "slow": (10, 30.0, 90.0, 30.0), "fast": (50, 2.0, 3.0, 1.0)}
+
+def tick_for(interval: float) -> float:
+    """The trigger's tick grid for a poll interval (``_Batch.tick``)."""
+    return min(POLL_TICK, interval / 10)
+
+
+def fifo_ends(setting: Setting, **arrivals: float) -> list[float]:
+    """When each of 1,000 jobs ends at the setting's FIFO vendor (``vendor_ends``'s arrivals)."""
+    spread = setting.seconds_max - setting.seconds
+    return vendor_ends(1000, setting.concurrency, setting.seconds, spread, accepted=0.0, **arrivals)
 
 
 def drive(
@@ -49,7 +59,7 @@ def drive(
     ``start`` (default: one interval), the lag counts from a job's end or, when ``start`` is not given,
     from the first interval, whichever is later.
     """
-    tick = min(POLL_TICK, interval / 10)
+    tick = tick_for(interval)
     plan = PollPlan(list(range(len(ends))), interval if start is None else start, interval, tick)
     due = plan.initial()
     heapq.heapify(due)
@@ -75,15 +85,14 @@ def drive(
     return round(sent / len(ends), 2), round(statistics.median(lags), 1), round(lags[-1], 1), late
 
 
-def nightly(setting: str, documents: int = 1000, rate: float = 85.0) -> str:
+def nightly(setting: Setting, rate: float = 85.0) -> str:
     """One nightly benchmark run replayed: requests per document, worst lag (in intervals), jobs found late."""
-    concurrency, seconds, spread, interval = SETTINGS[setting]
-    ends = vendor_ends(documents, concurrency, seconds, spread, accepted=0.0, rate=rate, in_flight=8)
+    ends = fifo_ends(setting, rate=rate, in_flight=8)
+    documents, interval = len(ends), setting.poke_interval
     round_at = documents / rate  # the sensor's round, after the submit
     first = next(n for n, end in enumerate(ends) if end > round_at)  # it lands these, up to the first pending
     left = [end - round_at for end in ends[first:]]
-    tick = min(POLL_TICK, interval / 10)
-    polls, _, worst, late = drive(left, interval, 0.02 * interval, start=interval - tick)
+    polls, _, worst, late = drive(left, interval, 0.02 * interval, start=interval - tick_for(interval))
     # The enqueue and the document for each, the round's polls (one pending), the trigger's polls.
     requests = 2 * documents + first + 1 + polls * len(left)
     return f"{requests / documents:.2f} req/doc, worst {worst / interval:.1f} intervals, {late:3} late"
@@ -94,7 +103,7 @@ def main() -> None:
         print("WIDEN  " + "  |  ".join(f"{name:<39}" for name in SETTINGS))
         for widen in (1.0, 1.25, 1.5, 1.75, 2.0):
             schedule.WIDEN = widen
-            print(f"{widen:<5}  " + "  |  ".join(nightly(name) for name in SETTINGS))
+            print(f"{widen:<5}  " + "  |  ".join(nightly(setting) for setting in SETTINGS.values()))
         return
     soak = groups_ending_together(9, 1000, 115.0, 60.0)
     percent = lambda i, now: int(100 * now / soak[i]) / 100  # noqa: E731  # docimprint's progress_pct
@@ -107,11 +116,12 @@ def main() -> None:
                     f"soak: 9 x 1,000 together, 30 s {latency:9} {fail_every and '1 %':>7} {bool(share)!s:>11}",
                     *row,
                 )
-    for setting, (concurrency, seconds, spread, interval) in SETTINGS.items():
-        ends = vendor_ends(1000, concurrency, seconds, spread, accepted=0.0)
-        name = f"FIFO {seconds:g}-{seconds + spread:g} s x {concurrency}, {interval:g} s"
-        print(f"{name:<29} {0.02 * interval:9}       -       False", *drive(ends, interval, 0.02 * interval))
-        print(f"  as the nightly run ({setting}): {nightly(setting)}")
+    for name, setting in SETTINGS.items():
+        interval = setting.poke_interval
+        label = f"FIFO {setting.seconds:g}-{setting.seconds_max:g} s x {setting.concurrency}, {interval:g} s"
+        row = drive(fifo_ends(setting), interval, 0.02 * interval)
+        print(f"{label:<29} {0.02 * interval:9}       -       False", *row)
+        print(f"  as the nightly run ({name}): {nightly(setting)}")
 
 
 if __name__ == "__main__":

@@ -42,9 +42,8 @@ def vendor_ends(
     """
     slots = [accepted] * concurrency
     ends = [0.0] * count
-    arrivals = sorted(
-        range(count), key=lambda n: n + in_flight * _share(f"arrive {n}") if in_flight > 1 else n
-    )
+    # A share under 1 moves no job past another: with one upload at a time they arrive in order.
+    arrivals = sorted(range(count), key=lambda n: n + in_flight * _share(f"arrive {n}"))
     for order, n in enumerate(arrivals):
         start = max(accepted + order / rate, heapq.heappop(slots))
         ends[n] = start + seconds + spread * _share(str(n))
