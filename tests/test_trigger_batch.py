@@ -223,6 +223,37 @@ async def test_a_poll_whose_retries_outlasted_half_an_interval_is_asked_again_at
     assert again - retried < 0.3, again - retried  # then at once: 0.8 s after the poll was sent has passed
 
 
+async def test_a_job_backs_off_from_its_own_failures_and_the_watched_job_within_a_watch(
+    emulator, vendor_conn, tmp_path
+):
+    """
+    Job 0 fails every poll, job 1 its first, answered once job 0 has failed twice. Job 1 is asked again
+    half an interval after its poll was sent, as after a first failure: not after the batch's third failure
+    in a row (two intervals; one before the watched job's retry was brought forward). Job 0, the oldest,
+    watched, is asked a quarter interval after each failure, not backed off: it alone would find the next
+    ends of a vendor that runs its oldest first.
+    """
+    vendor_conn("docimprint", max_attempts=1)
+    jobs = submit_docimprint("0.pdf", "1.pdf")
+    await asyncio.sleep(0.6)  # ended
+    paths = [f"/v1/jobs/{job['job_id']}" for job in jobs]
+    emulator.state.faults += [
+        Fault(vendor="docimprint", path=paths[0], status=503),
+        Fault(vendor="docimprint", path=paths[1], status=503, delay=0.4, times=1),
+    ]
+    emulator.state.requests.clear()
+    store = store_in(tmp_path)
+    event = await first_event(batch_trigger(jobs, store, interval=1.0))
+    assert event["status"] == "error"  # job 0's ten failures in a row, once job 1 had landed
+    assert store.landed(jobs[1])["state"] == "succeeded"
+    asked = [[r["at"] for r in emulator.state.requests if r["path"].endswith(path)] for path in paths]
+    assert len(asked[1]) == 2
+    assert 0.45 <= asked[1][1] - asked[1][0] < 0.8, asked[1]
+    gaps = [b - a for a, b in zip(asked[0], asked[0][1:], strict=False)]
+    assert len(gaps) >= 10
+    assert max(gaps) < 0.4, gaps
+
+
 async def test_every_trigger_of_a_connection_shares_one_pool(emulator, tmp_path):
     jobs = submit_docimprint(*(f"{i}.pdf" for i in range(20)))
     hooks = [DocimprintHook() for _ in jobs]

@@ -280,7 +280,8 @@ class _Batch:
         self.interval = trigger.poll_interval
         self.loop = asyncio.get_running_loop()
         self.deadline = self.loop.time() + _seconds_until(trigger.deadline)
-        self.failures = 0  # transient poll failures in a row, whichever job they hit
+        self.failures = 0  # transient poll failures in a row, whichever job they hit: they end the wait
+        self.failed: dict[int, int] = {}  # a batch's jobs whose last polls failed: how many in a row
         self.ended: dict[str, Any] | None = None  # an event that ends the whole wait
         self.counts = {"succeeded": 0, "failed": 0}
         self.last_status: JobStatus | None = None
@@ -474,10 +475,13 @@ class _Batch:
                 self._end("error", exc, f"{self.failures} polls in a row failed")
                 return
             self.trigger.log.warning("Poll failed (%d in a row), will retry: %s", self.failures, exc)
-            # Back off from half the poll interval (a job that ended is still found within about an
-            # interval after one failed poll): 0.5x, 1x, 2x ... the interval, up to MAX_BACKOFF, counted
+            # The job backs off from half the poll interval (a job that ended is still found within about
+            # an interval after one failed poll): 0.5x, 1x, 2x ... the interval, up to MAX_BACKOFF, counted
             # from when the poll was sent: the hook's own retries of it have spent part of that already.
-            delay = min(MAX_BACKOFF, self.interval * 2 ** (self.failures - 2))
+            # Its own failures count, not the batch's: a plan asking few jobs (schedule.py) is not blinded
+            # by a run of failures that each hit another one.
+            failed = self.failed[index] = self.failed.get(index, 0) + 1
+            delay = min(MAX_BACKOFF, self.interval * 2 ** (failed - 2))
             now = self.loop.time()
             retry = max(now, sent + delay)
             if self.plan is None:
@@ -492,6 +496,7 @@ class _Batch:
             # One job the vendor does not know (expired, never existed) or refuses: the rest go on.
             status = JobStatus("failed", message=str(exc), code=type(exc).__name__)
         self.failures = 0
+        self.failed.pop(index, None)
         if not status.terminal:
             self._progress(status)
             if self.plan is None:

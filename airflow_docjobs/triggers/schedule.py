@@ -29,6 +29,10 @@ BURST = 7
 # While no job of the window has ended for ``lead`` seconds, the oldest pending one is asked this many
 # times an interval: the first to end, at a vendor that runs its oldest first (a few requests a batch).
 WATCH = 4
+# The vendor ends its jobs in the order it took them until this share of the jobs found ended (a moving
+# average over the last ORDER_MEMORY) were still running when a younger one had ended, and again once the
+# share is back under half of it: the plan then searches for ends, not predicts them (PollPlan, "In order").
+DISORDER, ORDER_MEMORY = 0.1, 64
 
 Due = tuple[float, int]  # (when, job index): an entry of the batch's heap
 
@@ -61,6 +65,19 @@ class PollPlan:
       starts at the poll interval and follows what first polls find: 10 % longer after one that found
       its job pending, 2 % shorter after one that found it ended, and never more than the shortest time a
       job took from admission to being found ended plus one interval.
+    * **In order: search, do not predict.** A vendor that ends its jobs in the order it took them (it
+      runs its oldest first, for about the same time each) is found best by searching. The window then
+      holds the oldest pending job, watched :data:`WATCH` times an interval and asked as soon as it is
+      let in (``lead`` 0); each of its ends starts a search that sweeps every parked job that ended.
+      While jobs end, a search starts again :data:`WATCH` times an interval whatever the window does,
+      and one that stopped at the oldest parked job starts past it the next time. A concurrent submit
+      has the vendor take a few jobs out of the batch's order: such a job runs late, a whole duration
+      when it missed its turn, and a job younger than it ending first shows it. It stays in the window,
+      asked within an interval, and the job watched is the oldest not known to run late. Jobs found
+      pending once a younger job had been found ended (by a poll sent after that one) count against the
+      order: from a share of :data:`DISORDER` of the jobs found ended (a moving average over the last
+      :data:`ORDER_MEMORY`), the plan predicts as above (durations vary) until the share is back under
+      half of it. It starts searching; the lead and the shortest duration learn nothing from a search.
     * **Re-checks bounded by the interval.** A job found pending is asked again after the poll interval,
       or sooner when the vendor says how much is done: when its pace since it was first seen partly
       done says it will be done (at least a tick), else after ``lead * (1 - fraction)`` (at least
@@ -87,6 +104,7 @@ class PollPlan:
         self.ends: deque[float] = deque()  # when admitted jobs were found ended, the last lead seconds
         self.swept: set[int] = set()  # polled at once: older than a probe found ended
         self.probe: int | None = None  # the parked job a search is asking about
+        self.stopped_at: int | None = None  # the probe found pending where the last search stopped
         self.stride = 0  # the next probe's offset among the parked jobs, doubling while probes find ends
         self.bound: int | None = None  # the youngest probe this search found pending
         self.hurried = False  # whether this search brought the window's polls forward
@@ -97,6 +115,14 @@ class PollPlan:
         # the window's oldest is watched (WATCH), as the next burst most likely ends with it.
         self.burst = False
         self.probe_after = start
+        # Whether the vendor ends jobs in order (see _ordered): the share of jobs found ended that were found
+        # running after a younger one ended (the jobs counted, until they end), the youngest job found ended
+        # and when its poll was sent, when the last job was found ended.
+        self.disorder = 0.0
+        self.searching = True  # see _ordered
+        self.out_of_order: set[int] = set()
+        self.youngest_ended, self.youngest_sent = -1, -math.inf
+        self.last_ended = -math.inf
         self.first = [self.parked.pop() for _ in range(min(len(order), FIRST_WINDOW))]
         for index in self.first:
             self.started[index] = None
@@ -112,8 +138,11 @@ class PollPlan:
 
     def pending(self, index: int, now: float, fraction: float | None = None) -> list[Due]:
         """A poll found job ``index`` pending: when to ask again, and what else to ask."""
+        if index < self.youngest_ended and now > self.youngest_sent and index not in self.out_of_order:
+            self.out_of_order.add(index)  # running, asked after a younger job was found ended
+            self.disorder += 1 / ORDER_MEMORY
         if index == self.probe:  # the vendor has not got this far: the search looks nearer
-            self.probe, self.bound = None, index
+            self.probe, self.bound, self.stopped_at = None, index, index
             self._park(index)
             return self._search(now)
         if index in self.swept:  # older than a job that ended: running, most likely; it joins the window
@@ -128,27 +157,34 @@ class PollPlan:
             self._park(index)
             return []
         last = self.checked.get(index)
-        if last is None and self.started.get(index) is not None:
+        if last is None and self.started.get(index) is not None and not self._ordered():
             self.lead = min(self.lead * LENGTHEN, self._longest())
         seen = last[1] if last is not None else None  # when it was first seen partly done, and how far
         if seen is None and fraction:
             seen = (now, fraction)
         self.checked[index] = (now, seen)
-        wait = self.interval
+        # A search's window holds jobs the vendor runs late: each is asked again within an interval (less
+        # the tick its poll may wait for), as nothing else looks for its end.
+        wait = self.interval - self.tick if self._ordered() else self.interval
         if fraction == 0 and math.isfinite(self.shortest):  # not started: it cannot end sooner than that
             wait = max(wait, self.shortest)
         elif seen is not None and fraction is not None and 0 < fraction < 1:
             if fraction > seen[1]:  # done when its pace since then says
                 left = max(self.tick, (1 - fraction) * (now - seen[0]) / (fraction - seen[1]))
             else:  # no pace yet
-                left = max(self.interval / WATCH, self.lead * (1 - fraction))
+                left = max(self.interval / WATCH, self._lead() * (1 - fraction))
             wait = min(wait, left)
-        if (not self.ends or self.burst) and index == self._oldest():  # the oldest tells first
+        if self._watching(index):
             wait = min(wait, self.interval / WATCH)
         return [self._at(now + wait, index)]
 
     def ended(self, index: int, now: float) -> list[Due]:
         """A poll found job ``index`` ended: the jobs to let in or probe, with their first polls."""
+        self.disorder *= 1 - 1 / ORDER_MEMORY
+        self.out_of_order.discard(index)
+        self.last_ended = now
+        if index > self.youngest_ended:
+            self.youngest_ended, self.youngest_sent = index, now
         if index == self.probe:  # every older parked job most likely ended too: sweep them
             self.probe, self.stride = None, 2 * self.stride + 1
             due = []
@@ -169,7 +205,7 @@ class PollPlan:
         # When it most likely ended: where the schedule expected it, when its first poll found it ended;
         # half way from the last pending answer, when a re-check did.
         end = min(now, first_due) if checked is None else (checked[0] + now) / 2
-        if started is not None:
+        if started is not None and not self._ordered():  # a search's first polls time nothing
             self.shortest = min(self.shortest, end - started)
             if checked is None:
                 self.lead = max(self.tick, self.lead * SHORTEN)
@@ -182,7 +218,14 @@ class PollPlan:
         return self._admit(now, end)
 
     def failed(self, index: int, now: float, retry: float) -> list[Due]:
-        """A poll of job ``index`` failed (transient, after the hook's retries): it is asked at ``retry``."""
+        """
+        A poll of job ``index`` failed (transient, after the hook's retries): it is asked at ``retry``.
+
+        The job watched is asked again within a watch whatever the back-off: it alone finds the next ends
+        (one poll a watch, as a circuit breaker's half-open probe), while the others back off.
+        """
+        if self.started and self._watching(index):
+            retry = min(retry, now + self.interval / WATCH)
         if index != self.probe:
             return [self._at(retry, index)]
         # The search goes on without it (a vendor in trouble fails the search in the end, as it fails any
@@ -198,18 +241,34 @@ class PollPlan:
             below -= bisect.bisect_right(self.parked, -self.bound, key=_negative)
         if below == 0:
             if self.bound is not None and self.stride == 0:  # nothing ended past the window: not for a while
-                self.probe_after = now + min(self.lead, self.interval)
+                self.probe_after = now + min(self._lead(), self.interval)
             self.burst = self.bound is not None and self.stride >= max(BURST, 4 * self._window(now))
             self.bound, self.stride = None, 0
-            return self._admit(now, now if freed is None else freed)
+            due = self._admit(now, now if freed is None else freed)
+            if self._ordered() and self.parked and now - self.last_ended < self.interval:
+                # Jobs are ending: the next search a watch later, whether or not the oldest ends by then.
+                self.probe = self.parked.pop()
+                due.append(self._at(now + self.interval / WATCH, self.probe))
+            return due
         offset = min(self.stride, below - 1) if self.bound is None else below // 2
+        if offset == 0 and below > 1 and self.parked[-1] == self.stopped_at:
+            # The last search stopped at the oldest parked job: this one starts past it, in case the vendor
+            # took it out of the batch's order and runs it late (if the next has ended, it is swept).
+            offset = 1
         self.probe = self.parked.pop(len(self.parked) - 1 - offset)
         return [self._at(now, self.probe)]
+
+    def _watching(self, index: int) -> bool:
+        """Whether job ``index`` is watched: asked :data:`WATCH` times an interval, as it tells first."""
+        return (self._ordered() or not self.ends or self.burst) and index == self._oldest()
 
     def _oldest(self) -> int:
         """The oldest job of the window, looked for again only once the last one left it."""
         if self.watched not in self.started:
             self.watched = min(self.started)
+        elif self._ordered() and self.watched < self.youngest_ended:
+            # Searching, a job younger than it has ended: it runs late and tells nothing of the others.
+            self.watched = min((i for i in self.started if i > self.youngest_ended), default=self.watched)
         return self.watched
 
     def current(self, due: float, index: int) -> bool:
@@ -237,7 +296,7 @@ class PollPlan:
         while self.parked and self.probe is None and len(self.started) < self._window(now):
             index = self.parked.pop()
             self.started[index] = freed
-            self.first_due[index] = max(now, freed + self.lead)
+            self.first_due[index] = max(now, freed + self._lead())
             if self.burst and len(self.started) == 1:  # where a burst stopped: watched (see pending)
                 self.first_due[index] = min(self.first_due[index], now + self.interval / WATCH)
             due.append(self._at(self.first_due[index], index))
@@ -246,9 +305,24 @@ class PollPlan:
 
     def _window(self, now: float) -> float:
         """How many jobs to poll: the first window until one ended, then the vendor's pace (at least one)."""
-        while self.ends and self.ends[0] < now - self.lead:
+        while self.ends and self.ends[0] < now - self._lead():
             self.ends.popleft()
-        return max(1.0, WIDEN * len(self.ends)) if self.any_ended else FIRST_WINDOW
+        if not self.any_ended:
+            return FIRST_WINDOW
+        if self._ordered():  # the oldest job not known to run late, and those that do (see _oldest)
+            return 1.0 + sum(1 for i in self.started if i < self.youngest_ended)
+        return max(1.0, WIDEN * len(self.ends))
+
+    def _ordered(self) -> bool:
+        """Whether the vendor ends its jobs in the order it took them: the plan searches (class doc)."""
+        if self.disorder >= DISORDER:
+            self.searching = False
+        elif self.disorder < DISORDER / 2:
+            self.searching = True
+        return self.searching
+
+    def _lead(self) -> float:
+        return 0.0 if self._ordered() else self.lead
 
     def _longest(self) -> float:
         return self.shortest + self.interval if math.isfinite(self.shortest) else self.interval
