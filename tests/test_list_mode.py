@@ -230,6 +230,29 @@ def test_duplicates_in_a_batch_are_submitted_once(dags, emulator, results_uri, t
     assert len([r for r in emulator.state.requests if r["path"].endswith("/predict_async")]) == 1
 
 
+def test_the_submit_records_the_order_the_vendor_took_the_jobs_in(dags, emulator, results_uri, tmp_path):
+    """
+    The first upload to arrive is held 0.5 s at the vendor before it takes it: the batch's record ranks
+    that job last, whatever its place among the inputs (the deferring sensor polls them in this order).
+    """
+    emulator.state.faults.append(Fault(vendor="mindee", path="/predict_async", delay=0.5, times=1))
+    dag_run, _ = run(
+        dags, "docjobs_list_mindee_deferrable", [pdf(tmp_path, f"doc_{i}.pdf") for i in range(5)]
+    )
+    assert dag_run.state == "success"
+    references = xcoms(dag_run)[("submit", "return_value")]
+    (record,) = (tmp_path / "results").rglob("_submitted/*.json")
+    ranks = [entry["accepted"] for entry in read_json(f"file://{record}")]
+    assert sorted(ranks) == list(range(5))
+    made = [
+        key for vendor, key in emulator.state.jobs if vendor == "mindee" and any(key in r for r in references)
+    ]
+    assert len(made) == 5
+    by_rank = sorted(range(5), key=ranks.__getitem__)
+    # The held job is made 0.5 s after the others (those made within a millisecond may swap places).
+    assert made[-1] in references[by_rank[-1]], (ranks, references, made)
+
+
 def test_a_folder_is_a_batch_of_its_documents(dags, emulator, results_uri, tmp_path):
     inbox = tmp_path / "inbox"
     for name in ("b.pdf", "sub/c.pdf", "a.pdf", ".hidden/x.pdf"):

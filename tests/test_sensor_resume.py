@@ -13,7 +13,7 @@ from airflow.sdk.exceptions import TaskDeferred
 
 from airflow_docjobs.emulator.core import Fault
 from airflow_docjobs.hooks.docimprint import DocimprintHook
-from airflow_docjobs.results import ResultsStore
+from airflow_docjobs.results import SUBMITTED, ResultsStore, batch_key, write_json
 from airflow_docjobs.sensors.base import POKE_CONCURRENCY
 from airflow_docjobs.sensors.docimprint import DocimprintJobSensor
 
@@ -71,6 +71,30 @@ def test_a_batch_defers_after_polling_its_jobs_up_to_the_first_pending(frozen, t
     assert sorted(asked) == sorted([*ended, *pending][: len(asked)])
     assert 3 <= len(asked) <= 2 + POKE_CONCURRENCY
     assert len(ResultsStore(uri, "docimprint", "dag", "run").landed_keys()) == 2
+
+
+def test_a_batch_is_polled_and_deferred_in_the_order_the_vendor_took_its_jobs(frozen, tmp_path):
+    """
+    The submit's record ranks the jobs as the vendor took them (concurrent uploads arrive a few places out
+    of the inputs' order): the first poke polls from the first the vendor took, and the trigger gets
+    them in that order, the one its plan polls in (oldest first).
+    """
+    with DocimprintHook() as hook:
+        ids = [hook.submit(f"https://example.com/{n}.pdf") for n in range(6)]
+    uri = f"file://{tmp_path / 'results'}"
+    ranks = [1, 0, 3, 2, 5, 4]
+    record = [{"input": f"{n}.pdf", "accepted": rank} for n, rank in enumerate(ranks)]
+    write_json(
+        ResultsStore(uri, "docimprint", "dag", "run").named(SUBMITTED, f"{batch_key(ids)}.json"), record
+    )
+    sensor = DocimprintJobSensor(task_id="all", job_id=ids, results_uri=uri, deferrable=True)
+    frozen.state.requests.clear()
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute(context_for("all"))
+    taken = [ids[n] for n in sorted(range(6), key=ranks.__getitem__)]
+    assert [job["job_id"] for job in deferred.value.trigger.references()[0]] == taken
+    asked = [r["path"].rsplit("/", 1)[1] for r in frozen.state.requests]
+    assert sorted(asked) == sorted(taken[: len(asked)])  # the first the vendor took, and those sent ahead
 
 
 def test_a_batchs_first_poke_keeps_several_polls_in_flight(frozen, tmp_path):

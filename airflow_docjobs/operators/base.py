@@ -241,6 +241,7 @@ class DocJobSubmitOperator(ResumableJobMixin, BaseOperator):
         first: dict[str, int] = {}  # each content's input that is submitted (or reused) for all its copies
         stored: dict[int, dict[str, Any]] = {}  # jobs earlier tries submitted, by input
         taken: dict[int, str] = {}
+        accepted: dict[int, float] = {}  # when the vendor's answer to each submit came (monotonic clock)
         not_taken: list[tuple[int, VendorTransientError]] = []
         waiting = iter(range(len(items)))
         steps: dict[Future[Any], tuple[str, int, Any]] = {}
@@ -271,7 +272,9 @@ class DocJobSubmitOperator(ResumableJobMixin, BaseOperator):
                     step("submit", index, None, self._submit_counted, hook, document)
                     return False
                 try:
-                    reference, entries[index]["resent_after_ambiguous_answer"] = future.result()
+                    reference, entries[index]["resent_after_ambiguous_answer"], accepted[index] = (
+                        future.result()
+                    )
                 except (DocJobsInputError, VendorRequestError) as exc:
                     entries[index]["error"] = _error(exc)
                     return True
@@ -302,6 +305,10 @@ class DocJobSubmitOperator(ResumableJobMixin, BaseOperator):
                 raise
             finally:
                 hook.close()
+        # The order the vendor took the jobs in (concurrent submits reach it a few places out of the inputs'
+        # order): the deferring sensor polls them in it (PollPlan, "Oldest first").
+        for rank, index in enumerate(sorted(accepted, key=accepted.__getitem__)):
+            entries[index]["accepted"] = rank
         reused = sum(index in taken for index in stored)
         if stored:
             self.log.info(
@@ -342,9 +349,9 @@ class DocJobSubmitOperator(ResumableJobMixin, BaseOperator):
             ) from first_error
         return references
 
-    def _submit_counted(self, hook: DocJobsHook, item: Any) -> tuple[str, int]:
+    def _submit_counted(self, hook: DocJobsHook, item: Any) -> tuple[str, int, float]:
         reference = self.submit_one(hook, item)
-        return reference, hook.last_resends()
+        return reference, hook.last_resends(), time.monotonic()
 
     def _record(self, context: Any, references: list[str | None], entries: list[dict[str, Any]]) -> None:
         """Which inputs a batch had and why some were rejected, where the sensor finds it by its references."""

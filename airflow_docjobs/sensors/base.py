@@ -205,7 +205,9 @@ class DocJobSensor(BaseSensorOperator):
             return done.xcom_value
         store = self.store(context)
         # A batch's jobs not landed, from the first poke's one listing of the store (plus what it landed).
-        pending = [job for job in self.jobs if job_key(job) not in self._landed] if self.batch else self.jobs
+        pending = (
+            [job for job in self._queue if job_key(job) not in self._landed] if self.batch else self.jobs
+        )
         deadline = pendulum.now("UTC").add(seconds=self.timeout)
         if self.trigger_queue:
             # Airflow (3.2+) gives the trigger the queue of the task instance that defers (ti.task is this
@@ -296,9 +298,11 @@ class DocJobSensor(BaseSensorOperator):
         trigger polls them when they can have ended (``triggers/schedule.py``).
         """
         store = self.store(context)
-        # One listing of the store, not a read per job (a request each on S3); kept for execute()'s defer.
+        # One listing of the store, not a read per job (a request each on S3); kept for execute()'s defer,
+        # with the jobs in the order the vendor took them (the trigger polls them in it).
         self._landed = landed = store.landed_keys()
-        waiting = (job for job in self.jobs if job_key(job) not in landed)
+        self._queue = self._in_vendor_order(store) if until_pending else self.jobs
+        waiting = (job for job in self._queue if job_key(job) not in landed)
         self.hook.get_conn()  # one client for every thread, built before they start
         with ThreadPoolExecutor(POKE_CONCURRENCY, thread_name_prefix="docjobs-poke") as pool:
             # Up to POKE_CONCURRENCY polls in flight, their answers taken in the batch's order here: the
@@ -328,6 +332,25 @@ class DocJobSensor(BaseSensorOperator):
             self.hook.vendor,
         )
         return False
+
+    def _in_vendor_order(self, store: ResultsStore) -> list[dict[str, Any]]:
+        """
+        A batch's jobs in the order the vendor took them, as the submit recorded it (else the inputs').
+
+        Concurrent submits reach the vendor a few places out of the inputs' order, and a vendor runs its
+        oldest first. Jobs an earlier try submitted come first: the vendor took them before.
+        """
+        refs = self.references
+        try:
+            inputs = read_json(store.named(SUBMITTED, f"{batch_key(refs)}.json"))
+        except (FileNotFoundError, ValueError):
+            return self.jobs  # references that came from elsewhere than our submit
+        rank = {
+            ref: given["accepted"] for ref, given in zip(refs, inputs, strict=True) if "accepted" in given
+        }
+        taken = [ref for ref in refs if ref is not None]
+        order = sorted(range(len(taken)), key=lambda n: (rank.get(taken[n], -1), n))
+        return [self.jobs[n] for n in order]
 
     def _poll(
         self, job: dict[str, Any], context: Any, answer: Future[JobStatus] | None = None
