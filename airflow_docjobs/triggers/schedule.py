@@ -70,8 +70,9 @@ class PollPlan:
       holds the oldest pending job, watched :data:`WATCH` times an interval and asked as soon as it is
       let in (``lead`` 0); each of its ends starts a search that sweeps every parked job that ended.
       While jobs end, a search starts again :data:`WATCH` times an interval whatever the window does,
-      and one that stopped at the oldest parked job starts past it the next time. A concurrent submit
-      has the vendor take a few jobs out of the batch's order: such a job runs late, a whole duration
+      and one that stopped at the oldest parked job starts past it the next time. The sensor hands the
+      jobs over in the order the vendor took them when the submit recorded it; a job out of the batch's
+      order (references from elsewhere, submits answered out of turn) runs late, a whole duration
       when it missed its turn, and a job younger than it ending first shows it. It stays in the window,
       asked within an interval, and the job watched is the oldest not known to run late. Jobs found
       pending once a younger job had been found ended (by a poll sent after that one) count against the
