@@ -27,18 +27,13 @@ import sys
 from pathlib import Path
 
 from airflow_docjobs.triggers import schedule
-from airflow_docjobs.triggers.job import MAX_IN_FLIGHT, POLL_TICK
+from airflow_docjobs.triggers.job import MAX_IN_FLIGHT, poll_tick
 from airflow_docjobs.triggers.schedule import PollPlan
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).parent))
 from nightly import SETTINGS, Setting  # the nightly benchmark's vendor settings (in their own seconds)
 from test_poll_plan import answer, groups_ending_together, vendor_ends
-
-
-def tick_for(interval: float) -> float:
-    """The trigger's tick grid for a poll interval (``_Batch.tick``)."""
-    return min(POLL_TICK, interval / 10)
 
 
 def fifo_ends(setting: Setting, **arrivals: float) -> list[float]:
@@ -60,7 +55,7 @@ def drive(
     ``start`` (default: one interval), the lag counts from a job's end or, when ``start`` is not given,
     from the first interval, whichever is later.
     """
-    tick = tick_for(interval)
+    tick = poll_tick(interval)
     plan = PollPlan(list(range(len(ends))), interval if start is None else start, interval, tick)
     due = plan.initial()
     heapq.heapify(due)
@@ -95,7 +90,7 @@ def nightly(setting: Setting, rate: float = 85.0) -> str:
     round_at = documents / rate  # the sensor's round, after the submit
     first = next(n for n, end in enumerate(ends) if end > round_at)  # it lands these, up to the first pending
     left = [end - round_at for end in ends[first:]]
-    polls, _, worst, late = drive(left, interval, 0.02 * interval, start=interval - tick_for(interval))
+    polls, _, worst, late = drive(left, interval, 0.02 * interval, start=interval - poll_tick(interval))
     # The enqueue and the document for each, the round's polls (one pending), the trigger's polls.
     requests = 2 * documents + first + 1 + polls * len(left)
     return f"{requests / documents:.2f} req/doc, worst {worst / interval:.1f} intervals, {late:3} late"

@@ -333,6 +333,16 @@ class DocJobSensor(BaseSensorOperator):
         )
         return False
 
+    def _submitted(self, store: ResultsStore) -> list[dict[str, Any]]:
+        """The submit's record of the batch, an entry per reference (empty ones if it did not make them)."""
+        try:
+            record: list[dict[str, Any]] = read_json(
+                store.named(SUBMITTED, f"{batch_key(self.references)}.json")
+            )
+            return record
+        except (FileNotFoundError, ValueError):
+            return [{} for _ in self.references]  # references that came from elsewhere than our submit
+
     def _in_vendor_order(self, store: ResultsStore) -> list[dict[str, Any]]:
         """
         A batch's jobs in the order the vendor took them, as the submit recorded it (else the inputs').
@@ -341,12 +351,10 @@ class DocJobSensor(BaseSensorOperator):
         oldest first. Jobs an earlier try submitted come first: the vendor took them before.
         """
         refs = self.references
-        try:
-            inputs = read_json(store.named(SUBMITTED, f"{batch_key(refs)}.json"))
-        except (FileNotFoundError, ValueError):
-            return self.jobs  # references that came from elsewhere than our submit
         rank = {
-            ref: given["accepted"] for ref, given in zip(refs, inputs, strict=True) if "accepted" in given
+            ref: given["accepted"]
+            for ref, given in zip(refs, self._submitted(store), strict=True)
+            if "accepted" in given
         }
         taken = [ref for ref in refs if ref is not None]
         order = sorted(range(len(taken)), key=lambda n: (rank.get(taken[n], -1), n))
@@ -396,13 +404,9 @@ class DocJobSensor(BaseSensorOperator):
     ) -> list[dict[str, Any]]:
         """Record one outcome per input in the store, then fail if too many did not succeed."""
         store = self.store(context)
-        try:
-            inputs = read_json(store.named(SUBMITTED, f"{batch_key(self.references)}.json"))
-        except (FileNotFoundError, ValueError):
-            inputs = [{} for _ in self.references]  # references that came from elsewhere than our submit
         outcomes = []
-        for ref, given in zip(self.references, inputs, strict=True):
-            outcome = {
+        for ref, given in zip(self.references, self._submitted(store), strict=True):
+            outcome: dict[str, Any] = {
                 "reference": public_reference(self.hook, self.reference_field, ref),
                 "input": given.get("input"),
                 "sha256": given.get("sha256"),

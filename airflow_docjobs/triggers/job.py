@@ -290,7 +290,7 @@ class _Batch:
         self.schedule: list[tuple[float, int]] = []
         self.wake: asyncio.Future[None] | None = None
         self.waking_at = 0.0
-        self.tick = min(POLL_TICK, self.interval / 10) or POLL_TICK
+        self.tick = poll_tick(self.interval)
         self.plan: PollPlan | None = None  # a batch's poll schedule (schedule.py), made by _drive
         # A batch's: its polls in flight, and those waiting out a backoff, their slot lent (_backoff).
         self.slots: asyncio.Semaphore
@@ -547,6 +547,11 @@ class _Batch:
 
 # The wake-up timers' context: call_at would copy the caller's for each, which _settle does not use.
 _NO_CONTEXT = contextvars.Context()
+
+
+def poll_tick(interval: float) -> float:
+    """The grid polls are due on: :data:`POLL_TICK`, or a tenth of a shorter poll interval."""
+    return min(POLL_TICK, interval / 10) or POLL_TICK
 
 
 def _settle(future: asyncio.Future[None]) -> None:
